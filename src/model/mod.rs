@@ -1,0 +1,165 @@
+//! The configuration directory as typed resources.
+//!
+//! `load` reads every `*.yaml`/`*.yml` file of a directory (multi-document files and
+//! `kind: List` allowed) into [`Resource`]s, each knowing where it came from; `validate`
+//! checks them one by one and across the directory. Both collect *every* problem rather
+//! than stopping at the first, and a directory is used only when it has none: a
+//! [`Model`] is a directory that loaded and validated completely.
+
+pub mod load;
+pub mod resources;
+pub mod settings;
+pub mod validate;
+pub mod yaml;
+
+mod de;
+
+use std::fmt;
+use std::path::Path;
+
+pub use resources::{Kind, Metadata, Spec};
+pub use settings::Settings;
+pub use yaml::FieldLines;
+
+/// Where a resource came from: the file as named to the user, and the line its document
+/// (or `kind: List` item) starts on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Origin {
+    pub file: String,
+    pub line: usize,
+}
+
+/// One decoded resource of the directory.
+#[derive(Debug, Clone)]
+pub struct Resource {
+    pub origin: Origin,
+    pub metadata: Metadata,
+    pub spec: Spec,
+    /// Line of every field of this resource, for problem messages.
+    pub fields: FieldLines,
+}
+
+impl Resource {
+    pub fn kind(&self) -> Kind {
+        self.spec.kind()
+    }
+
+    /// `metadata.name`, or the empty string when it is missing (validation reports that).
+    pub fn name(&self) -> &str {
+        self.metadata.name.as_deref().unwrap_or("")
+    }
+
+    /// The namespace of a namespaced kind (`default` when unset); empty for global kinds.
+    pub fn namespace(&self) -> &str {
+        if self.kind().is_namespaced() {
+            match self.metadata.namespace.as_deref() {
+                Some(ns) if !ns.is_empty() => ns,
+                _ => "default",
+            }
+        } else {
+            ""
+        }
+    }
+
+    /// How problems and traces name this resource: `KIND/NAME`, or `KIND/NAMESPACE/NAME`
+    /// for namespaced kinds.
+    pub fn display_name(&self) -> String {
+        let name = if self.name().is_empty() { "?" } else { self.name() };
+        if self.kind().is_namespaced() {
+            format!("{}/{}/{}", self.kind().name(), self.namespace(), name)
+        } else {
+            format!("{}/{}", self.kind().name(), name)
+        }
+    }
+
+    /// Line of a field given as a path such as `spec.ingress[0].source.nets[1]`; the line
+    /// of the deepest part of the path that exists, else the resource's own line.
+    pub fn line_of(&self, field_path: &str) -> usize {
+        self.fields.line(field_path).unwrap_or(self.origin.line)
+    }
+
+    /// A problem located at `field_path` of this resource.
+    pub fn problem(&self, field_path: &str, message: impl Into<String>) -> Problem {
+        Problem {
+            file: self.origin.file.clone(),
+            line: self.line_of(field_path),
+            resource: self.display_name(),
+            field: field_path.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+/// One thing wrong with the directory, printed as `FILE:LINE: KIND/NAME: FIELD: message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: String,
+    pub line: usize,
+    /// `KIND/NAME` (or `KIND/NAMESPACE/NAME`); `-` when the problem is not inside a resource
+    /// (unreadable file, YAML syntax error, document with no kind).
+    pub resource: String,
+    /// Field path such as `spec.ingress[0].protocol`; `-` when the problem is not about one field.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}: {}: {}: {}",
+            self.file, self.line, self.resource, self.field, self.message
+        )
+    }
+}
+
+/// Caps against hostile or runaway input (SPEC §A4). Exceeding one is a problem, not a crash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub max_files: usize,
+    pub max_resources: usize,
+    pub max_rules_per_policy: usize,
+    pub max_selector_len: usize,
+    pub max_yaml_depth: usize,
+    /// Total nodes one document may expand to, aliases included (stops alias bombs).
+    pub max_yaml_nodes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_bytes: 16 * 1024 * 1024,
+            max_files: 10_000,
+            max_resources: 100_000,
+            max_rules_per_policy: 10_000,
+            max_selector_len: 1024,
+            max_yaml_depth: 64,
+            max_yaml_nodes: 2_000_000,
+        }
+    }
+}
+
+/// A directory that loaded and validated with no problem, plus its gateway settings.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Resources in a stable order: files sorted by name, then document order.
+    pub resources: Vec<Resource>,
+    pub settings: Settings,
+}
+
+/// Load and validate `dir`: all or nothing.
+pub fn load_model(dir: &Path, limits: &Limits) -> Result<Model, Vec<Problem>> {
+    let (resources, mut problems) = load::load_dir(dir, limits);
+    problems.extend(validate::validate(&resources, limits));
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    match settings::Settings::from_resources(&resources) {
+        Ok(settings) => Ok(Model {
+            resources,
+            settings,
+        }),
+        Err(problems) => Err(problems),
+    }
+}

@@ -1,0 +1,1 @@
+//! PLACEHOLDER: replaced by resolution and the reference evaluator.
