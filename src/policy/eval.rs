@@ -1,0 +1,1128 @@
+//! The reference evaluator: decides one flow exactly as Calico would, by walking the resolved
+//! policy set step by step (SPEC §3.3–§5, §A1). It favours being obviously right over being
+//! fast; the compiled classification trees are tested against it. The same walk, with its
+//! narration switched on, is what `explain` prints.
+
+use std::fmt;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+
+use super::flow::{Flow, protocol};
+use super::resolve::{
+    Direction, Endpoint, EndpointKind, Policy, Resolved, Stage, Tier, TierDefaultAction,
+};
+use super::rule::{Action, IcmpMatch, IpVersion, PortMatch, Rule, Side};
+use crate::model::settings::{FailsafePort, FailsafeProtocol, UnmatchedTrafficAction};
+use crate::selector::Selector;
+
+/// Note attached to the decision of a flow whose addresses are of different families.
+pub const MIXED_FAMILIES_NOTE: &str =
+    "source and destination are of different address families; such a flow is undefined and denied";
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Verdict {
+    Allow,
+    Deny,
+}
+
+impl Verdict {
+    pub fn name(self) -> &'static str {
+        match self {
+            Verdict::Allow => "allow",
+            Verdict::Deny => "deny",
+        }
+    }
+}
+
+/// Which side of the flow a trace entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TraceSide {
+    /// The destination endpoint's ingress policy.
+    Ingress,
+    /// The source endpoint's egress policy.
+    Egress,
+    /// Neither address is an endpoint.
+    None,
+}
+
+/// The step of the pipeline that decided a side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum TraceStage {
+    #[serde(rename = "failsafe")]
+    Failsafe,
+    #[serde(rename = "untracked")]
+    Untracked,
+    #[serde(rename = "preDNAT")]
+    PreDnat,
+    #[serde(rename = "normal")]
+    Normal,
+    /// After the tiers: profiles, or the endpoint default when nothing else decided.
+    #[serde(rename = "profile")]
+    Profile,
+}
+
+impl TraceStage {
+    fn of(stage: Stage) -> TraceStage {
+        match stage {
+            Stage::Untracked => TraceStage::Untracked,
+            Stage::PreDnat => TraceStage::PreDnat,
+            Stage::Normal => TraceStage::Normal,
+        }
+    }
+}
+
+/// Which default decided, when no rule did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DefaultReason {
+    /// The end of a tier with defaultAction Deny, reached with no Pass.
+    TierEnd,
+    /// The endpoint lists profiles and none of them decided.
+    ProfilesNoMatch,
+    /// A workload endpoint with nothing deciding and no profiles: allowed.
+    WorkloadAllow,
+    /// A host endpoint with nothing deciding and no profiles: denied.
+    HostDeny,
+    /// Admitted by a failsafe port ahead of all policy.
+    Failsafe,
+    /// Neither address is an endpoint: the `unmatchedTrafficAction` setting applies.
+    UnmatchedTraffic,
+}
+
+/// A Log rule that matched before the side was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct LoggedRule {
+    /// `None` for a profile's rule.
+    pub tier: Option<String>,
+    pub policy: String,
+    pub rule: usize,
+}
+
+/// How one side of the flow was decided.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TraceEntry {
+    pub side: TraceSide,
+    /// `HostEndpoint/NAME` or `WorkloadEndpoint/NAMESPACE/NAME`; `None` when no endpoint.
+    pub endpoint: Option<String>,
+    pub stage: TraceStage,
+    pub tier: Option<String>,
+    /// `KIND/NAME`, `KIND/NAMESPACE/NAME` or `Profile/NAME`; `None` when a default decided.
+    pub policy: Option<String>,
+    /// Index of the deciding rule in its policy's rule list for this direction.
+    pub rule: Option<usize>,
+    pub action: Verdict,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<DefaultReason>,
+    pub logged: Vec<LoggedRule>,
+}
+
+/// The verdict on a flow and how each side reached it; serializes to the `eval` output line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub verdict: Verdict,
+    /// One entry per side that ran: egress of the source endpoint, then ingress of the
+    /// destination endpoint.
+    pub trace: Vec<TraceEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+impl Decision {
+    pub fn verdict(&self) -> Verdict {
+        self.verdict
+    }
+
+    pub fn is_allowed(&self) -> bool {
+        self.verdict == Verdict::Allow
+    }
+
+    /// The trace entry of one side, if that side ran.
+    pub fn side(&self, side: TraceSide) -> Option<&TraceEntry> {
+        self.trace.iter().find(|t| t.side == side)
+    }
+
+    /// The `eval` output line (no trailing newline).
+    pub fn to_json_line(&self) -> String {
+        serde_json::to_string(self)
+            .unwrap_or_else(|e| format!("{{\"error\":\"cannot serialize decision: {e}\"}}"))
+    }
+}
+
+/// Decide one flow.
+pub fn evaluate(resolved: &Resolved, flow: &Flow) -> Decision {
+    decide(resolved, flow, &mut Narration::silent())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Narration: what `explain` prints, recorded only when asked for.
+
+/// Lines of the explanation, each with its indentation depth.
+pub(crate) struct Narration {
+    lines: Option<Vec<(usize, String)>>,
+}
+
+impl Narration {
+    pub fn silent() -> Narration {
+        Narration { lines: None }
+    }
+
+    pub fn recording() -> Narration {
+        Narration {
+            lines: Some(Vec::new()),
+        }
+    }
+
+    /// Record a line; the text is only built when recording.
+    pub fn say(&mut self, depth: usize, text: impl FnOnce() -> String) {
+        if let Some(lines) = &mut self.lines {
+            lines.push((depth, text()));
+        }
+    }
+
+    pub fn into_lines(self) -> Vec<(usize, String)> {
+        self.lines.unwrap_or_default()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The flow verdict (§4.4)
+
+pub(crate) fn decide(resolved: &Resolved, flow: &Flow, n: &mut Narration) -> Decision {
+    if flow.mixes_families() {
+        n.say(0, || MIXED_FAMILIES_NOTE.to_owned());
+        return Decision {
+            verdict: Verdict::Deny,
+            trace: Vec::new(),
+            note: Some(MIXED_FAMILIES_NOTE.to_owned()),
+        };
+    }
+    let source = resolved.endpoint_at(flow.src);
+    let destination = resolved.endpoint_at(flow.dst);
+    narrate_owner(n, "source", flow.src, source, Direction::Egress);
+    narrate_owner(n, "destination", flow.dst, destination, Direction::Ingress);
+
+    if source.is_none() && destination.is_none() {
+        return unmatched_traffic(resolved.settings.unmatched_traffic_action, n);
+    }
+    let mut trace = Vec::new();
+    if let Some(endpoint) = source {
+        trace.push(evaluate_side(
+            resolved,
+            endpoint,
+            Direction::Egress,
+            flow,
+            n,
+        ));
+    }
+    if let Some(endpoint) = destination {
+        trace.push(evaluate_side(
+            resolved,
+            endpoint,
+            Direction::Ingress,
+            flow,
+            n,
+        ));
+    }
+    let verdict = if trace.iter().all(|t| t.action == Verdict::Allow) {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    };
+    Decision {
+        verdict,
+        trace,
+        note: None,
+    }
+}
+
+fn narrate_owner(
+    n: &mut Narration,
+    what: &str,
+    addr: IpAddr,
+    owner: Option<&Endpoint>,
+    direction: Direction,
+) {
+    n.say(0, || match owner {
+        Some(e) => format!(
+            "{what} {addr} is {}: its {} policy runs",
+            e.display_name,
+            direction.name()
+        ),
+        None => format!(
+            "{what} {addr} is not an endpoint: no {} side",
+            direction.name()
+        ),
+    });
+}
+
+fn unmatched_traffic(action: UnmatchedTrafficAction, n: &mut Narration) -> Decision {
+    let verdict = match action {
+        UnmatchedTrafficAction::Allow => Verdict::Allow,
+        UnmatchedTrafficAction::Deny => Verdict::Deny,
+    };
+    n.say(0, || {
+        format!(
+            "neither address is an endpoint: unmatchedTrafficAction {} applies",
+            verdict.name()
+        )
+    });
+    Decision {
+        verdict,
+        trace: vec![TraceEntry {
+            side: TraceSide::None,
+            endpoint: None,
+            stage: TraceStage::Normal,
+            tier: None,
+            policy: None,
+            rule: None,
+            action: verdict,
+            default: Some(DefaultReason::UnmatchedTraffic),
+            logged: Vec::new(),
+        }],
+        note: None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One side: failsafe, stages, tiers, profiles, defaults (§3.3, §3.4, §4.3)
+
+/// What decided a side, before the logged rules are attached.
+struct Decided {
+    stage: TraceStage,
+    tier: Option<String>,
+    policy: Option<String>,
+    rule: Option<usize>,
+    action: Verdict,
+    default: Option<DefaultReason>,
+}
+
+impl Decided {
+    fn by_default(
+        stage: TraceStage,
+        tier: Option<String>,
+        action: Verdict,
+        reason: DefaultReason,
+    ) -> Decided {
+        Decided {
+            stage,
+            tier,
+            policy: None,
+            rule: None,
+            action,
+            default: Some(reason),
+        }
+    }
+}
+
+/// The walk over one side of a flow.
+struct SideWalk<'a, 'n> {
+    resolved: &'a Resolved,
+    endpoint: &'a Endpoint,
+    direction: Direction,
+    flow: &'a Flow,
+    logged: Vec<LoggedRule>,
+    n: &'n mut Narration,
+}
+
+fn evaluate_side(
+    resolved: &Resolved,
+    endpoint: &Endpoint,
+    direction: Direction,
+    flow: &Flow,
+    n: &mut Narration,
+) -> TraceEntry {
+    n.say(0, || {
+        format!("{} of {}", direction.name(), endpoint.display_name)
+    });
+    let mut walk = SideWalk {
+        resolved,
+        endpoint,
+        direction,
+        flow,
+        logged: Vec::new(),
+        n,
+    };
+    let decided = walk.run();
+    walk.n.say(1, || {
+        format!(
+            "=> {} {}: {}",
+            direction.name(),
+            decided.action.name(),
+            describe_decider(&decided)
+        )
+    });
+    TraceEntry {
+        side: match direction {
+            Direction::Ingress => TraceSide::Ingress,
+            Direction::Egress => TraceSide::Egress,
+        },
+        endpoint: Some(endpoint.display_name.clone()),
+        stage: decided.stage,
+        tier: decided.tier,
+        policy: decided.policy,
+        rule: decided.rule,
+        action: decided.action,
+        default: decided.default,
+        logged: walk.logged,
+    }
+}
+
+fn describe_decider(d: &Decided) -> String {
+    match (&d.policy, d.rule, d.default) {
+        (Some(policy), Some(rule), _) => format!("{policy} rule {rule}"),
+        (_, _, Some(DefaultReason::TierEnd)) => {
+            format!("end of tier {}", d.tier.as_deref().unwrap_or("?"))
+        }
+        (_, _, Some(DefaultReason::ProfilesNoMatch)) => "no profile decided".to_owned(),
+        (_, _, Some(DefaultReason::WorkloadAllow)) => "workload default (allow)".to_owned(),
+        (_, _, Some(DefaultReason::HostDeny)) => "host endpoint default (deny)".to_owned(),
+        (_, _, Some(DefaultReason::Failsafe)) => "failsafe port".to_owned(),
+        (_, _, Some(DefaultReason::UnmatchedTraffic)) => "unmatched traffic".to_owned(),
+        _ => "?".to_owned(),
+    }
+}
+
+impl SideWalk<'_, '_> {
+    fn run(&mut self) -> Decided {
+        if self.endpoint.kind == EndpointKind::Host {
+            if let Some(decided) = self.failsafe() {
+                return decided;
+            }
+            // doNotTrack and preDNAT policies exist only for host endpoints; for workloads
+            // they neither allow nor deny nor count as selecting the endpoint.
+            for stage in self.early_stages() {
+                self.n.say(1, || format!("{} stage:", stage_name(stage)));
+                if let Some(decided) = self.run_tiers(stage) {
+                    return decided;
+                }
+                self.n
+                    .say(2, || "nothing decided: on to the next stage".to_owned());
+            }
+        }
+        self.n.say(1, || "normal stage:".to_owned());
+        if let Some(decided) = self.run_tiers(Stage::Normal) {
+            return decided;
+        }
+        self.run_profiles()
+    }
+
+    /// Untracked, then (ingress only) preDNAT.
+    fn early_stages(&self) -> Vec<Stage> {
+        match self.direction {
+            Direction::Ingress => vec![Stage::Untracked, Stage::PreDnat],
+            Direction::Egress => vec![Stage::Untracked],
+        }
+    }
+
+    /// Failsafe ports: inbound ones on ingress to the host, outbound ones on egress from it,
+    /// both by destination port; a failsafe `net` restricts the remote address.
+    fn failsafe(&mut self) -> Option<Decided> {
+        let (ports, remote, which) = match self.direction {
+            Direction::Ingress => (
+                &self.resolved.settings.failsafe_inbound,
+                self.flow.src,
+                "inbound",
+            ),
+            Direction::Egress => (
+                &self.resolved.settings.failsafe_outbound,
+                self.flow.dst,
+                "outbound",
+            ),
+        };
+        let hit = ports.iter().find(|p| failsafe_admits(p, self.flow, remote));
+        match hit {
+            Some(p) => {
+                self.n.say(1, || {
+                    format!(
+                        "failsafe: {which} {} port {} admits this flow ahead of all policy",
+                        failsafe_protocol_name(p.protocol),
+                        p.port
+                    )
+                });
+                Some(Decided::by_default(
+                    TraceStage::Failsafe,
+                    None,
+                    Verdict::Allow,
+                    DefaultReason::Failsafe,
+                ))
+            }
+            None => {
+                self.n
+                    .say(1, || format!("failsafe: no {which} failsafe port matches"));
+                None
+            }
+        }
+    }
+
+    /// The tiers of one stage (§4.3). `None` when no tier decided: the flow passed through
+    /// every tier, or (untracked and preDNAT stages) reached a tier end, which is a Pass there.
+    fn run_tiers(&mut self, stage: Stage) -> Option<Decided> {
+        for tier in &self.resolved.tiers {
+            let applicable: Vec<&Policy> = tier
+                .policies
+                .iter()
+                .filter(|p| self.applies(p, stage))
+                .collect();
+            if applicable.is_empty() {
+                self.n.say(2, || {
+                    format!(
+                        "tier {}: skipped, no {} policy selects this endpoint for {}",
+                        tier.name,
+                        stage_name(stage),
+                        self.direction.name()
+                    )
+                });
+                continue;
+            }
+            self.n.say(2, || describe_tier(tier));
+            self.narrate_inapplicable(tier, stage);
+            match self.run_tier_policies(tier, stage, &applicable) {
+                TierResult::Decided(decided) => return Some(decided),
+                TierResult::Passed => continue,
+                TierResult::NoMatch => {}
+            }
+            if stage != Stage::Normal {
+                self.n.say(3, || {
+                    format!(
+                        "end of tier {}: implicit Pass in the {} stage",
+                        tier.name,
+                        stage_name(stage)
+                    )
+                });
+                continue;
+            }
+            match tier.default_action {
+                TierDefaultAction::Deny => {
+                    self.n.say(3, || {
+                        format!("end of tier {}: default action Deny", tier.name)
+                    });
+                    return Some(Decided::by_default(
+                        TraceStage::Normal,
+                        Some(tier.name.clone()),
+                        Verdict::Deny,
+                        DefaultReason::TierEnd,
+                    ));
+                }
+                TierDefaultAction::Pass => {
+                    self.n.say(3, || {
+                        format!(
+                            "end of tier {}: default action Pass, on to the next tier",
+                            tier.name
+                        )
+                    });
+                }
+            }
+        }
+        None
+    }
+
+    fn run_tier_policies(
+        &mut self,
+        tier: &Tier,
+        stage: Stage,
+        applicable: &[&Policy],
+    ) -> TierResult {
+        for policy in applicable {
+            self.n.say(3, || {
+                format!(
+                    "policy {}{}",
+                    policy.display_name,
+                    describe_order(policy.order)
+                )
+            });
+            let rules = policy.rules(self.direction).unwrap_or_default();
+            if rules.is_empty() {
+                self.n
+                    .say(4, || format!("no {} rules", self.direction.name()));
+            }
+            for (index, rule) in rules.iter().enumerate() {
+                match self.try_rule(rule, index, Some(&tier.name), &policy.display_name) {
+                    RuleResult::Decides(action) => {
+                        return TierResult::Decided(Decided {
+                            stage: TraceStage::of(stage),
+                            tier: Some(tier.name.clone()),
+                            policy: Some(policy.display_name.clone()),
+                            rule: Some(index),
+                            action,
+                            default: None,
+                        });
+                    }
+                    RuleResult::Pass => {
+                        self.n
+                            .say(4, || "Pass: skipping the rest of this tier".to_owned());
+                        return TierResult::Passed;
+                    }
+                    RuleResult::Continue => {}
+                }
+            }
+        }
+        TierResult::NoMatch
+    }
+
+    /// Profiles in the endpoint's order, then the endpoint default (§4.3).
+    fn run_profiles(&mut self) -> Decided {
+        let endpoint = self.endpoint;
+        if endpoint.profiles.is_empty() {
+            let (action, reason, why) = match endpoint.kind {
+                EndpointKind::Workload => (
+                    Verdict::Allow,
+                    DefaultReason::WorkloadAllow,
+                    "no profiles: a workload endpoint defaults to allow",
+                ),
+                EndpointKind::Host => (
+                    Verdict::Deny,
+                    DefaultReason::HostDeny,
+                    "no profiles: a host endpoint defaults to deny",
+                ),
+            };
+            self.n.say(1, || format!("profiles: {why}"));
+            return Decided::by_default(TraceStage::Profile, None, action, reason);
+        }
+        self.n.say(1, || "profiles:".to_owned());
+        for profile in self.resolved.profiles_of(endpoint) {
+            self.n
+                .say(2, || format!("profile {}", profile.display_name));
+            for (index, rule) in profile.rules(self.direction).iter().enumerate() {
+                match self.try_rule(rule, index, None, &profile.display_name) {
+                    RuleResult::Decides(action) => {
+                        return Decided {
+                            stage: TraceStage::Profile,
+                            tier: None,
+                            policy: Some(profile.display_name.clone()),
+                            rule: Some(index),
+                            action,
+                            default: None,
+                        };
+                    }
+                    RuleResult::Pass => {
+                        self.n.say(3, || "Pass: on to the next profile".to_owned());
+                        break;
+                    }
+                    RuleResult::Continue => {}
+                }
+            }
+        }
+        self.n.say(2, || "no profile decided: deny".to_owned());
+        Decided::by_default(
+            TraceStage::Profile,
+            None,
+            Verdict::Deny,
+            DefaultReason::ProfilesNoMatch,
+        )
+    }
+
+    /// Match one rule; Log rules are recorded here and never decide.
+    fn try_rule(
+        &mut self,
+        rule: &Rule,
+        index: usize,
+        tier: Option<&str>,
+        policy: &str,
+    ) -> RuleResult {
+        let depth = if tier.is_some() { 4 } else { 3 };
+        match match_rule(self.resolved, rule, self.flow) {
+            Err(mismatch) => {
+                self.n.say(depth, || {
+                    format!(
+                        "rule {index} ({}): no match: {mismatch}",
+                        rule.action.name()
+                    )
+                });
+                RuleResult::Continue
+            }
+            Ok(()) => {
+                self.n.say(depth, || {
+                    format!("rule {index} ({}): matched", rule.action.name())
+                });
+                match rule.action {
+                    Action::Allow => RuleResult::Decides(Verdict::Allow),
+                    Action::Deny => RuleResult::Decides(Verdict::Deny),
+                    Action::Pass => RuleResult::Pass,
+                    Action::Log => {
+                        self.logged.push(LoggedRule {
+                            tier: tier.map(str::to_owned),
+                            policy: policy.to_owned(),
+                            rule: index,
+                        });
+                        self.n
+                            .say(depth + 1, || "logged; evaluation continues".to_owned());
+                        RuleResult::Continue
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether a policy takes part for this endpoint, direction and stage (§3).
+    fn applies(&self, policy: &Policy, stage: Stage) -> bool {
+        policy.stage == stage
+            && policy.governs(self.direction)
+            && policy.selector.matches(&self.endpoint.labels)
+    }
+
+    fn narrate_inapplicable(&mut self, tier: &Tier, stage: Stage) {
+        for policy in &tier.policies {
+            if self.applies(policy, stage) {
+                continue;
+            }
+            let why = if policy.stage != stage {
+                format!("runs in the {} stage", stage_name(policy.stage))
+            } else if !policy.governs(self.direction) {
+                format!("does not govern {}", self.direction.name())
+            } else {
+                format!("does not select this endpoint ({})", policy.selector)
+            };
+            self.n.say(3, || {
+                format!("policy {}: not applicable, {why}", policy.display_name)
+            });
+        }
+    }
+}
+
+enum TierResult {
+    Decided(Decided),
+    Passed,
+    NoMatch,
+}
+
+enum RuleResult {
+    Decides(Verdict),
+    Pass,
+    Continue,
+}
+
+fn stage_name(stage: Stage) -> &'static str {
+    match stage {
+        Stage::Untracked => "untracked",
+        Stage::PreDnat => "preDNAT",
+        Stage::Normal => "normal",
+    }
+}
+
+fn describe_tier(tier: &Tier) -> String {
+    let action = match tier.default_action {
+        TierDefaultAction::Deny => "Deny",
+        TierDefaultAction::Pass => "Pass",
+    };
+    format!(
+        "tier {}{}, default action {action}",
+        tier.name,
+        describe_order(tier.order)
+    )
+}
+
+fn describe_order(order: Option<f64>) -> String {
+    match order {
+        Some(o) => format!(" (order {o})"),
+        None => " (no order)".to_owned(),
+    }
+}
+
+fn failsafe_admits(port: &FailsafePort, flow: &Flow, remote: IpAddr) -> bool {
+    let protocol_matches = match port.protocol {
+        FailsafeProtocol::Tcp => flow.protocol == protocol::TCP,
+        FailsafeProtocol::Udp => flow.protocol == protocol::UDP,
+    };
+    protocol_matches
+        && flow.dst_port == Some(port.port)
+        && port.net.is_none_or(|net| net.contains(&remote))
+}
+
+fn failsafe_protocol_name(p: FailsafeProtocol) -> &'static str {
+    match p {
+        FailsafeProtocol::Tcp => "TCP",
+        FailsafeProtocol::Udp => "UDP",
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rule matching (§5)
+
+/// Which end of the packet a side criterion looks at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum End {
+    Source,
+    Destination,
+}
+
+impl End {
+    fn name(self) -> &'static str {
+        match self {
+            End::Source => "source",
+            End::Destination => "destination",
+        }
+    }
+}
+
+/// The first criterion of a rule that a flow fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mismatch<'a> {
+    IpVersion {
+        rule: IpVersion,
+        flow: IpVersion,
+    },
+    /// Some nets/notNets list is non-empty but holds no CIDR of the flow's family.
+    NetsFamily {
+        flow: IpVersion,
+    },
+    Protocol {
+        rule: u8,
+        flow: u8,
+    },
+    NotProtocol {
+        excluded: u8,
+    },
+    NotIcmpFlow,
+    IcmpTypeMissing,
+    IcmpCodeMissing,
+    Icmp {
+        rule: IcmpMatch,
+        flow_type: u8,
+        flow_code: Option<u8>,
+    },
+    NotIcmp {
+        excluded: IcmpMatch,
+    },
+    Nets {
+        end: End,
+        addr: IpAddr,
+        nets: &'a [IpNet],
+    },
+    NotNets {
+        end: End,
+        addr: IpAddr,
+        net: &'a IpNet,
+    },
+    Selector {
+        end: End,
+        addr: IpAddr,
+        selector: &'a Selector,
+    },
+    NotSelector {
+        end: End,
+        addr: IpAddr,
+        selector: &'a Selector,
+        entity: String,
+    },
+    PortMissing {
+        end: End,
+    },
+    Ports {
+        end: End,
+        port: u16,
+        ports: &'a [PortMatch],
+    },
+    NotPorts {
+        end: End,
+        port: u16,
+        entry: &'a PortMatch,
+    },
+}
+
+impl fmt::Display for Mismatch<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Mismatch::IpVersion { rule, flow } => write!(
+                f,
+                "flow is IPv{}, rule matches IPv{} only",
+                flow.number(),
+                rule.number()
+            ),
+            Mismatch::NetsFamily { flow } => {
+                write!(f, "rule CIDRs hold no IPv{} network", flow.number())
+            }
+            Mismatch::Protocol { rule, flow } => write!(
+                f,
+                "protocol {} is not {}",
+                protocol::display(*flow),
+                protocol::display(*rule)
+            ),
+            Mismatch::NotProtocol { excluded } => {
+                write!(
+                    f,
+                    "protocol is {} (notProtocol)",
+                    protocol::display(*excluded)
+                )
+            }
+            Mismatch::NotIcmpFlow => {
+                f.write_str("rule matches ICMP fields and the flow is not ICMP")
+            }
+            Mismatch::IcmpTypeMissing => {
+                f.write_str("flow has no ICMP type, so no type-specific rule matches it")
+            }
+            Mismatch::IcmpCodeMissing => {
+                f.write_str("flow has no ICMP code, so no code-specific rule matches it")
+            }
+            Mismatch::Icmp {
+                rule,
+                flow_type,
+                flow_code,
+            } => {
+                write!(f, "ICMP type {flow_type}")?;
+                if let Some(code) = flow_code {
+                    write!(f, " code {code}")?;
+                }
+                write!(f, " is not {rule}")
+            }
+            Mismatch::NotIcmp { excluded } => write!(f, "ICMP {excluded} is excluded by notICMP"),
+            Mismatch::Nets { end, addr, nets } => {
+                write!(f, "{} {addr} not in {}", end.name(), join(nets.iter()))
+            }
+            Mismatch::NotNets { end, addr, net } => {
+                write!(f, "{} {addr} is in notNets {net}", end.name())
+            }
+            Mismatch::Selector {
+                end,
+                addr,
+                selector,
+            } => write!(
+                f,
+                "{} {addr} not in any entity selected by {selector}",
+                end.name()
+            ),
+            Mismatch::NotSelector {
+                end,
+                addr,
+                selector,
+                entity,
+            } => write!(
+                f,
+                "{} {addr} is in {entity}, selected by notSelector {selector}",
+                end.name()
+            ),
+            Mismatch::PortMissing { end } => write!(f, "flow has no {} port", end.name()),
+            Mismatch::Ports { end, port, ports } => {
+                write!(
+                    f,
+                    "{} port {port} not in {}",
+                    end.name(),
+                    join(ports.iter())
+                )
+            }
+            Mismatch::NotPorts { end, port, entry } => {
+                write!(
+                    f,
+                    "{} port {port} matches notPorts entry {entry}",
+                    end.name()
+                )
+            }
+        }
+    }
+}
+
+fn join<T: fmt::Display>(items: impl Iterator<Item = T>) -> String {
+    items.map(|i| i.to_string()).collect::<Vec<_>>().join(",")
+}
+
+/// Whether `rule` matches `flow`: every criterion it sets must hold. On a mismatch, says which
+/// criterion failed first.
+pub fn match_rule<'a>(
+    resolved: &Resolved,
+    rule: &'a Rule,
+    flow: &Flow,
+) -> Result<(), Mismatch<'a>> {
+    match_family(rule, flow)?;
+    match_protocol(rule, flow)?;
+    match_icmp(rule, flow)?;
+    match_side(
+        resolved,
+        &rule.src,
+        End::Source,
+        flow.src,
+        flow.src_port,
+        flow.protocol,
+    )?;
+    match_side(
+        resolved,
+        &rule.dst,
+        End::Destination,
+        flow.dst,
+        flow.dst_port,
+        flow.protocol,
+    )
+}
+
+fn match_family<'a>(rule: &'a Rule, flow: &Flow) -> Result<(), Mismatch<'a>> {
+    let family = IpVersion::of_addr(flow.src);
+    if let Some(version) = rule.ip_version
+        && version != family
+    {
+        return Err(Mismatch::IpVersion {
+            rule: version,
+            flow: family,
+        });
+    }
+    // A rule with CIDRs of the other family only does not exist for this family at all, even
+    // when the CIDRs are in notNets (Felix drops it when rendering that family).
+    let lists = [
+        &rule.src.nets,
+        &rule.src.not_nets,
+        &rule.dst.nets,
+        &rule.dst.not_nets,
+    ];
+    for list in lists {
+        if !list.is_empty() && !list.iter().any(|n| IpVersion::of_net(n) == family) {
+            return Err(Mismatch::NetsFamily { flow: family });
+        }
+    }
+    Ok(())
+}
+
+fn match_protocol<'a>(rule: &'a Rule, flow: &Flow) -> Result<(), Mismatch<'a>> {
+    if let Some(p) = rule.protocol
+        && p != flow.protocol
+    {
+        return Err(Mismatch::Protocol {
+            rule: p,
+            flow: flow.protocol,
+        });
+    }
+    if let Some(p) = rule.not_protocol
+        && p == flow.protocol
+    {
+        return Err(Mismatch::NotProtocol { excluded: p });
+    }
+    Ok(())
+}
+
+/// `icmp` and `notICMP`: only ICMP/ICMPv6 flows that carry a type can match them, and a
+/// criterion that names a code needs the flow's code.
+fn match_icmp<'a>(rule: &'a Rule, flow: &Flow) -> Result<(), Mismatch<'a>> {
+    if rule.icmp.is_none() && rule.not_icmp.is_none() {
+        return Ok(());
+    }
+    if !protocol::is_icmp(flow.protocol) {
+        return Err(Mismatch::NotIcmpFlow);
+    }
+    let Some(flow_type) = flow.icmp_type else {
+        return Err(Mismatch::IcmpTypeMissing);
+    };
+    let same = |m: &IcmpMatch| -> Result<bool, Mismatch<'a>> {
+        match (m.code, flow.icmp_code) {
+            (None, _) => Ok(m.icmp_type == flow_type),
+            (Some(_), None) => Err(Mismatch::IcmpCodeMissing),
+            (Some(code), Some(flow_code)) => Ok(m.icmp_type == flow_type && code == flow_code),
+        }
+    };
+    if let Some(m) = &rule.icmp
+        && !same(m)?
+    {
+        return Err(Mismatch::Icmp {
+            rule: *m,
+            flow_type,
+            flow_code: flow.icmp_code,
+        });
+    }
+    if let Some(m) = &rule.not_icmp
+        && same(m)?
+    {
+        return Err(Mismatch::NotIcmp { excluded: *m });
+    }
+    Ok(())
+}
+
+fn match_side<'a>(
+    resolved: &Resolved,
+    side: &'a Side,
+    end: End,
+    addr: IpAddr,
+    port: Option<u16>,
+    flow_protocol: u8,
+) -> Result<(), Mismatch<'a>> {
+    if !side.nets.is_empty() && !side.nets.iter().any(|n| n.contains(&addr)) {
+        return Err(Mismatch::Nets {
+            end,
+            addr,
+            nets: &side.nets,
+        });
+    }
+    if let Some(net) = side.not_nets.iter().find(|n| n.contains(&addr)) {
+        return Err(Mismatch::NotNets { end, addr, net });
+    }
+    if let Some(selector) = &side.selector
+        && !selected(resolved, selector, addr)
+    {
+        return Err(Mismatch::Selector {
+            end,
+            addr,
+            selector,
+        });
+    }
+    if let Some(selector) = &side.not_selector
+        && let Some(entity) = resolved
+            .entities_containing(addr)
+            .find(|e| selector.matches(&e.labels))
+    {
+        return Err(Mismatch::NotSelector {
+            end,
+            addr,
+            selector,
+            entity: entity.display_name.clone(),
+        });
+    }
+    if side.ports.is_empty() && side.not_ports.is_empty() {
+        return Ok(());
+    }
+    let Some(port) = port else {
+        return Err(Mismatch::PortMissing { end });
+    };
+    let ctx = PortContext {
+        resolved,
+        selector: side.selector.as_ref(),
+        addr,
+        protocol: flow_protocol,
+        port,
+    };
+    if !side.ports.is_empty() && !side.ports.iter().any(|m| ctx.matches(m)) {
+        return Err(Mismatch::Ports {
+            end,
+            port,
+            ports: &side.ports,
+        });
+    }
+    if let Some(entry) = side.not_ports.iter().find(|m| ctx.matches(m)) {
+        return Err(Mismatch::NotPorts { end, port, entry });
+    }
+    Ok(())
+}
+
+/// IP-set semantics of a positive selector: some entity whose labels it matches contains the
+/// address. An address in no entity never matches, whatever the selector.
+fn selected(resolved: &Resolved, selector: &Selector, addr: IpAddr) -> bool {
+    resolved
+        .entities_containing(addr)
+        .any(|e| selector.matches(&e.labels))
+}
+
+/// What a port entry is matched against.
+struct PortContext<'a> {
+    resolved: &'a Resolved,
+    /// The side's positive selector, which limits the endpoints whose named ports count.
+    selector: Option<&'a Selector>,
+    addr: IpAddr,
+    protocol: u8,
+    port: u16,
+}
+
+impl PortContext<'_> {
+    /// A range contains the port; a named port matches when the address is an endpoint's (one
+    /// the side's selector selects, if it has one) that declares a port of that name with the
+    /// flow's protocol and port. So it resolves per endpoint and never matches an external
+    /// address.
+    fn matches(&self, entry: &PortMatch) -> bool {
+        match entry {
+            PortMatch::Range(lo, hi) => (*lo..=*hi).contains(&self.port),
+            PortMatch::Named(name) => self.resolved.endpoint_at(self.addr).is_some_and(|e| {
+                self.selector.is_none_or(|s| s.matches(&e.labels))
+                    && e.ports.iter().any(|p| {
+                        p.name == *name && p.protocol == self.protocol && p.port == self.port
+                    })
+            }),
+        }
+    }
+}

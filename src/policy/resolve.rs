@@ -1,0 +1,1019 @@
+//! Resolution: a validated [`Model`] becomes a [`Resolved`] policy set, normalized and ready to
+//! evaluate. Effective labels (§2), effective selectors (§3.1, §5), direction defaulting (§3.2),
+//! stages (§3.3), ordered tiers and policies (§4.1–4.2), Kubernetes conversion (§7) and the
+//! settings a verdict needs all happen here, once, so that the reference evaluator and the
+//! compiler of classification trees read the same thing.
+//!
+//! Resolution runs on a model that validation has accepted, so it is not expected to fail.
+//! Should something slip through anyway (an unparseable selector, an undefined tier or
+//! profile, a duplicate endpoint address), it returns every such [`Problem`] rather than
+//! guessing or skipping: a skipped policy would silently change verdicts, and the caller
+//! already knows how to refuse a configuration with problems.
+
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+
+use super::k8s;
+use super::labels::{self, WorkloadLabelSources};
+use super::rule::{Dialect, Rule, RuleNormalizer, collect_all, parse_net};
+use crate::model::resources::{
+    EndpointPort, GlobalNetworkPolicySpec, HostEndpointSpec, Labels, NetworkPolicySpec,
+    NetworkSetSpec, ProfileSpec, Spec, TierSpec, V1PolicySpec, WorkloadEndpointSpec,
+};
+use crate::model::settings::{FailsafePort, UnmatchedTrafficAction};
+use crate::model::{Model, Origin, Problem, Resource, Settings};
+use crate::selector::Selector;
+
+/// Name of the tier that always exists.
+pub const DEFAULT_TIER: &str = "default";
+/// Order of the default tier (Calico 3.29+).
+pub const DEFAULT_TIER_ORDER: f64 = 1_000_000.0;
+/// Order Calico gives every Kubernetes NetworkPolicy.
+pub const K8S_POLICY_ORDER: f64 = 1000.0;
+
+/// The policy set, normalized and ordered.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// Workload and host endpoints, in directory order.
+    pub endpoints: Vec<Endpoint>,
+    /// Labelled IP sets that rule selectors match: one per endpoint (same index as in
+    /// `endpoints`), then every NetworkSet and GlobalNetworkSet.
+    pub entities: Vec<Entity>,
+    /// Tiers in evaluation order, each with its policies in evaluation order.
+    pub tiers: Vec<Tier>,
+    /// Every Profile, in directory order; endpoints refer to them by index.
+    pub profiles: Vec<Profile>,
+    pub settings: VerdictSettings,
+    /// Endpoint index of every endpoint address.
+    address_index: BTreeMap<IpAddr, usize>,
+}
+
+impl Resolved {
+    /// The endpoint that owns `addr`, if any (SPEC §2.4).
+    pub fn endpoint_at(&self, addr: IpAddr) -> Option<&Endpoint> {
+        self.endpoint_index_at(addr)
+            .and_then(|i| self.endpoints.get(i))
+    }
+
+    /// Index in `endpoints` of the endpoint that owns `addr`.
+    pub fn endpoint_index_at(&self, addr: IpAddr) -> Option<usize> {
+        self.address_index.get(&addr).copied()
+    }
+
+    /// Every endpoint address with its endpoint index.
+    pub fn address_index(&self) -> &BTreeMap<IpAddr, usize> {
+        &self.address_index
+    }
+
+    /// Entities whose addresses contain `addr` (overlaps are a union: all of them).
+    pub fn entities_containing(&self, addr: IpAddr) -> impl Iterator<Item = &Entity> {
+        self.entities.iter().filter(move |e| e.contains(addr))
+    }
+
+    /// The profiles an endpoint lists, in its order.
+    pub fn profiles_of<'a>(&'a self, endpoint: &'a Endpoint) -> impl Iterator<Item = &'a Profile> {
+        endpoint
+            .profiles
+            .iter()
+            .filter_map(|&i| self.profiles.get(i))
+    }
+}
+
+/// Settings that take part in verdicts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerdictSettings {
+    /// Admitted ahead of policy on ingress to a host endpoint, by destination port.
+    pub failsafe_inbound: Vec<FailsafePort>,
+    /// Admitted ahead of policy on egress from a host endpoint, by destination port.
+    pub failsafe_outbound: Vec<FailsafePort>,
+    /// Verdict of a flow in which neither address is an endpoint.
+    pub unmatched_traffic_action: UnmatchedTrafficAction,
+}
+
+impl VerdictSettings {
+    pub fn from_settings(settings: &Settings) -> VerdictSettings {
+        VerdictSettings {
+            failsafe_inbound: settings.failsafe_inbound.clone(),
+            failsafe_outbound: settings.failsafe_outbound.clone(),
+            unmatched_traffic_action: settings.unmatched_traffic_action,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EndpointKind {
+    Workload,
+    Host,
+}
+
+/// A WorkloadEndpoint or HostEndpoint.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub kind: EndpointKind,
+    pub name: String,
+    /// Namespace of a workload endpoint; empty for host endpoints.
+    pub namespace: String,
+    /// `WorkloadEndpoint/NAMESPACE/NAME` or `HostEndpoint/NAME`, as traces name it.
+    pub display_name: String,
+    /// Effective labels (SPEC §2.2).
+    pub labels: Labels,
+    pub addresses: Vec<IpAddr>,
+    /// Named ports declared in `spec.ports`.
+    pub ports: Vec<NamedPort>,
+    /// Indices into [`Resolved::profiles`], in `spec.profiles` order.
+    pub profiles: Vec<usize>,
+    pub origin: Origin,
+}
+
+/// A port declared by name on an endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NamedPort {
+    pub name: String,
+    pub protocol: u8,
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EntityKind {
+    WorkloadEndpoint,
+    HostEndpoint,
+    NetworkSet,
+    GlobalNetworkSet,
+}
+
+/// A labelled set of addresses that rule selectors match (SPEC §5): an endpoint with its own
+/// addresses as host routes, or a network set with its CIDRs.
+#[derive(Debug, Clone)]
+pub struct Entity {
+    pub kind: EntityKind,
+    pub display_name: String,
+    /// Effective labels (SPEC §2.2).
+    pub labels: Labels,
+    /// Networks with host bits cleared; a network set may be written non-canonically.
+    pub nets: Vec<IpNet>,
+    /// Index into [`Resolved::endpoints`] when the entity is an endpoint.
+    pub endpoint: Option<usize>,
+}
+
+impl Entity {
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        self.nets.iter().any(|n| n.contains(&addr))
+    }
+}
+
+/// What a tier does with traffic its policies did not decide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TierDefaultAction {
+    Deny,
+    Pass,
+}
+
+#[derive(Debug, Clone)]
+pub struct Tier {
+    pub name: String,
+    pub order: Option<f64>,
+    pub default_action: TierDefaultAction,
+    /// In evaluation order.
+    pub policies: Vec<Policy>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PolicyKind {
+    GlobalNetworkPolicy,
+    NetworkPolicy,
+    KubernetesNetworkPolicy,
+    /// The old `apiVersion: v1, kind: policy`.
+    V1Policy,
+}
+
+impl PolicyKind {
+    /// The kind as traces print it and as the order tie-break compares it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PolicyKind::GlobalNetworkPolicy => "GlobalNetworkPolicy",
+            PolicyKind::NetworkPolicy => "NetworkPolicy",
+            PolicyKind::KubernetesNetworkPolicy => "KubernetesNetworkPolicy",
+            PolicyKind::V1Policy => "policy",
+        }
+    }
+}
+
+/// Where in a host endpoint's pipeline a policy runs (SPEC §3.3). Workload endpoints run only
+/// `Normal` policies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Stage {
+    /// `doNotTrack`: before connection tracking.
+    Untracked,
+    /// `preDNAT`: ingress only, before DNAT.
+    PreDnat,
+    Normal,
+}
+
+/// Traffic direction from an endpoint's point of view.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Direction {
+    Ingress,
+    Egress,
+}
+
+impl Direction {
+    pub fn name(self) -> &'static str {
+        match self {
+            Direction::Ingress => "ingress",
+            Direction::Egress => "egress",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Policy {
+    pub kind: PolicyKind,
+    pub name: String,
+    /// Namespace of an NP or KNP; empty for global kinds.
+    pub namespace: String,
+    /// `KIND/NAME` or `KIND/NAMESPACE/NAME`, as traces name it.
+    pub display_name: String,
+    pub order: Option<f64>,
+    /// Effective endpoint selector (SPEC §3.1).
+    pub selector: Selector,
+    pub stage: Stage,
+    /// Ingress rules, or `None` when the policy does not govern ingress (its `types` after
+    /// defaulting); rules of a direction not governed are dropped.
+    pub ingress: Option<Vec<Rule>>,
+    /// Egress rules, or `None` when the policy does not govern egress.
+    pub egress: Option<Vec<Rule>>,
+    pub origin: Origin,
+}
+
+impl Policy {
+    /// The rules for `direction`, or `None` if the policy does not govern it.
+    pub fn rules(&self, direction: Direction) -> Option<&[Rule]> {
+        match direction {
+            Direction::Ingress => self.ingress.as_deref(),
+            Direction::Egress => self.egress.as_deref(),
+        }
+    }
+
+    pub fn governs(&self, direction: Direction) -> bool {
+        self.rules(direction).is_some()
+    }
+
+    /// The tie-break key among equal orders: current Calico compares `name/namespace/kind`.
+    pub fn tie_key(&self) -> String {
+        format!("{}/{}/{}", self.name, self.namespace, self.kind.name())
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    /// `Profile/NAME`.
+    pub display_name: String,
+    pub labels_to_apply: Labels,
+    pub ingress: Vec<Rule>,
+    pub egress: Vec<Rule>,
+    pub origin: Origin,
+}
+
+impl Profile {
+    pub fn rules(&self, direction: Direction) -> &[Rule] {
+        match direction {
+            Direction::Ingress => &self.ingress,
+            Direction::Egress => &self.egress,
+        }
+    }
+}
+
+/// Evaluation precedence of tiers and of policies within a tier: ascending `order` compared as
+/// numbers, a missing order counting as +∞ (after every ordered one), ties broken by `key`
+/// compared byte-wise. The one comparison both tiers and policies use.
+pub fn precedence(
+    a_order: Option<f64>,
+    a_key: &str,
+    b_order: Option<f64>,
+    b_key: &str,
+) -> Ordering {
+    let a = a_order.unwrap_or(f64::INFINITY);
+    let b = b_order.unwrap_or(f64::INFINITY);
+    // partial_cmp keeps 0.0 == -0.0 as Calico's `==` does; total_cmp only orders NaN, which
+    // a YAML `.nan` could produce, so that sorting stays a total order.
+    a.partial_cmp(&b)
+        .unwrap_or_else(|| a.total_cmp(&b))
+        .then_with(|| a_key.as_bytes().cmp(b_key.as_bytes()))
+}
+
+/// Resolve a validated model. See the module documentation for when this returns problems.
+pub fn resolve(model: &Model) -> Result<Resolved, Vec<Problem>> {
+    resolve_resources(
+        &model.resources,
+        VerdictSettings::from_settings(&model.settings),
+    )
+}
+
+/// Resolve resources with the given verdict settings.
+pub fn resolve_resources(
+    resources: &[Resource],
+    settings: VerdictSettings,
+) -> Result<Resolved, Vec<Problem>> {
+    let mut problems = Vec::new();
+    let namespaces = namespace_labels(resources);
+    let profiles = keep(collect_profiles(resources), &mut problems);
+    let profile_index: HashMap<&str, usize> = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (p.name.as_str(), i))
+        .collect();
+    let endpoint_ctx = EndpointContext {
+        namespaces: &namespaces,
+        profiles: &profiles,
+        profile_index: &profile_index,
+    };
+    let endpoints = keep(collect_endpoints(resources, &endpoint_ctx), &mut problems);
+    let address_index = keep(index_addresses(&endpoints), &mut problems);
+    let entities = keep(
+        collect_entities(resources, &endpoints, &namespaces),
+        &mut problems,
+    );
+    let tiers = keep(collect_tiers(resources), &mut problems);
+    let policies = keep(collect_policies(resources), &mut problems);
+    let tiers = keep(place_policies(tiers, policies), &mut problems);
+
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    Ok(Resolved {
+        endpoints,
+        entities,
+        tiers,
+        profiles,
+        settings,
+        address_index,
+    })
+}
+
+/// The value of a step that succeeded, or an empty default with its problems recorded.
+fn keep<T: Default>(result: Result<T, Vec<Problem>>, problems: &mut Vec<Problem>) -> T {
+    result.unwrap_or_else(|mut p| {
+        problems.append(&mut p);
+        T::default()
+    })
+}
+
+fn namespace_labels(resources: &[Resource]) -> HashMap<&str, &Labels> {
+    resources
+        .iter()
+        .filter(|r| matches!(r.spec, Spec::Namespace(_)))
+        .map(|r| (r.name(), &r.metadata.labels))
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Profiles
+
+fn collect_profiles(resources: &[Resource]) -> Result<Vec<Profile>, Vec<Problem>> {
+    let profiles = resources.iter().filter_map(|r| match &r.spec {
+        Spec::Profile(spec) => Some(profile(r, spec)),
+        _ => None,
+    });
+    flatten_problems(profiles)
+}
+
+fn profile(resource: &Resource, spec: &ProfileSpec) -> Result<Profile, Vec<Problem>> {
+    let rules = RuleNormalizer {
+        resource,
+        dialect: Dialect::V3,
+        namespace: "",
+    };
+    let ingress = rules.v3_rules("spec.ingress", &spec.ingress);
+    let egress = rules.v3_rules("spec.egress", &spec.egress);
+    let (ingress, egress) = both(ingress, egress)?;
+    Ok(Profile {
+        name: resource.name().to_owned(),
+        display_name: resource.display_name(),
+        labels_to_apply: spec.labels_to_apply.clone(),
+        ingress,
+        egress,
+        origin: resource.origin.clone(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Endpoints and entities
+
+struct EndpointContext<'a> {
+    namespaces: &'a HashMap<&'a str, &'a Labels>,
+    profiles: &'a [Profile],
+    profile_index: &'a HashMap<&'a str, usize>,
+}
+
+impl EndpointContext<'_> {
+    fn profile_indices(
+        &self,
+        resource: &Resource,
+        names: &[String],
+    ) -> Result<Vec<usize>, Vec<Problem>> {
+        collect_all(names.iter().enumerate().map(|(i, name)| {
+            self.profile_index
+                .get(name.as_str())
+                .copied()
+                .ok_or_else(|| {
+                    resource.problem(
+                        &format!("spec.profiles[{i}]"),
+                        format!("profile {name:?} is not defined"),
+                    )
+                })
+        }))
+    }
+
+    fn labels_to_apply(&self, indices: &[usize]) -> Vec<&Labels> {
+        indices
+            .iter()
+            .filter_map(|&i| self.profiles.get(i))
+            .map(|p| &p.labels_to_apply)
+            .collect()
+    }
+}
+
+fn collect_endpoints(
+    resources: &[Resource],
+    ctx: &EndpointContext<'_>,
+) -> Result<Vec<Endpoint>, Vec<Problem>> {
+    let endpoints = resources.iter().filter_map(|r| match &r.spec {
+        Spec::WorkloadEndpoint(spec) => Some(workload_endpoint(r, spec, ctx)),
+        Spec::HostEndpoint(spec) => Some(host_endpoint(r, spec, ctx)),
+        _ => None,
+    });
+    flatten_problems(endpoints)
+}
+
+fn workload_endpoint(
+    resource: &Resource,
+    spec: &WorkloadEndpointSpec,
+    ctx: &EndpointContext<'_>,
+) -> Result<Endpoint, Vec<Problem>> {
+    let profiles = ctx.profile_indices(resource, &spec.profiles);
+    let addresses = collect_all(spec.ip_networks.iter().enumerate().map(|(i, text)| {
+        workload_address(text).ok_or_else(|| {
+            resource.problem(
+                &format!("spec.ipNetworks[{i}]"),
+                format!("{text:?} is not a single address (an IP, /32 or /128)"),
+            )
+        })
+    }));
+    let ports = named_ports(resource, &spec.ports);
+    let (profiles, (addresses, ports)) = both(profiles, both(addresses, ports))?;
+    let namespace = resource.namespace();
+    let labels = labels::workload(&WorkloadLabelSources {
+        own: &resource.metadata.labels,
+        namespace,
+        orchestrator: spec.orchestrator.as_deref().unwrap_or(""),
+        service_account: spec
+            .service_account_name
+            .as_deref()
+            .filter(|s| !s.is_empty()),
+        namespace_labels: ctx.namespaces.get(namespace).copied(),
+        profile_labels: &ctx.labels_to_apply(&profiles),
+    });
+    Ok(Endpoint {
+        kind: EndpointKind::Workload,
+        name: resource.name().to_owned(),
+        namespace: namespace.to_owned(),
+        display_name: resource.display_name(),
+        labels,
+        addresses,
+        ports,
+        profiles,
+        origin: resource.origin.clone(),
+    })
+}
+
+fn host_endpoint(
+    resource: &Resource,
+    spec: &HostEndpointSpec,
+    ctx: &EndpointContext<'_>,
+) -> Result<Endpoint, Vec<Problem>> {
+    let profiles = ctx.profile_indices(resource, &spec.profiles);
+    let addresses = collect_all(spec.expected_ips.iter().enumerate().map(|(i, text)| {
+        text.parse::<IpAddr>().map_err(|_| {
+            resource.problem(
+                &format!("spec.expectedIPs[{i}]"),
+                format!("{text:?} is not an IP address"),
+            )
+        })
+    }));
+    let ports = named_ports(resource, &spec.ports);
+    let (profiles, (addresses, ports)) = both(profiles, both(addresses, ports))?;
+    let labels = labels::host(&resource.metadata.labels, &ctx.labels_to_apply(&profiles));
+    Ok(Endpoint {
+        kind: EndpointKind::Host,
+        name: resource.name().to_owned(),
+        namespace: String::new(),
+        display_name: resource.display_name(),
+        labels,
+        addresses,
+        ports,
+        profiles,
+        origin: resource.origin.clone(),
+    })
+}
+
+/// A WEP `ipNetworks` entry: a bare IP, or a /32 or /128.
+fn workload_address(text: &str) -> Option<IpAddr> {
+    let net = parse_net(text)?;
+    (net.prefix_len() == net.max_prefix_len()).then(|| net.addr())
+}
+
+fn named_ports(
+    resource: &Resource,
+    ports: &[EndpointPort],
+) -> Result<Vec<NamedPort>, Vec<Problem>> {
+    let rules = RuleNormalizer {
+        resource,
+        dialect: Dialect::V3,
+        namespace: "",
+    };
+    collect_all(ports.iter().enumerate().map(|(i, p)| {
+        let path = format!("spec.ports[{i}]");
+        let protocol = rules.protocol(&format!("{path}.protocol"), &p.protocol)?;
+        if !matches!(
+            protocol,
+            super::flow::protocol::TCP | super::flow::protocol::UDP | super::flow::protocol::SCTP
+        ) {
+            return Err(resource.problem(
+                &format!("{path}.protocol"),
+                "a named port must be TCP, UDP or SCTP",
+            ));
+        }
+        let port = u16::try_from(p.port)
+            .ok()
+            .filter(|&n| n != 0)
+            .ok_or_else(|| {
+                resource.problem(
+                    &format!("{path}.port"),
+                    format!("port {} is out of range", p.port),
+                )
+            })?;
+        Ok(NamedPort {
+            name: p.name.clone(),
+            protocol,
+            port,
+        })
+    }))
+}
+
+fn index_addresses(endpoints: &[Endpoint]) -> Result<BTreeMap<IpAddr, usize>, Vec<Problem>> {
+    let mut index = BTreeMap::new();
+    let mut problems = Vec::new();
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        for &addr in &endpoint.addresses {
+            if let Some(&other) = index.get(&addr) {
+                let owner = endpoints
+                    .get(other)
+                    .map_or("?", |e: &Endpoint| e.display_name.as_str());
+                problems.push(Problem {
+                    file: endpoint.origin.file.clone(),
+                    line: endpoint.origin.line,
+                    resource: endpoint.display_name.clone(),
+                    field: "-".to_owned(),
+                    message: format!("address {addr} is also an address of {owner}"),
+                });
+            } else {
+                index.insert(addr, i);
+            }
+        }
+    }
+    if problems.is_empty() {
+        Ok(index)
+    } else {
+        Err(problems)
+    }
+}
+
+fn collect_entities(
+    resources: &[Resource],
+    endpoints: &[Endpoint],
+    namespaces: &HashMap<&str, &Labels>,
+) -> Result<Vec<Entity>, Vec<Problem>> {
+    let endpoint_entities = endpoints.iter().enumerate().map(|(i, e)| {
+        Ok(Entity {
+            kind: match e.kind {
+                EndpointKind::Workload => EntityKind::WorkloadEndpoint,
+                EndpointKind::Host => EntityKind::HostEndpoint,
+            },
+            display_name: e.display_name.clone(),
+            labels: e.labels.clone(),
+            nets: e.addresses.iter().map(|&a| IpNet::from(a)).collect(),
+            endpoint: Some(i),
+        })
+    });
+    let set_entities = resources.iter().filter_map(|r| match &r.spec {
+        Spec::NetworkSet(spec) => {
+            let ns = r.namespace();
+            let labels = labels::network_set(&r.metadata.labels, ns, namespaces.get(ns).copied());
+            Some(network_set(r, spec, EntityKind::NetworkSet, labels))
+        }
+        Spec::GlobalNetworkSet(spec) => Some(network_set(
+            r,
+            spec,
+            EntityKind::GlobalNetworkSet,
+            r.metadata.labels.clone(),
+        )),
+        _ => None,
+    });
+    flatten_problems(endpoint_entities.chain(set_entities))
+}
+
+fn network_set(
+    resource: &Resource,
+    spec: &NetworkSetSpec,
+    kind: EntityKind,
+    labels: Labels,
+) -> Result<Entity, Vec<Problem>> {
+    let nets = collect_all(spec.nets.iter().enumerate().map(|(i, text)| {
+        parse_net(text).map(|n| n.trunc()).ok_or_else(|| {
+            resource.problem(&format!("spec.nets[{i}]"), format!("invalid CIDR {text:?}"))
+        })
+    }))?;
+    Ok(Entity {
+        kind,
+        display_name: resource.display_name(),
+        labels,
+        nets,
+        endpoint: None,
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tiers and policies
+
+fn collect_tiers(resources: &[Resource]) -> Result<Vec<Tier>, Vec<Problem>> {
+    let mut tiers = flatten_problems(resources.iter().filter_map(|r| match &r.spec {
+        Spec::Tier(spec) => Some(tier(r, spec)),
+        _ => None,
+    }))?;
+    if !tiers.iter().any(|t| t.name == DEFAULT_TIER) {
+        tiers.push(Tier {
+            name: DEFAULT_TIER.to_owned(),
+            order: Some(DEFAULT_TIER_ORDER),
+            default_action: TierDefaultAction::Deny,
+            policies: Vec::new(),
+        });
+    }
+    Ok(tiers)
+}
+
+fn tier(resource: &Resource, spec: &TierSpec) -> Result<Tier, Vec<Problem>> {
+    let default_action = match spec.default_action.as_deref() {
+        None | Some("Deny") => TierDefaultAction::Deny,
+        Some("Pass") => TierDefaultAction::Pass,
+        Some(other) => {
+            return Err(vec![resource.problem(
+                "spec.defaultAction",
+                format!("defaultAction must be Deny or Pass, not {other:?}"),
+            )]);
+        }
+    };
+    Ok(Tier {
+        name: resource.name().to_owned(),
+        order: spec.order,
+        default_action,
+        policies: Vec::new(),
+    })
+}
+
+/// A policy together with the tier it names.
+struct TieredPolicy {
+    tier: String,
+    policy: Policy,
+}
+
+fn collect_policies(
+    resources: &[Resource],
+) -> Result<Vec<(TieredPolicy, &Resource)>, Vec<Problem>> {
+    let policies = resources.iter().filter_map(|r| {
+        let tiered = match &r.spec {
+            Spec::GlobalNetworkPolicy(spec) => global_network_policy(r, spec),
+            Spec::NetworkPolicy(spec) => network_policy(r, spec),
+            Spec::V1Policy(spec) => v1_policy(r, spec),
+            Spec::K8sNetworkPolicy(spec) => k8s::kubernetes_network_policy(r, spec)
+                .map(|policy| (DEFAULT_TIER.to_owned(), policy)),
+            _ => return None,
+        };
+        Some(tiered.map(|(tier, policy)| (TieredPolicy { tier, policy }, r)))
+    });
+    flatten_problems(policies)
+}
+
+fn place_policies(
+    mut tiers: Vec<Tier>,
+    policies: Vec<(TieredPolicy, &Resource)>,
+) -> Result<Vec<Tier>, Vec<Problem>> {
+    let mut problems = Vec::new();
+    for (tiered, resource) in policies {
+        match tiers.iter_mut().find(|t| t.name == tiered.tier) {
+            Some(tier) => tier.policies.push(tiered.policy),
+            None => problems.push(resource.problem(
+                "spec.tier",
+                format!("tier {:?} is not defined", tiered.tier),
+            )),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(problems);
+    }
+    tiers.sort_by(|a, b| precedence(a.order, &a.name, b.order, &b.name));
+    for tier in &mut tiers {
+        tier.policies
+            .sort_by(|a, b| precedence(a.order, &a.tie_key(), b.order, &b.tie_key()));
+    }
+    Ok(tiers)
+}
+
+fn global_network_policy(
+    resource: &Resource,
+    spec: &GlobalNetworkPolicySpec,
+) -> Result<(String, Policy), Vec<Problem>> {
+    let rules = RuleNormalizer {
+        resource,
+        dialect: Dialect::V3,
+        namespace: "",
+    };
+    let selector = global_policy_selector(
+        &rules,
+        spec.selector.as_deref(),
+        spec.namespace_selector.as_deref(),
+        spec.service_account_selector.as_deref(),
+    )
+    .map_err(|p| vec![p]);
+    let stage = stage(resource, spec.do_not_track, spec.pre_dnat).map_err(|p| vec![p]);
+    let directions = directions(
+        resource,
+        Dialect::V3,
+        &spec.types,
+        !spec.ingress.is_empty(),
+        !spec.egress.is_empty(),
+    )
+    .map_err(|p| vec![p]);
+    let ingress = rules.v3_rules("spec.ingress", &spec.ingress);
+    let egress = rules.v3_rules("spec.egress", &spec.egress);
+    let ((selector, stage), (directions, (ingress, egress))) = both(
+        both(selector, stage),
+        both(directions, both(ingress, egress)),
+    )?;
+    Ok((
+        tier_name(spec.tier.as_deref()),
+        Policy {
+            kind: PolicyKind::GlobalNetworkPolicy,
+            name: resource.name().to_owned(),
+            namespace: String::new(),
+            display_name: resource.display_name(),
+            order: spec.order,
+            selector,
+            stage,
+            ingress: directions.ingress.then_some(ingress),
+            egress: directions.egress.then_some(egress),
+            origin: resource.origin.clone(),
+        },
+    ))
+}
+
+fn network_policy(
+    resource: &Resource,
+    spec: &NetworkPolicySpec,
+) -> Result<(String, Policy), Vec<Problem>> {
+    let namespace = resource.namespace();
+    let rules = RuleNormalizer {
+        resource,
+        dialect: Dialect::V3,
+        namespace,
+    };
+    let selector = namespaced_policy_selector(
+        &rules,
+        spec.selector.as_deref(),
+        spec.service_account_selector.as_deref(),
+        namespace,
+    )
+    .map_err(|p| vec![p]);
+    let directions = directions(
+        resource,
+        Dialect::V3,
+        &spec.types,
+        !spec.ingress.is_empty(),
+        !spec.egress.is_empty(),
+    )
+    .map_err(|p| vec![p]);
+    let ingress = rules.v3_rules("spec.ingress", &spec.ingress);
+    let egress = rules.v3_rules("spec.egress", &spec.egress);
+    let ((selector, directions), (ingress, egress)) =
+        both(both(selector, directions), both(ingress, egress))?;
+    Ok((
+        tier_name(spec.tier.as_deref()),
+        Policy {
+            kind: PolicyKind::NetworkPolicy,
+            name: resource.name().to_owned(),
+            namespace: namespace.to_owned(),
+            display_name: resource.display_name(),
+            order: spec.order,
+            selector,
+            stage: Stage::Normal,
+            ingress: directions.ingress.then_some(ingress),
+            egress: directions.egress.then_some(egress),
+            origin: resource.origin.clone(),
+        },
+    ))
+}
+
+fn v1_policy(resource: &Resource, spec: &V1PolicySpec) -> Result<(String, Policy), Vec<Problem>> {
+    let rules = RuleNormalizer {
+        resource,
+        dialect: Dialect::V1,
+        namespace: "",
+    };
+    let selector = rules
+        .optional_selector("spec.selector", spec.selector.as_deref())
+        .map(|s| s.unwrap_or_else(Selector::all))
+        .map_err(|p| vec![p]);
+    let stage = stage(resource, spec.do_not_track, spec.pre_dnat).map_err(|p| vec![p]);
+    let directions = directions(
+        resource,
+        Dialect::V1,
+        &spec.types,
+        !spec.ingress.is_empty(),
+        !spec.egress.is_empty(),
+    )
+    .map_err(|p| vec![p]);
+    let ingress = rules.v1_rules("spec.ingress", &spec.ingress);
+    let egress = rules.v1_rules("spec.egress", &spec.egress);
+    let ((selector, stage), (directions, (ingress, egress))) = both(
+        both(selector, stage),
+        both(directions, both(ingress, egress)),
+    )?;
+    Ok((
+        DEFAULT_TIER.to_owned(),
+        Policy {
+            kind: PolicyKind::V1Policy,
+            name: resource.name().to_owned(),
+            namespace: String::new(),
+            display_name: resource.display_name(),
+            order: spec.order,
+            selector,
+            stage,
+            ingress: directions.ingress.then_some(ingress),
+            egress: directions.egress.then_some(egress),
+            origin: resource.origin.clone(),
+        },
+    ))
+}
+
+fn tier_name(tier: Option<&str>) -> String {
+    match tier {
+        None | Some("") => DEFAULT_TIER.to_owned(),
+        Some(name) => name.to_owned(),
+    }
+}
+
+/// Effective endpoint selector of a GlobalNetworkPolicy (SPEC §3.1): the selector AND the
+/// `pcns.`-prefixed namespaceSelector AND the `pcsa.`-prefixed serviceAccountSelector; when
+/// either of the last two is set, `all()` anywhere in the result so far means "has a namespace"
+/// (or "has a service account"), so that `namespaceSelector: all()` never selects a HEP.
+pub(crate) fn global_policy_selector(
+    rules: &RuleNormalizer<'_>,
+    selector: Option<&str>,
+    namespace_selector: Option<&str>,
+    service_account_selector: Option<&str>,
+) -> Result<Selector, Problem> {
+    let mut combined = rules.optional_selector("spec.selector", selector)?;
+    if let Some(ns) = rules.optional_selector("spec.namespaceSelector", namespace_selector)? {
+        let ns = ns.with_prefixed_labels(labels::NAMESPACE_PREFIX);
+        combined = Some(match combined {
+            Some(s) => s.and(&ns),
+            None => ns,
+        });
+        combined = combined.map(|s| s.replace_all(&Selector::has(labels::NAMESPACE)));
+    }
+    if let Some(sa) =
+        rules.optional_selector("spec.serviceAccountSelector", service_account_selector)?
+    {
+        let sa = sa.with_prefixed_labels(labels::SERVICE_ACCOUNT_PREFIX);
+        combined = Some(match combined {
+            Some(s) => s.and(&sa),
+            None => sa,
+        });
+        combined = combined.map(|s| s.replace_all(&Selector::has(labels::SERVICE_ACCOUNT)));
+    }
+    Ok(combined.unwrap_or_else(Selector::all))
+}
+
+/// Effective endpoint selector of a NetworkPolicy (SPEC §3.1): limited to its own namespace,
+/// so it never selects a HEP or another namespace's WEP.
+pub(crate) fn namespaced_policy_selector(
+    rules: &RuleNormalizer<'_>,
+    selector: Option<&str>,
+    service_account_selector: Option<&str>,
+    namespace: &str,
+) -> Result<Selector, Problem> {
+    let in_namespace = Selector::equals(labels::NAMESPACE, namespace);
+    let mut combined = match rules.optional_selector("spec.selector", selector)? {
+        Some(s) => s.and(&in_namespace),
+        None => in_namespace,
+    };
+    if let Some(sa) =
+        rules.optional_selector("spec.serviceAccountSelector", service_account_selector)?
+    {
+        combined = combined.and(&sa.with_prefixed_labels(labels::SERVICE_ACCOUNT_PREFIX));
+    }
+    Ok(combined)
+}
+
+fn stage(resource: &Resource, do_not_track: bool, pre_dnat: bool) -> Result<Stage, Problem> {
+    match (do_not_track, pre_dnat) {
+        (false, false) => Ok(Stage::Normal),
+        (true, false) => Ok(Stage::Untracked),
+        (false, true) => Ok(Stage::PreDnat),
+        (true, true) => {
+            Err(resource.problem("spec.preDNAT", "doNotTrack and preDNAT cannot both be set"))
+        }
+    }
+}
+
+/// Which directions a policy governs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Directions {
+    pub ingress: bool,
+    pub egress: bool,
+}
+
+/// `types` after defaulting (SPEC §3.2): listed types win; with none listed, a policy with
+/// egress rules governs egress, plus ingress if it also has ingress rules, and any other
+/// policy (even one with no rules) governs ingress only.
+pub fn default_directions(has_ingress_rules: bool, has_egress_rules: bool) -> Directions {
+    Directions {
+        ingress: has_ingress_rules || !has_egress_rules,
+        egress: has_egress_rules,
+    }
+}
+
+fn directions(
+    resource: &Resource,
+    dialect: Dialect,
+    types: &[String],
+    has_ingress_rules: bool,
+    has_egress_rules: bool,
+) -> Result<Directions, Problem> {
+    if types.is_empty() {
+        return Ok(default_directions(has_ingress_rules, has_egress_rules));
+    }
+    let mut directions = Directions::default();
+    for (i, t) in types.iter().enumerate() {
+        match (dialect, t.as_str()) {
+            (Dialect::V3, "Ingress") | (Dialect::V1, "ingress") => directions.ingress = true,
+            (Dialect::V3, "Egress") | (Dialect::V1, "egress") => directions.egress = true,
+            _ => {
+                return Err(
+                    resource.problem(&format!("spec.types[{i}]"), format!("unknown type {t:?}"))
+                );
+            }
+        }
+    }
+    Ok(directions)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Collecting problems
+
+/// Both results, or every problem of either.
+pub(crate) fn both<A, B>(
+    a: Result<A, Vec<Problem>>,
+    b: Result<B, Vec<Problem>>,
+) -> Result<(A, B), Vec<Problem>> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(mut pa), Err(mut pb)) => {
+            pa.append(&mut pb);
+            Err(pa)
+        }
+        (Err(p), Ok(_)) | (Ok(_), Err(p)) => Err(p),
+    }
+}
+
+/// Every value, or every problem of every item.
+fn flatten_problems<T>(
+    items: impl Iterator<Item = Result<T, Vec<Problem>>>,
+) -> Result<Vec<T>, Vec<Problem>> {
+    let mut values = Vec::new();
+    let mut problems = Vec::new();
+    for item in items {
+        match item {
+            Ok(v) => values.push(v),
+            Err(mut p) => problems.append(&mut p),
+        }
+    }
+    if problems.is_empty() {
+        Ok(values)
+    } else {
+        Err(problems)
+    }
+}
