@@ -1126,3 +1126,830 @@ impl PortContext<'_> {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::Resource;
+    use crate::policy::resolve::{VerdictSettings, resolve_resources};
+    use crate::policy::testing::{default_failsafe, ip, no_failsafe, res, resolved, tcp, udp};
+
+    const HOST: &str = "192.0.2.10";
+    const WORKLOAD: &str = "192.0.2.20";
+    const OUTSIDE: &str = "198.51.100.1";
+
+    /// A host endpoint `host` (role=web) at HOST and a workload `prod/pod` (app=api) at
+    /// WORKLOAD, plus the given resources.
+    fn world(mut extra: Vec<Resource>) -> Vec<Resource> {
+        let mut resources = vec![
+            res(
+                "HostEndpoint",
+                "host",
+                &[("role", "web")],
+                json!({ "node": "n", "expectedIPs": [HOST] }),
+            ),
+            res(
+                "WorkloadEndpoint",
+                "prod/pod",
+                &[("app", "api")],
+                json!({ "orchestrator": "k8s", "interfaceName": "cali0", "ipNetworks": [WORKLOAD] }),
+            ),
+        ];
+        resources.append(&mut extra);
+        resources
+    }
+
+    fn gnp(name: &str, spec: serde_json::Value) -> Resource {
+        res("GlobalNetworkPolicy", name, &[], spec)
+    }
+
+    /// (action, policy, rule, default) of one side of a decision.
+    fn side_of(
+        d: &Decision,
+        side: TraceSide,
+    ) -> (
+        Verdict,
+        Option<String>,
+        Option<usize>,
+        Option<DefaultReason>,
+    ) {
+        let t = d
+            .side(side)
+            .unwrap_or_else(|| panic!("no {side:?} side in {d:?}"));
+        (t.action, t.policy.clone(), t.rule, t.default)
+    }
+
+    #[test]
+    fn endpoints_without_policy_fall_to_their_defaults() {
+        let r = resolved(world(vec![]));
+        let d = evaluate(&r, &tcp(OUTSIDE, WORKLOAD, 80));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (
+                Verdict::Allow,
+                None,
+                None,
+                Some(DefaultReason::WorkloadAllow)
+            )
+        );
+        assert!(d.is_allowed());
+        let d = evaluate(&r, &tcp(OUTSIDE, HOST, 80));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (Verdict::Deny, None, None, Some(DefaultReason::HostDeny))
+        );
+        assert_eq!(d.verdict(), Verdict::Deny);
+    }
+
+    #[test]
+    fn first_matching_rule_decides_and_tier_end_denies_the_rest() {
+        let r = resolved(world(vec![
+            gnp(
+                "a-deny-ssh",
+                json!({ "order": 1, "selector": "role == 'web'", "ingress": [
+                    { "action": "Deny", "protocol": "TCP", "destination": { "ports": [22] } },
+                ]}),
+            ),
+            gnp(
+                "b-allow-web",
+                json!({ "order": 2, "selector": "role == 'web'", "ingress": [
+                    { "action": "Allow", "protocol": "TCP", "destination": { "ports": [80, 443] } },
+                ]}),
+            ),
+        ]));
+        let cases = [
+            (
+                22,
+                (
+                    Verdict::Deny,
+                    Some("GlobalNetworkPolicy/a-deny-ssh".to_owned()),
+                    Some(0),
+                    None,
+                ),
+            ),
+            // The deny-only policy does not deny port 443 itself: the next policy runs.
+            (
+                443,
+                (
+                    Verdict::Allow,
+                    Some("GlobalNetworkPolicy/b-allow-web".to_owned()),
+                    Some(0),
+                    None,
+                ),
+            ),
+            (
+                8080,
+                (Verdict::Deny, None, None, Some(DefaultReason::TierEnd)),
+            ),
+        ];
+        for (port, want) in cases {
+            let d = evaluate(&r, &tcp(OUTSIDE, HOST, port));
+            assert_eq!(side_of(&d, TraceSide::Ingress), want, "port {port}");
+        }
+        let d = evaluate(&r, &tcp(OUTSIDE, HOST, 8080));
+        assert_eq!(d.trace[0].tier.as_deref(), Some("default"));
+        assert_eq!(d.trace[0].stage, TraceStage::Normal);
+    }
+
+    #[test]
+    fn pass_skips_to_the_next_applicable_tier_and_then_to_the_defaults() {
+        let pass_all = json!({ "tier": "first", "selector": "all()", "types": ["Ingress", "Egress"],
+            "ingress": [{ "action": "Pass" }], "egress": [{ "action": "Pass" }] });
+        let r = resolved(world(vec![
+            res("Tier", "first", &[], json!({ "order": 1 })),
+            res("Tier", "middle", &[], json!({ "order": 2 })),
+            res("Tier", "last", &[], json!({ "order": 3 })),
+            gnp("first.pass", pass_all.clone()),
+            // Selects nothing here: the tier is skipped, its end does not deny.
+            gnp(
+                "middle.other",
+                json!({ "tier": "middle", "selector": "role == 'nobody'" }),
+            ),
+            gnp(
+                "last.web",
+                json!({ "tier": "last", "selector": "role == 'web'", "ingress": [
+                    { "action": "Allow", "protocol": "TCP", "destination": { "ports": [80] } },
+                ]}),
+            ),
+        ]));
+        let d = evaluate(&r, &tcp(OUTSIDE, HOST, 80));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (
+                Verdict::Allow,
+                Some("GlobalNetworkPolicy/last.web".into()),
+                Some(0),
+                None
+            )
+        );
+        assert_eq!(d.trace[0].tier.as_deref(), Some("last"));
+        let d = evaluate(&r, &tcp(OUTSIDE, HOST, 81));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (Verdict::Deny, None, None, Some(DefaultReason::TierEnd))
+        );
+        assert_eq!(d.trace[0].tier.as_deref(), Some("last"));
+        // The workload: passed by `first`, no later tier applies: the workload default.
+        let d = evaluate(&r, &tcp(OUTSIDE, WORKLOAD, 81));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (
+                Verdict::Allow,
+                None,
+                None,
+                Some(DefaultReason::WorkloadAllow)
+            )
+        );
+    }
+
+    #[test]
+    fn tier_default_action_pass_moves_on() {
+        let r = resolved(world(vec![
+            res(
+                "Tier",
+                "soft",
+                &[],
+                json!({ "order": 1, "defaultAction": "Pass" }),
+            ),
+            gnp(
+                "soft.deny-ssh",
+                json!({ "tier": "soft", "selector": "all()", "ingress": [
+                    { "action": "Deny", "protocol": "TCP", "destination": { "ports": [22] } },
+                ]}),
+            ),
+            gnp(
+                "allow-web",
+                json!({ "selector": "role == 'web'", "ingress": [{ "action": "Allow" }] }),
+            ),
+        ]));
+        assert_eq!(evaluate(&r, &tcp(OUTSIDE, HOST, 22)).verdict, Verdict::Deny);
+        let d = evaluate(&r, &tcp(OUTSIDE, HOST, 80));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (
+                Verdict::Allow,
+                Some("GlobalNetworkPolicy/allow-web".into()),
+                Some(0),
+                None
+            )
+        );
+    }
+
+    #[test]
+    fn log_rules_are_recorded_and_never_decide() {
+        let r = resolved(world(vec![gnp(
+            "log-then-deny",
+            json!({ "order": 1, "selector": "all()", "ingress": [
+                { "action": "Log", "protocol": "TCP" },
+                { "action": "Log", "protocol": "UDP" },
+                { "action": "Deny", "protocol": "TCP", "destination": { "ports": [23] } },
+            ]}),
+        )]));
+        let d = evaluate(&r, &tcp(OUTSIDE, HOST, 23));
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(
+            d.trace[0].logged,
+            [LoggedRule {
+                tier: Some("default".into()),
+                policy: "GlobalNetworkPolicy/log-then-deny".into(),
+                rule: 0
+            }]
+        );
+        assert_eq!(d.trace[0].rule, Some(2));
+        // Port 24: logged, nothing decides, the tier end denies.
+        let d = evaluate(&r, &tcp(OUTSIDE, WORKLOAD, 24));
+        assert_eq!(d.trace[0].default, Some(DefaultReason::TierEnd));
+        assert_eq!(d.trace[0].logged.len(), 1);
+    }
+
+    #[test]
+    fn profiles_run_after_the_tiers_in_order() {
+        let r = resolved(vec![
+            res(
+                "Profile",
+                "p-pass",
+                &[],
+                json!({ "ingress": [
+                    { "action": "Log" },
+                    { "action": "Pass", "protocol": "TCP", "destination": { "ports": [80] } },
+                    { "action": "Deny" },
+                ]}),
+            ),
+            res(
+                "Profile",
+                "p-allow-web",
+                &[],
+                json!({ "ingress": [
+                    { "action": "Allow", "protocol": "TCP", "destination": { "ports": [80] } },
+                ]}),
+            ),
+            res(
+                "WorkloadEndpoint",
+                "prod/pod",
+                &[],
+                json!({
+                    "interfaceName": "cali0", "ipNetworks": [WORKLOAD], "profiles": ["p-pass", "p-allow-web"],
+                }),
+            ),
+            res(
+                "HostEndpoint",
+                "host",
+                &[],
+                json!({ "node": "n", "expectedIPs": [HOST], "profiles": ["p-allow-web"] }),
+            ),
+        ]);
+        let d = evaluate(&r, &tcp(OUTSIDE, WORKLOAD, 80));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (
+                Verdict::Allow,
+                Some("Profile/p-allow-web".into()),
+                Some(0),
+                None
+            )
+        );
+        assert_eq!(d.trace[0].stage, TraceStage::Profile);
+        assert_eq!(
+            d.trace[0].logged,
+            [LoggedRule {
+                tier: None,
+                policy: "Profile/p-pass".into(),
+                rule: 0
+            }]
+        );
+        let d = evaluate(&r, &tcp(OUTSIDE, WORKLOAD, 81));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (Verdict::Deny, Some("Profile/p-pass".into()), Some(2), None)
+        );
+        // A host whose profile does not match: denied, and said so.
+        let d = evaluate(&r, &tcp(OUTSIDE, HOST, 81));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (
+                Verdict::Deny,
+                None,
+                None,
+                Some(DefaultReason::ProfilesNoMatch)
+            )
+        );
+        // Egress of the workload: profiles listed, none has egress rules.
+        let d = evaluate(&r, &tcp(WORKLOAD, OUTSIDE, 80));
+        assert_eq!(
+            side_of(&d, TraceSide::Egress),
+            (
+                Verdict::Deny,
+                None,
+                None,
+                Some(DefaultReason::ProfilesNoMatch)
+            )
+        );
+    }
+
+    #[test]
+    fn host_stages_run_untracked_then_prednat_then_normal() {
+        let r = resolved(world(vec![
+            gnp(
+                "untracked",
+                json!({ "selector": "all()", "doNotTrack": true, "applyOnForward": true,
+                    "types": ["Ingress", "Egress"],
+                    "ingress": [
+                        { "action": "Allow", "protocol": "UDP", "destination": { "ports": [8125] } },
+                        { "action": "Deny", "protocol": "UDP", "destination": { "ports": [9999] } },
+                    ],
+                    "egress": [{ "action": "Allow", "protocol": "UDP", "source": { "ports": [8125] } }],
+                }),
+            ),
+            gnp(
+                "pre",
+                json!({ "selector": "all()", "preDNAT": true, "applyOnForward": true, "ingress": [
+                    { "action": "Deny", "source": { "nets": ["198.51.100.128/25"] } },
+                    { "action": "Allow", "protocol": "TCP", "destination": { "ports": [8443] } },
+                ]}),
+            ),
+            gnp(
+                "normal",
+                json!({ "selector": "all()", "types": ["Ingress", "Egress"], "ingress": [
+                    { "action": "Allow", "protocol": "TCP", "destination": { "ports": [80] } },
+                ]}),
+            ),
+        ]));
+        let stage_of = |flow: &Flow| {
+            let d = evaluate(&r, flow);
+            let t = d.trace.last().unwrap();
+            (t.stage, t.action, t.policy.clone(), t.default)
+        };
+        let g = |s: &str| Some(format!("GlobalNetworkPolicy/{s}"));
+        assert_eq!(
+            stage_of(&udp(OUTSIDE, HOST, 8125)),
+            (TraceStage::Untracked, Verdict::Allow, g("untracked"), None)
+        );
+        assert_eq!(
+            stage_of(&udp(OUTSIDE, HOST, 9999)),
+            (TraceStage::Untracked, Verdict::Deny, g("untracked"), None)
+        );
+        assert_eq!(
+            stage_of(&tcp("198.51.100.200", HOST, 80)),
+            (TraceStage::PreDnat, Verdict::Deny, g("pre"), None)
+        );
+        // preDNAT Allow skips the normal stage, which would deny 8443.
+        assert_eq!(
+            stage_of(&tcp(OUTSIDE, HOST, 8443)),
+            (TraceStage::PreDnat, Verdict::Allow, g("pre"), None)
+        );
+        // Untracked and preDNAT tiers end in an implicit Pass: the normal stage decides.
+        assert_eq!(
+            stage_of(&tcp(OUTSIDE, HOST, 80)),
+            (TraceStage::Normal, Verdict::Allow, g("normal"), None)
+        );
+        assert_eq!(
+            stage_of(&tcp(OUTSIDE, HOST, 81)),
+            (
+                TraceStage::Normal,
+                Verdict::Deny,
+                None,
+                Some(DefaultReason::TierEnd)
+            )
+        );
+        // Egress: untracked, then normal (no preDNAT on egress).
+        let egress = Flow::udp(ip(HOST), 8125, ip(OUTSIDE), 5000);
+        assert_eq!(
+            stage_of(&egress),
+            (TraceStage::Untracked, Verdict::Allow, g("untracked"), None)
+        );
+        // A workload ignores doNotTrack and preDNAT policies entirely.
+        assert_eq!(
+            stage_of(&udp(OUTSIDE, WORKLOAD, 8125)),
+            (
+                TraceStage::Normal,
+                Verdict::Deny,
+                None,
+                Some(DefaultReason::TierEnd)
+            )
+        );
+        assert_eq!(
+            stage_of(&tcp(OUTSIDE, WORKLOAD, 8443)),
+            (
+                TraceStage::Normal,
+                Verdict::Deny,
+                None,
+                Some(DefaultReason::TierEnd)
+            )
+        );
+    }
+
+    #[test]
+    fn workload_is_not_isolated_by_early_stage_policies_alone() {
+        let r = resolved(world(vec![gnp(
+            "untracked",
+            json!({ "selector": "all()", "doNotTrack": true, "applyOnForward": true, "ingress": [{ "action": "Deny" }] }),
+        )]));
+        let d = evaluate(&r, &tcp(OUTSIDE, WORKLOAD, 80));
+        assert_eq!(
+            side_of(&d, TraceSide::Ingress),
+            (
+                Verdict::Allow,
+                None,
+                None,
+                Some(DefaultReason::WorkloadAllow)
+            )
+        );
+    }
+
+    #[test]
+    fn failsafe_ports_admit_host_traffic_by_destination_port_ahead_of_policy() {
+        let resources = world(vec![gnp(
+            "deny-all",
+            json!({ "selector": "all()", "doNotTrack": true, "applyOnForward": true,
+                "types": ["Ingress", "Egress"], "ingress": [{ "action": "Deny" }], "egress": [{ "action": "Deny" }] }),
+        )]);
+        let r = resolve_resources(&resources, default_failsafe()).unwrap();
+        let failsafe = |flow: Flow| {
+            let d = evaluate(&r, &flow);
+            let t = d
+                .trace
+                .iter()
+                .find(|t| t.endpoint.as_deref() == Some("HostEndpoint/host"))
+                .unwrap()
+                .clone();
+            (t.stage, t.action, t.default)
+        };
+        let admitted = (
+            TraceStage::Failsafe,
+            Verdict::Allow,
+            Some(DefaultReason::Failsafe),
+        );
+        assert_eq!(failsafe(tcp(OUTSIDE, HOST, 22)), admitted);
+        assert_eq!(failsafe(udp(OUTSIDE, HOST, 68)), admitted);
+        assert_eq!(failsafe(udp(HOST, OUTSIDE, 53)), admitted);
+        assert_eq!(failsafe(tcp(HOST, OUTSIDE, 6443)), admitted);
+        let denied = (TraceStage::Untracked, Verdict::Deny, None);
+        // Wrong protocol, wrong direction, or only the source port: nothing opens.
+        assert_eq!(failsafe(udp(OUTSIDE, HOST, 22)), denied);
+        assert_eq!(failsafe(tcp(HOST, OUTSIDE, 22)), denied);
+        assert_eq!(
+            failsafe(Flow::tcp(ip(OUTSIDE), 22, ip(HOST), 40000)),
+            denied
+        );
+        assert_eq!(failsafe(udp(OUTSIDE, HOST, 53)), denied);
+
+        // A failsafe `net` restricts the remote address.
+        let mut settings = no_failsafe();
+        settings.failsafe_inbound = vec![FailsafePort {
+            protocol: FailsafeProtocol::Tcp,
+            port: 22,
+            net: Some("198.51.100.0/28".parse().unwrap()),
+        }];
+        let r = resolve_resources(&resources, settings).unwrap();
+        assert_eq!(
+            evaluate(&r, &tcp("198.51.100.2", HOST, 22)).verdict,
+            Verdict::Allow
+        );
+        assert_eq!(
+            evaluate(&r, &tcp("198.51.100.99", HOST, 22)).verdict,
+            Verdict::Deny
+        );
+        // Workloads have no failsafe ports.
+        assert_eq!(
+            evaluate(&r, &tcp("198.51.100.2", WORKLOAD, 22)).trace[0].stage,
+            TraceStage::Normal
+        );
+    }
+
+    #[test]
+    fn both_sides_must_allow() {
+        let r = resolved(world(vec![gnp(
+            "web-egress",
+            json!({ "selector": "role == 'web'", "egress": [
+                { "action": "Allow", "protocol": "TCP", "destination": { "ports": [80] } },
+            ]}),
+        )]));
+        let d = evaluate(&r, &tcp(HOST, WORKLOAD, 80));
+        assert_eq!(d.trace.len(), 2);
+        assert_eq!(d.trace[0].side, TraceSide::Egress);
+        assert_eq!(d.trace[1].side, TraceSide::Ingress);
+        assert!(d.is_allowed());
+        let d = evaluate(&r, &tcp(HOST, WORKLOAD, 81));
+        assert_eq!(side_of(&d, TraceSide::Egress).0, Verdict::Deny);
+        assert_eq!(side_of(&d, TraceSide::Ingress).0, Verdict::Allow);
+        assert_eq!(d.verdict, Verdict::Deny);
+    }
+
+    #[test]
+    fn unmatched_and_mixed_family_flows() {
+        let resources = world(vec![]);
+        let r = resolved(resources.clone());
+        let d = evaluate(&r, &tcp(OUTSIDE, "203.0.113.9", 80));
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.trace[0].side, TraceSide::None);
+        assert_eq!(d.trace[0].endpoint, None);
+        assert_eq!(d.trace[0].default, Some(DefaultReason::UnmatchedTraffic));
+        let settings = VerdictSettings {
+            unmatched_traffic_action: UnmatchedTrafficAction::Allow,
+            ..no_failsafe()
+        };
+        let r2 = resolve_resources(&resources, settings).unwrap();
+        assert_eq!(
+            evaluate(&r2, &tcp(OUTSIDE, "203.0.113.9", 80)).verdict,
+            Verdict::Allow
+        );
+
+        let mixed = Flow::tcp(ip(WORKLOAD), 1, ip("2001:db8::1"), 80);
+        let d = evaluate(&r2, &mixed);
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert!(d.trace.is_empty());
+        assert_eq!(d.note.as_deref(), Some(MIXED_FAMILIES_NOTE));
+    }
+
+    #[test]
+    fn rule_criteria_match_as_section_five_says() {
+        let r = resolved(world(vec![
+            res(
+                "GlobalNetworkSet",
+                "partners",
+                &[("trust", "partner")],
+                json!({ "nets": ["198.51.100.0/26"] }),
+            ),
+            res(
+                "GlobalNetworkSet",
+                "wide",
+                &[("trust", "wide")],
+                json!({ "nets": ["198.51.100.0/24"] }),
+            ),
+            res(
+                "HostEndpoint",
+                "db",
+                &[("role", "db")],
+                json!({ "node": "n", "expectedIPs": ["192.0.2.30", "2001:db8::30"],
+                "ports": [{ "name": "sql", "port": 5432, "protocol": "TCP" }, { "name": "sql", "port": 5433, "protocol": "UDP" }] }),
+            ),
+            res(
+                "HostEndpoint",
+                "db2",
+                &[("role", "db")],
+                json!({ "node": "n", "expectedIPs": ["192.0.2.31"],
+                "ports": [{ "name": "sql", "port": 6432, "protocol": "TCP" }] }),
+            ),
+        ]));
+        let rule = |spec: serde_json::Value| {
+            let resources = vec![gnp("p", json!({ "ingress": [spec] }))];
+            let policy = resolved(resources).tiers[0].policies[0].clone();
+            policy.ingress.unwrap().remove(0)
+        };
+        let icmp = |src: &str, dst: &str, t: Option<u8>, c: Option<u8>| Flow {
+            icmp_type: t,
+            icmp_code: c,
+            ..Flow::bare(
+                if ip(src).is_ipv6() {
+                    protocol::ICMPV6
+                } else {
+                    protocol::ICMP
+                },
+                ip(src),
+                ip(dst),
+            )
+        };
+        let cases: Vec<(&str, serde_json::Value, Flow, bool)> = vec![
+            (
+                "positive all() never matches an unknown address",
+                json!({ "action": "Allow", "source": { "selector": "all()" } }),
+                tcp("203.0.113.1", "192.0.2.30", 1),
+                false,
+            ),
+            (
+                "negated selector neither",
+                json!({ "action": "Allow", "source": { "selector": "trust != 'x'" } }),
+                tcp("203.0.113.1", "192.0.2.30", 1),
+                false,
+            ),
+            (
+                "a set member matches",
+                json!({ "action": "Allow", "source": { "selector": "trust == 'partner'" } }),
+                tcp("198.51.100.5", "192.0.2.30", 1),
+                true,
+            ),
+            (
+                "union of overlapping sets",
+                json!({ "action": "Allow", "source": { "selector": "trust == 'wide'" } }),
+                tcp("198.51.100.5", "192.0.2.30", 1),
+                true,
+            ),
+            (
+                "notSelector matches an unknown address",
+                json!({ "action": "Allow", "source": { "notSelector": "trust == 'partner'" } }),
+                tcp("203.0.113.1", "192.0.2.30", 1),
+                true,
+            ),
+            (
+                "notSelector excludes any containing set",
+                json!({ "action": "Allow", "source": { "notSelector": "trust == 'wide'" } }),
+                tcp("198.51.100.5", "192.0.2.30", 1),
+                false,
+            ),
+            (
+                "IPv4 nets never match IPv6",
+                json!({ "action": "Allow", "source": { "nets": ["198.51.100.0/24"] } }),
+                tcp("2001:db8::99", "2001:db8::30", 1),
+                false,
+            ),
+            (
+                "IPv4 notNets never match IPv6",
+                json!({ "action": "Allow", "source": { "notNets": ["198.51.100.0/24"] } }),
+                tcp("2001:db8::99", "2001:db8::30", 1),
+                false,
+            ),
+            (
+                "IPv4 notNets match other IPv4",
+                json!({ "action": "Allow", "source": { "notNets": ["198.51.100.0/24"] } }),
+                tcp("203.0.113.1", "192.0.2.30", 1),
+                true,
+            ),
+            (
+                "protocol ICMP never matches ICMPv6",
+                json!({ "action": "Allow", "protocol": "ICMP" }),
+                icmp("2001:db8::99", "2001:db8::30", Some(128), Some(0)),
+                false,
+            ),
+            (
+                "icmp type accepts any code",
+                json!({ "action": "Allow", "protocol": "ICMP", "icmp": { "type": 3 } }),
+                icmp(OUTSIDE, "192.0.2.30", Some(3), Some(13)),
+                true,
+            ),
+            (
+                "icmp type+code is exact",
+                json!({ "action": "Allow", "protocol": "ICMP", "icmp": { "type": 3, "code": 4 } }),
+                icmp(OUTSIDE, "192.0.2.30", Some(3), Some(13)),
+                false,
+            ),
+            (
+                "no icmpType: no type-specific match",
+                json!({ "action": "Allow", "protocol": "ICMP", "icmp": { "type": 8 } }),
+                icmp(OUTSIDE, "192.0.2.30", None, None),
+                false,
+            ),
+            (
+                "no icmpType: no notICMP match either",
+                json!({ "action": "Allow", "protocol": "ICMP", "notICMP": { "type": 8 } }),
+                icmp(OUTSIDE, "192.0.2.30", None, None),
+                false,
+            ),
+            (
+                "notICMP type+code excludes only that pair",
+                json!({ "action": "Allow", "protocol": "ICMP", "notICMP": { "type": 3, "code": 4 } }),
+                icmp(OUTSIDE, "192.0.2.30", Some(3), Some(5)),
+                true,
+            ),
+            (
+                "notICMP type+code excludes the pair",
+                json!({ "action": "Allow", "protocol": "ICMP", "notICMP": { "type": 3, "code": 4 } }),
+                icmp(OUTSIDE, "192.0.2.30", Some(3), Some(4)),
+                false,
+            ),
+            (
+                "notICMP type excludes every code",
+                json!({ "action": "Allow", "protocol": "ICMP", "notICMP": { "type": 3 } }),
+                icmp(OUTSIDE, "192.0.2.30", Some(3), Some(5)),
+                false,
+            ),
+            (
+                "notProtocol matches other protocols, ICMP included",
+                json!({ "action": "Allow", "notProtocol": "TCP" }),
+                icmp(OUTSIDE, "192.0.2.30", Some(8), Some(0)),
+                true,
+            ),
+            (
+                "notProtocol excludes its protocol",
+                json!({ "action": "Allow", "notProtocol": "TCP" }),
+                tcp(OUTSIDE, "192.0.2.30", 1),
+                false,
+            ),
+            (
+                "named port resolves per endpoint (db)",
+                json!({ "action": "Allow", "protocol": "TCP", "destination": { "ports": ["sql"] } }),
+                tcp(OUTSIDE, "192.0.2.30", 5432),
+                true,
+            ),
+            (
+                "named port resolves per endpoint (db2)",
+                json!({ "action": "Allow", "protocol": "TCP", "destination": { "ports": ["sql"] } }),
+                tcp(OUTSIDE, "192.0.2.31", 5432),
+                false,
+            ),
+            (
+                "named port per endpoint, other port",
+                json!({ "action": "Allow", "protocol": "TCP", "destination": { "ports": ["sql"] } }),
+                tcp(OUTSIDE, "192.0.2.31", 6432),
+                true,
+            ),
+            (
+                "named port per protocol",
+                json!({ "action": "Allow", "destination": { "ports": ["sql"] } }),
+                udp(OUTSIDE, "192.0.2.30", 5432),
+                false,
+            ),
+            (
+                "named port per protocol (UDP)",
+                json!({ "action": "Allow", "destination": { "ports": ["sql"] } }),
+                udp(OUTSIDE, "192.0.2.30", 5433),
+                true,
+            ),
+            (
+                "named port on an IPv6 address",
+                json!({ "action": "Allow", "destination": { "ports": ["sql"] } }),
+                tcp("2001:db8::99", "2001:db8::30", 5432),
+                true,
+            ),
+            (
+                "named port never matches an external address",
+                json!({ "action": "Allow", "destination": { "ports": ["sql"] } }),
+                tcp("192.0.2.30", OUTSIDE, 5432),
+                false,
+            ),
+            (
+                "named port limited by the side's selector",
+                json!({ "action": "Allow", "destination": { "selector": "role == 'web'", "ports": ["sql", 5432] } }),
+                tcp(OUTSIDE, "192.0.2.30", 5432),
+                false,
+            ),
+            (
+                "notPorts with a named port",
+                json!({ "action": "Allow", "protocol": "TCP", "destination": { "notPorts": ["sql"] } }),
+                tcp(OUTSIDE, "192.0.2.30", 5432),
+                false,
+            ),
+            (
+                "notPorts range",
+                json!({ "action": "Allow", "protocol": "TCP", "destination": { "notPorts": ["1:1024"] } }),
+                tcp(OUTSIDE, "192.0.2.30", 5432),
+                true,
+            ),
+            (
+                "source criteria test the source",
+                json!({ "action": "Allow", "protocol": "TCP", "source": { "ports": [40000] } }),
+                tcp(OUTSIDE, "192.0.2.30", 80),
+                true,
+            ),
+            (
+                "ipVersion 6 excludes IPv4",
+                json!({ "action": "Allow", "ipVersion": 6 }),
+                tcp(OUTSIDE, "192.0.2.30", 80),
+                false,
+            ),
+        ];
+        for (what, spec, flow, want) in cases {
+            let rule = rule(spec);
+            assert_eq!(
+                match_rule(&r, &rule, &flow).is_ok(),
+                want,
+                "{what}: {:?}",
+                match_rule(&r, &rule, &flow)
+            );
+        }
+    }
+
+    #[test]
+    fn decision_serializes_to_the_eval_line() {
+        let r = resolved(world(vec![gnp(
+            "allow-web",
+            json!({ "selector": "role == 'web'", "ingress": [{ "action": "Allow" }] }),
+        )]));
+        let d = evaluate(&r, &tcp(WORKLOAD, HOST, 80));
+        let want = json!({"verdict":"allow","trace":[
+            {"side":"egress","endpoint":"WorkloadEndpoint/prod/pod","stage":"profile","tier":null,"policy":null,"rule":null,"action":"allow","default":"workload-allow","logged":[]},
+            {"side":"ingress","endpoint":"HostEndpoint/host","stage":"normal","tier":"default","policy":"GlobalNetworkPolicy/allow-web","rule":0,"action":"allow","logged":[]},
+        ]});
+        let line = d.to_json_line();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&line).unwrap(),
+            want
+        );
+        assert!(line.starts_with(r#"{"verdict":"allow","trace":[{"side":"egress","endpoint":"#));
+        let back: Decision = serde_json::from_str(&line).unwrap();
+        assert_eq!(back, d);
+        let stages = [
+            (TraceStage::Failsafe, "failsafe"),
+            (TraceStage::Untracked, "untracked"),
+            (TraceStage::PreDnat, "preDNAT"),
+            (TraceStage::Normal, "normal"),
+            (TraceStage::Profile, "profile"),
+        ];
+        for (stage, name) in stages {
+            assert_eq!(serde_json::to_value(stage).unwrap(), json!(name));
+        }
+        let defaults = [
+            (DefaultReason::TierEnd, "tier-end"),
+            (DefaultReason::ProfilesNoMatch, "profiles-no-match"),
+            (DefaultReason::WorkloadAllow, "workload-allow"),
+            (DefaultReason::HostDeny, "host-deny"),
+            (DefaultReason::Failsafe, "failsafe"),
+            (DefaultReason::UnmatchedTraffic, "unmatched-traffic"),
+        ];
+        for (reason, name) in defaults {
+            assert_eq!(serde_json::to_value(reason).unwrap(), json!(name));
+        }
+    }
+}

@@ -14,6 +14,8 @@ mod k8s;
 pub mod labels;
 pub mod resolve;
 pub mod rule;
+#[cfg(test)]
+mod testing;
 
 pub use eval::{
     Decision, DefaultReason, LoggedRule, TraceEntry, TraceSide, TraceStage, Verdict, evaluate,

@@ -1017,3 +1017,484 @@ fn flatten_problems<T>(
         Err(problems)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::policy::rule::PortMatch;
+    use crate::policy::testing::{ip, labels_of, no_failsafe, res, resolved};
+
+    #[test]
+    fn precedence_orders_numerically_then_missing_last_then_by_bytes() {
+        // Each list is in the expected order.
+        let cases: &[&[(Option<f64>, &str)]] = &[
+            &[(Some(20.0), "b"), (Some(100.0), "a")],
+            &[(Some(-1.0), "z"), (Some(0.0), "a"), (Some(10.5), "a")],
+            &[(Some(1e9), "z"), (None, "a")],
+            &[(None, "a-x"), (None, "a10"), (None, "a9"), (None, "b")],
+            &[(Some(5.0), "B"), (Some(5.0), "a")],
+            &[
+                (Some(1000.0), "a"),
+                (Some(DEFAULT_TIER_ORDER), "a"),
+                (Some(2e6), "a"),
+            ],
+            &[(Some(0.0), "a"), (Some(-0.0), "b")],
+            &[(None, "x"), (Some(f64::NAN), "a")],
+        ];
+        for case in cases {
+            for (i, a) in case.iter().enumerate() {
+                for (j, b) in case.iter().enumerate() {
+                    assert_eq!(
+                        precedence(a.0, a.1, b.0, b.1),
+                        i.cmp(&j),
+                        "{a:?} vs {b:?} in {case:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn policy_tie_key_is_name_then_namespace_then_kind() {
+        // Calico compares `name/namespace/kind`, so a shorter name is not always first:
+        // '-' sorts before '/'.
+        let r = resolved(vec![
+            res("GlobalNetworkPolicy", "a", &[], json!({})),
+            res("GlobalNetworkPolicy", "a-x", &[], json!({})),
+            res("NetworkPolicy", "ns/a", &[], json!({})),
+            res("KNP", "ns/a", &[], json!({})),
+            res("policy", "a", &[], json!({})),
+            res("GlobalNetworkPolicy", "a10", &[], json!({})),
+            res("GlobalNetworkPolicy", "a9", &[], json!({ "order": 2000 })),
+        ]);
+        let names: Vec<&str> = r.tiers[0]
+            .policies
+            .iter()
+            .map(|p| p.display_name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "KubernetesNetworkPolicy/ns/a",
+                "GlobalNetworkPolicy/a9",
+                "GlobalNetworkPolicy/a-x",
+                "GlobalNetworkPolicy/a",
+                "policy/a",
+                "NetworkPolicy/ns/a",
+                "GlobalNetworkPolicy/a10",
+            ]
+        );
+    }
+
+    #[test]
+    fn tiers_sort_with_the_implicit_default_tier_at_one_million() {
+        let r = resolved(vec![
+            res("Tier", "late", &[], json!({ "order": 2_000_000 })),
+            res("Tier", "unordered", &[], json!({})),
+            res(
+                "Tier",
+                "security",
+                &[],
+                json!({ "order": 100, "defaultAction": "Pass" }),
+            ),
+            res("Tier", "b-tie", &[], json!({ "order": 100 })),
+        ]);
+        let tiers: Vec<(&str, TierDefaultAction)> = r
+            .tiers
+            .iter()
+            .map(|t| (t.name.as_str(), t.default_action))
+            .collect();
+        assert_eq!(
+            tiers,
+            [
+                ("b-tie", TierDefaultAction::Deny),
+                ("security", TierDefaultAction::Pass),
+                ("default", TierDefaultAction::Deny),
+                ("late", TierDefaultAction::Deny),
+                ("unordered", TierDefaultAction::Deny),
+            ]
+        );
+    }
+
+    #[test]
+    fn types_default_from_the_rule_lists() {
+        let cases = [
+            (false, false, true, false),
+            (true, false, true, false),
+            (false, true, false, true),
+            (true, true, true, true),
+        ];
+        for (has_ingress, has_egress, ingress, egress) in cases {
+            assert_eq!(
+                default_directions(has_ingress, has_egress),
+                Directions { ingress, egress },
+                "ingress rules {has_ingress}, egress rules {has_egress}"
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_types_override_and_drop_rules_of_other_directions() {
+        let allow = json!([{ "action": "Allow" }]);
+        let r = resolved(vec![
+            res("GlobalNetworkPolicy", "no-rules", &[], json!({})),
+            res(
+                "GlobalNetworkPolicy",
+                "egress-only",
+                &[],
+                json!({ "egress": allow }),
+            ),
+            res(
+                "GlobalNetworkPolicy",
+                "both",
+                &[],
+                json!({ "ingress": allow, "egress": allow }),
+            ),
+            res(
+                "GlobalNetworkPolicy",
+                "typed-egress",
+                &[],
+                json!({ "types": ["Egress"], "ingress": allow }),
+            ),
+            res(
+                "policy",
+                "v1-typed",
+                &[],
+                json!({ "types": ["ingress", "egress"] }),
+            ),
+            res("KNP", "ns/k-egress", &[], json!({ "egress": [{}] })),
+            res("KNP", "ns/k-none", &[], json!({ "ingress": [{}] })),
+            res(
+                "KNP",
+                "ns/k-typed",
+                &[],
+                json!({ "policyTypes": ["Ingress"], "egress": [{}] }),
+            ),
+        ]);
+        let governs = |name: &str| {
+            let p = r.tiers[0].policies.iter().find(|p| p.name == name).unwrap();
+            (
+                p.ingress.as_ref().map(Vec::len),
+                p.egress.as_ref().map(Vec::len),
+            )
+        };
+        assert_eq!(governs("no-rules"), (Some(0), None));
+        assert_eq!(governs("egress-only"), (None, Some(1)));
+        assert_eq!(governs("both"), (Some(1), Some(1)));
+        assert_eq!(governs("typed-egress"), (None, Some(0)));
+        assert_eq!(governs("v1-typed"), (Some(0), Some(0)));
+        assert_eq!(governs("k-egress"), (Some(0), Some(1)));
+        assert_eq!(governs("k-none"), (Some(1), None));
+        assert_eq!(governs("k-typed"), (Some(0), None));
+    }
+
+    #[test]
+    fn stages_and_kinds_are_recorded() {
+        let r = resolved(vec![
+            res(
+                "GlobalNetworkPolicy",
+                "untracked",
+                &[],
+                json!({ "doNotTrack": true, "applyOnForward": true }),
+            ),
+            res(
+                "GlobalNetworkPolicy",
+                "pre",
+                &[],
+                json!({ "preDNAT": true, "applyOnForward": true }),
+            ),
+            res("policy", "old", &[], json!({ "doNotTrack": true })),
+            res("KNP", "ns/k", &[], json!({})),
+        ]);
+        let stage = |name: &str| {
+            let p = r.tiers[0].policies.iter().find(|p| p.name == name).unwrap();
+            (p.kind, p.stage, p.order)
+        };
+        assert_eq!(
+            stage("untracked"),
+            (PolicyKind::GlobalNetworkPolicy, Stage::Untracked, None)
+        );
+        assert_eq!(
+            stage("pre"),
+            (PolicyKind::GlobalNetworkPolicy, Stage::PreDnat, None)
+        );
+        assert_eq!(stage("old"), (PolicyKind::V1Policy, Stage::Untracked, None));
+        assert_eq!(
+            stage("k"),
+            (
+                PolicyKind::KubernetesNetworkPolicy,
+                Stage::Normal,
+                Some(1000.0)
+            )
+        );
+    }
+
+    #[test]
+    fn endpoints_get_effective_labels_addresses_ports_and_profiles() {
+        let r = resolved(vec![
+            res("Namespace", "shop", &[("team", "blue")], json!({})),
+            res(
+                "Profile",
+                "p1",
+                &[],
+                json!({ "labelsToApply": { "zone": "a", "app": "profile" } }),
+            ),
+            res(
+                "Profile",
+                "p2",
+                &[],
+                json!({ "labelsToApply": { "zone": "b", "rack": "2" } }),
+            ),
+            res(
+                "WorkloadEndpoint",
+                "shop/pod",
+                &[("app", "web")],
+                json!({
+                    "orchestrator": "k8s",
+                    "serviceAccountName": "api",
+                    "interfaceName": "cali0",
+                    "ipNetworks": ["192.0.2.10/32", "2001:db8::10"],
+                    "profiles": ["p1", "p2"],
+                    "ports": [{ "name": "http", "port": 8080, "protocol": "TCP" }],
+                }),
+            ),
+            res(
+                "HostEndpoint",
+                "host",
+                &[("role", "gw")],
+                json!({ "node": "n", "expectedIPs": ["192.0.2.20"], "profiles": ["p2"] }),
+            ),
+        ]);
+        let pod = r.endpoint_at(ip("192.0.2.10")).unwrap();
+        assert_eq!(pod.kind, EndpointKind::Workload);
+        assert_eq!(pod.display_name, "WorkloadEndpoint/shop/pod");
+        assert_eq!(
+            pod.labels,
+            labels_of(&[
+                ("app", "web"),
+                ("projectcalico.org/namespace", "shop"),
+                ("projectcalico.org/orchestrator", "k8s"),
+                ("projectcalico.org/serviceaccount", "api"),
+                ("pcns.team", "blue"),
+                ("pcns.projectcalico.org/name", "shop"),
+                ("pcsa.projectcalico.org/name", "api"),
+                ("zone", "a"),
+                ("rack", "2"),
+            ])
+        );
+        assert_eq!(pod.profiles, [0, 1]);
+        assert_eq!(
+            pod.ports,
+            [NamedPort {
+                name: "http".into(),
+                protocol: 6,
+                port: 8080
+            }]
+        );
+        assert_eq!(
+            r.endpoint_at(ip("2001:db8:0::10")).map(|e| &e.name),
+            Some(&pod.name)
+        );
+        let host = r.endpoint_at(ip("192.0.2.20")).unwrap();
+        assert_eq!(host.display_name, "HostEndpoint/host");
+        assert_eq!(
+            host.labels,
+            labels_of(&[("role", "gw"), ("zone", "b"), ("rack", "2")])
+        );
+        assert!(r.endpoint_at(ip("192.0.2.21")).is_none());
+        // Endpoints are entities too, as host routes.
+        let kinds: Vec<EntityKind> = r
+            .entities_containing(ip("192.0.2.10"))
+            .map(|e| e.kind)
+            .collect();
+        assert_eq!(kinds, [EntityKind::WorkloadEndpoint]);
+    }
+
+    #[test]
+    fn network_sets_are_entities_with_normalized_nets() {
+        let r = resolved(vec![
+            res("Namespace", "shop", &[("team", "blue")], json!({})),
+            res(
+                "NetworkSet",
+                "shop/ext",
+                &[("kind", "ext")],
+                json!({ "nets": ["198.51.100.77/24"] }),
+            ),
+            res(
+                "GlobalNetworkSet",
+                "gns",
+                &[("kind", "g")],
+                json!({ "nets": ["198.51.100.0/25", "2001:db8::/32"] }),
+            ),
+        ]);
+        let containing: Vec<(&str, EntityKind)> = r
+            .entities_containing(ip("198.51.100.1"))
+            .map(|e| (e.display_name.as_str(), e.kind))
+            .collect();
+        assert_eq!(
+            containing,
+            [
+                ("NetworkSet/shop/ext", EntityKind::NetworkSet),
+                ("GlobalNetworkSet/gns", EntityKind::GlobalNetworkSet),
+            ]
+        );
+        assert_eq!(
+            r.entities[0].nets,
+            ["198.51.100.0/24".parse::<IpNet>().unwrap()]
+        );
+        assert_eq!(
+            r.entities[0].labels,
+            labels_of(&[
+                ("kind", "ext"),
+                ("projectcalico.org/namespace", "shop"),
+                ("pcns.team", "blue"),
+                ("pcns.projectcalico.org/name", "shop"),
+            ])
+        );
+        assert_eq!(r.entities[1].labels, labels_of(&[("kind", "g")]));
+    }
+
+    #[test]
+    fn v1_rules_fold_net_into_nets_and_mask_host_bits() {
+        let r = resolved(vec![res(
+            "policy",
+            "old",
+            &[],
+            json!({ "ingress": [{
+                "action": "allow",
+                "protocol": "tcp",
+                "source": { "net": "192.0.2.77/24", "nets": ["198.51.100.9/25"], "notNet": "192.0.2.128/25" },
+                "destination": { "ports": [80, "8000:8080", "http"] },
+            }]}),
+        )]);
+        let rule = &r.tiers[0].policies[0].ingress.as_ref().unwrap()[0];
+        let nets = |list: &[&str]| {
+            list.iter()
+                .map(|n| n.parse::<IpNet>().unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(rule.src.nets, nets(&["198.51.100.0/25", "192.0.2.0/24"]));
+        assert_eq!(rule.src.not_nets, nets(&["192.0.2.128/25"]));
+        assert_eq!(rule.protocol, Some(6));
+        assert_eq!(rule.ip_version, Some(crate::policy::IpVersion::V4));
+        assert_eq!(
+            rule.dst.ports,
+            [
+                PortMatch::Range(80, 80),
+                PortMatch::Range(8000, 8080),
+                PortMatch::Named("http".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn ip_version_is_implied_by_icmp_protocols_and_nets() {
+        let r = resolved(vec![res(
+            "GlobalNetworkPolicy",
+            "p",
+            &[],
+            json!({ "ingress": [
+                { "action": "Allow", "protocol": "ICMP" },
+                { "action": "Allow", "protocol": "ICMPv6", "icmp": { "type": 128 } },
+                { "action": "Allow", "destination": { "notNets": ["2001:db8::/48"] } },
+                { "action": "Allow", "ipVersion": 4 },
+                { "action": "Allow", "notProtocol": "ICMP" },
+            ]}),
+        )]);
+        let versions: Vec<Option<u8>> = r.tiers[0].policies[0]
+            .ingress
+            .as_ref()
+            .unwrap()
+            .iter()
+            .map(|rule| rule.ip_version.map(|v| v.number()))
+            .collect();
+        assert_eq!(versions, [Some(4), Some(6), Some(6), Some(4), None]);
+    }
+
+    #[test]
+    fn inconsistencies_that_validation_should_have_caught_are_problems() {
+        let cases = [
+            (
+                vec![res(
+                    "GlobalNetworkPolicy",
+                    "p",
+                    &[],
+                    json!({ "tier": "nope" }),
+                )],
+                "tier \"nope\" is not defined",
+            ),
+            (
+                vec![res(
+                    "HostEndpoint",
+                    "h",
+                    &[],
+                    json!({ "node": "n", "expectedIPs": ["192.0.2.1"], "profiles": ["missing"] }),
+                )],
+                "profile \"missing\" is not defined",
+            ),
+            (
+                vec![
+                    res(
+                        "HostEndpoint",
+                        "h1",
+                        &[],
+                        json!({ "node": "n", "expectedIPs": ["192.0.2.1"] }),
+                    ),
+                    res(
+                        "HostEndpoint",
+                        "h2",
+                        &[],
+                        json!({ "node": "n", "expectedIPs": ["192.0.2.1"] }),
+                    ),
+                ],
+                "address 192.0.2.1 is also an address of HostEndpoint/h1",
+            ),
+            (
+                vec![res(
+                    "GlobalNetworkPolicy",
+                    "p",
+                    &[],
+                    json!({ "ingress": [{ "action": "allow" }] }),
+                )],
+                "unknown action \"allow\"",
+            ),
+            (
+                vec![res(
+                    "GlobalNetworkPolicy",
+                    "p",
+                    &[],
+                    json!({ "ingress": [{ "action": "Allow", "ipVersion": 6, "protocol": "ICMP" }] }),
+                )],
+                "rule mixes IPv6 and IPv4",
+            ),
+            (
+                vec![res(
+                    "GlobalNetworkPolicy",
+                    "p",
+                    &[],
+                    json!({ "doNotTrack": true, "preDNAT": true }),
+                )],
+                "doNotTrack and preDNAT cannot both be set",
+            ),
+            (
+                vec![res(
+                    "WorkloadEndpoint",
+                    "ns/w",
+                    &[],
+                    json!({ "ipNetworks": ["192.0.2.0/24"] }),
+                )],
+                "is not a single address",
+            ),
+        ];
+        for (resources, want) in cases {
+            let problems = resolve_resources(&resources, no_failsafe()).unwrap_err();
+            assert!(
+                problems.iter().any(|p| p.message.contains(want)),
+                "{want:?} not in {problems:?}"
+            );
+        }
+    }
+}

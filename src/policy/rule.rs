@@ -621,3 +621,216 @@ pub(crate) fn collect_all<T>(
         Err(problems)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use crate::model::resources::Labels;
+    use crate::policy::testing::labels_of;
+
+    fn sel(text: &str) -> Option<Selector> {
+        Some(Selector::parse(text).unwrap())
+    }
+
+    /// Entities as rule selectors see them, each with effective labels.
+    struct Zoo {
+        wep_prod: Labels,
+        wep_dev: Labels,
+        set_prod: Labels,
+        hep: Labels,
+        gns: Labels,
+    }
+
+    fn zoo() -> Zoo {
+        let namespaced = |ns: &str, extra: &[(&str, &str)]| {
+            let mut l = labels_of(extra);
+            l.insert(labels::NAMESPACE.into(), ns.into());
+            l.insert(
+                format!("{}{}", labels::NAMESPACE_PREFIX, labels::NAME),
+                ns.into(),
+            );
+            l.insert("pcns.env".into(), ns.into());
+            l
+        };
+        Zoo {
+            wep_prod: namespaced(
+                "prod",
+                &[("role", "db"), ("projectcalico.org/serviceaccount", "api")],
+            ),
+            wep_dev: namespaced("dev", &[("role", "db")]),
+            set_prod: namespaced("prod", &[("role", "db")]),
+            hep: labels_of(&[("role", "db")]),
+            gns: labels_of(&[("role", "db")]),
+        }
+    }
+
+    /// What the effective selector of `parts` in namespace `ns` selects, in the order
+    /// wep_prod, wep_dev, set_prod, hep, gns; `None` when there is no positive selector.
+    fn selects(parts: EntityParts, ns: &str) -> Option<[bool; 5]> {
+        let z = zoo();
+        effective_rule_selector(&parts, ns)
+            .map(|s| [&z.wep_prod, &z.wep_dev, &z.set_prod, &z.hep, &z.gns].map(|l| s.matches(l)))
+    }
+
+    #[test]
+    fn effective_rule_selectors_follow_calico_scoping() {
+        let cases: Vec<(&str, EntityParts, &str, Option<[bool; 5]>)> = vec![
+            (
+                "NP selector all(): the namespace's WEPs and sets",
+                EntityParts {
+                    selector: sel("all()"),
+                    ..Default::default()
+                },
+                "prod",
+                Some([true, false, true, false, false]),
+            ),
+            (
+                "NP bare selector never reaches a HEP or GNS",
+                EntityParts {
+                    selector: sel("role == 'db'"),
+                    ..Default::default()
+                },
+                "prod",
+                Some([true, false, true, false, false]),
+            ),
+            (
+                "NP namespaceSelector all(): every namespaced entity",
+                EntityParts {
+                    namespace_selector: sel("all()"),
+                    ..Default::default()
+                },
+                "prod",
+                Some([true, true, true, false, false]),
+            ),
+            (
+                "NP namespaceSelector global(): only HEPs and GNSs",
+                EntityParts {
+                    namespace_selector: sel("global()"),
+                    ..Default::default()
+                },
+                "prod",
+                Some([false, false, false, true, true]),
+            ),
+            (
+                "namespaceSelector is matched against pcns. labels",
+                EntityParts {
+                    namespace_selector: sel("env == 'dev'"),
+                    selector: sel("role == 'db'"),
+                    ..Default::default()
+                },
+                "prod",
+                Some([false, true, false, false, false]),
+            ),
+            (
+                "NP with only notSelector still gets the namespace term",
+                EntityParts {
+                    not_selector: sel("role == 'x'"),
+                    ..Default::default()
+                },
+                "prod",
+                Some([true, false, true, false, false]),
+            ),
+            (
+                "GNP with only notSelector has no positive selector",
+                EntityParts {
+                    not_selector: sel("role == 'x'"),
+                    ..Default::default()
+                },
+                "",
+                None,
+            ),
+            (
+                "GNP selector covers every kind in every namespace",
+                EntityParts {
+                    selector: sel("role == 'db'"),
+                    ..Default::default()
+                },
+                "",
+                Some([true, true, true, true, true]),
+            ),
+            (
+                "GNP namespaceSelector all() drops HEPs and GNSs",
+                EntityParts {
+                    selector: sel("role == 'db'"),
+                    namespace_selector: sel("all()"),
+                    ..Default::default()
+                },
+                "",
+                Some([true, true, true, false, false]),
+            ),
+            (
+                "GNP namespaceSelector global() keeps only HEPs and GNSs",
+                EntityParts {
+                    selector: sel("all()"),
+                    namespace_selector: sel("global()"),
+                    ..Default::default()
+                },
+                "",
+                Some([false, false, false, true, true]),
+            ),
+            (
+                "service account names, scoped to the namespace",
+                EntityParts {
+                    service_account_names: vec!["api".into()],
+                    ..Default::default()
+                },
+                "prod",
+                Some([true, false, false, false, false]),
+            ),
+            (
+                "no selector field in an NP: no positive selector at all",
+                EntityParts {
+                    nets: vec!["192.0.2.0/24".parse().unwrap()],
+                    ..Default::default()
+                },
+                "prod",
+                None,
+            ),
+        ];
+        for (what, parts, ns, want) in cases {
+            assert_eq!(selects(parts, ns), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn service_account_selector_is_pcsa_prefixed() {
+        let parts = EntityParts {
+            service_account_selector: sel("projectcalico.org/name == 'api'"),
+            ..Default::default()
+        };
+        let s = effective_rule_selector(&parts, "").unwrap();
+        assert!(s.matches(&labels_of(&[("pcsa.projectcalico.org/name", "api")])));
+        assert!(!s.matches(&labels_of(&[("projectcalico.org/name", "api")])));
+    }
+
+    #[test]
+    fn ports_parse_as_calico_reads_them() {
+        let cases = [
+            (PortValue::Number(80), Some(PortMatch::Range(80, 80))),
+            (
+                PortValue::Text("443".into()),
+                Some(PortMatch::Range(443, 443)),
+            ),
+            (
+                PortValue::Text("8000:9000".into()),
+                Some(PortMatch::Range(8000, 9000)),
+            ),
+            (PortValue::Text("9000:8000".into()), None),
+            (
+                PortValue::Text("http".into()),
+                Some(PortMatch::Named("http".into())),
+            ),
+            // A dash is not a range: this is a (bad) name, rejected by validation.
+            (
+                PortValue::Text("8000-9000".into()),
+                Some(PortMatch::Named("8000-9000".into())),
+            ),
+            (PortValue::Number(65536), None),
+            (PortValue::Text(String::new()), None),
+        ];
+        for (value, want) in cases {
+            assert_eq!(parse_port(&value), want, "{value:?}");
+        }
+    }
+}
