@@ -155,11 +155,10 @@ pub fn load_model(dir: &Path, limits: &Limits) -> Result<Model, Vec<Problem>> {
     if !problems.is_empty() {
         return Err(problems);
     }
-    match settings::Settings::from_resources(&resources) {
-        Ok(settings) => Ok(Model {
-            resources,
-            settings,
-        }),
-        Err(problems) => Err(problems),
-    }
+    let mut settings = settings::Settings::from_resources(&resources)?;
+    settings.apply_env(std::env::vars())?;
+    Ok(Model {
+        resources,
+        settings,
+    })
 }
