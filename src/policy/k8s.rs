@@ -361,3 +361,233 @@ fn collect_nested<T>(
         Err(problems)
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use crate::model::resources::Labels;
+    use crate::policy::flow::protocol::{SCTP, TCP, UDP};
+    use crate::policy::resolve::Policy;
+    use crate::policy::rule::{PortMatch, Rule};
+    use crate::policy::testing::{labels_of, res, resolved};
+
+    fn knp(spec: Value) -> Policy {
+        let r = resolved(vec![res("KNP", "shop/k", &[], spec)]);
+        r.tiers[0].policies[0].clone()
+    }
+
+    fn pod(ns: &str, orchestrator: &str, extra: &[(&str, &str)]) -> Labels {
+        let mut l = labels_of(extra);
+        l.insert("projectcalico.org/namespace".into(), ns.into());
+        l.insert("projectcalico.org/orchestrator".into(), orchestrator.into());
+        l.insert("pcns.projectcalico.org/name".into(), ns.into());
+        l.insert(
+            "pcns.shape".into(),
+            if ns == "shop" { "circle" } else { "square" }.into(),
+        );
+        l
+    }
+
+    #[test]
+    fn policy_selects_kubernetes_pods_of_its_namespace_only() {
+        let p = knp(json!({ "podSelector": { "matchLabels": { "app": "web" } } }));
+        let cases = [
+            (pod("shop", "k8s", &[("app", "web")]), true),
+            (pod("shop", "k8s", &[("app", "db")]), false),
+            (pod("shop", "openstack", &[("app", "web")]), false),
+            (pod("other", "k8s", &[("app", "web")]), false),
+            (labels_of(&[("app", "web")]), false),
+        ];
+        for (labels, want) in cases {
+            assert_eq!(p.selector.matches(&labels), want, "{labels:?}");
+        }
+        let all = knp(json!({ "podSelector": {} }));
+        assert!(all.selector.matches(&pod("shop", "k8s", &[])));
+        assert_eq!(all.order, Some(1000.0));
+        assert_eq!(all.display_name, "KubernetesNetworkPolicy/shop/k");
+    }
+
+    fn protocols_and_ports(rules: &[Rule]) -> Vec<(Option<u8>, Vec<PortMatch>)> {
+        rules
+            .iter()
+            .map(|r| (r.protocol, r.dst.ports.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn ports_group_by_protocol_with_tcp_as_the_default() {
+        let p = knp(json!({ "podSelector": {}, "ingress": [{ "ports": [
+            { "port": 80 },
+            { "protocol": "UDP", "port": 53 },
+            { "protocol": "TCP", "port": 8000, "endPort": 8100 },
+            { "protocol": "SCTP" },
+            { "port": "http" },
+            { "protocol": "UDP", "port": "5353" },
+        ]}]}));
+        let ingress = p.ingress.unwrap();
+        assert_eq!(
+            protocols_and_ports(&ingress),
+            [
+                (Some(SCTP), vec![]),
+                (
+                    Some(TCP),
+                    vec![
+                        PortMatch::Range(80, 80),
+                        PortMatch::Range(8000, 8100),
+                        PortMatch::Named("http".into())
+                    ]
+                ),
+                (
+                    Some(UDP),
+                    vec![PortMatch::Range(53, 53), PortMatch::Range(5353, 5353)]
+                ),
+            ]
+        );
+        assert!(
+            ingress
+                .iter()
+                .all(|r| r.src.is_unconstrained() && r.source_index == 0)
+        );
+    }
+
+    #[test]
+    fn a_protocol_without_port_opens_every_port_of_it() {
+        let p = knp(json!({ "podSelector": {}, "ingress": [{ "ports": [
+            { "protocol": "TCP", "port": 80 }, { "protocol": "TCP" }, { "port": 443 },
+        ]}]}));
+        assert_eq!(
+            protocols_and_ports(&p.ingress.unwrap()),
+            [(Some(TCP), vec![])]
+        );
+    }
+
+    #[test]
+    fn rules_without_ports_or_peers_allow_everything() {
+        let p = knp(json!({ "podSelector": {}, "ingress": [{}], "egress": [{}] }));
+        for rules in [p.ingress.unwrap(), p.egress.unwrap()] {
+            assert_eq!(rules.len(), 1);
+            assert_eq!(rules[0], Rule::allow_all(0));
+        }
+    }
+
+    #[test]
+    fn one_rule_per_protocol_and_peer_with_the_peer_on_the_right_side() {
+        let peers = json!([
+            { "podSelector": { "matchLabels": { "color": "red" } } },
+            { "ipBlock": { "cidr": "198.51.100.77/24", "except": ["198.51.100.128/26"] } },
+        ]);
+        let ports = json!([{ "port": 80 }, { "protocol": "UDP", "port": 53 }]);
+        let p = knp(json!({ "podSelector": {},
+            "ingress": [{ "from": peers, "ports": ports }],
+            "egress": [{}, { "to": peers, "ports": ports }] }));
+        let ingress = p.ingress.unwrap();
+        assert_eq!(ingress.len(), 4);
+        // Protocol outer (TCP before UDP), peers inner.
+        assert_eq!(
+            ingress.iter().map(|r| r.protocol).collect::<Vec<_>>(),
+            [Some(TCP), Some(TCP), Some(UDP), Some(UDP)]
+        );
+        assert!(ingress[0].src.selector.is_some() && ingress[0].src.nets.is_empty());
+        assert_eq!(ingress[1].src.nets, ["198.51.100.0/24".parse().unwrap()]);
+        assert_eq!(
+            ingress[1].src.not_nets,
+            ["198.51.100.128/26".parse().unwrap()]
+        );
+        assert_eq!(ingress[1].src.selector, None);
+        assert_eq!(ingress[1].dst.ports, [PortMatch::Range(80, 80)]);
+        let egress = p.egress.unwrap();
+        assert_eq!(egress.len(), 5);
+        assert_eq!(egress[0], Rule::allow_all(0));
+        assert!(
+            egress[1..]
+                .iter()
+                .all(|r| r.source_index == 1 && r.src.is_unconstrained())
+        );
+        assert_eq!(egress[2].dst.nets, ["198.51.100.0/24".parse().unwrap()]);
+        assert_eq!(egress[2].dst.ports, [PortMatch::Range(80, 80)]);
+        assert_eq!(egress[2].ip_version, Some(crate::policy::IpVersion::V4));
+    }
+
+    /// Which of these label sets a single-peer rule's source selector matches.
+    fn peer_matches(peer: Value) -> Vec<bool> {
+        let p = knp(json!({ "podSelector": {}, "ingress": [{ "from": [peer] }] }));
+        let selector = p.ingress.unwrap()[0].src.selector.clone().unwrap();
+        let candidates = [
+            pod("shop", "k8s", &[("color", "red"), ("tier", "be")]),
+            pod("other", "k8s", &[("color", "red")]),
+            pod("shop", "openstack", &[("color", "red")]),
+            pod("shop", "k8s", &[("color", "blue")]),
+            // A namespaced network set of the namespace, and a host endpoint.
+            {
+                let mut l = pod("shop", "", &[("color", "red")]);
+                l.remove("projectcalico.org/orchestrator");
+                l
+            },
+            labels_of(&[("color", "red")]),
+        ];
+        candidates.iter().map(|l| selector.matches(l)).collect()
+    }
+
+    #[test]
+    fn selector_peers_reach_kubernetes_pods_only() {
+        let cases = [
+            (
+                json!({ "podSelector": { "matchLabels": { "color": "red" } } }),
+                vec![true, false, false, false, false, false],
+            ),
+            (
+                json!({ "namespaceSelector": {} }),
+                vec![true, true, false, true, false, false],
+            ),
+            (
+                json!({ "namespaceSelector": { "matchLabels": { "shape": "square" } } }),
+                vec![false, true, false, false, false, false],
+            ),
+            (
+                json!({ "namespaceSelector": {}, "podSelector": { "matchLabels": { "color": "red" } } }),
+                vec![true, true, false, false, false, false],
+            ),
+            (
+                json!({ "podSelector": { "matchExpressions": [{ "key": "color", "operator": "In", "values": ["red", "green"] }] } }),
+                vec![true, false, false, false, false, false],
+            ),
+            (
+                json!({ "podSelector": { "matchExpressions": [{ "key": "tier", "operator": "NotIn", "values": ["be"] }] } }),
+                vec![false, false, false, true, false, false],
+            ),
+            (
+                json!({ "podSelector": { "matchExpressions": [{ "key": "tier", "operator": "Exists" }] } }),
+                vec![true, false, false, false, false, false],
+            ),
+            (
+                json!({ "podSelector": { "matchExpressions": [{ "key": "tier", "operator": "DoesNotExist" }] } }),
+                vec![false, false, false, true, false, false],
+            ),
+        ];
+        for (peer, want) in cases {
+            assert_eq!(peer_matches(peer.clone()), want, "{peer}");
+        }
+    }
+
+    #[test]
+    fn bad_ports_and_operators_are_problems() {
+        let cases = [
+            json!({ "ingress": [{ "ports": [{ "port": 90, "endPort": 80 }] }] }),
+            json!({ "ingress": [{ "ports": [{ "protocol": "ICMP" }] }] }),
+            json!({ "ingress": [{ "ports": [{ "port": 0 }] }] }),
+            json!({ "ingress": [{ "ports": [{ "port": "http", "endPort": 90 }] }] }),
+            json!({ "podSelector": { "matchExpressions": [{ "key": "a", "operator": "Gt" }] } }),
+            json!({ "policyTypes": ["ingress"] }),
+        ];
+        for spec in cases {
+            let resources = vec![res("KNP", "shop/k", &[], spec.clone())];
+            let result = crate::policy::resolve::resolve_resources(
+                &resources,
+                crate::policy::testing::no_failsafe(),
+            );
+            assert!(result.is_err(), "{spec} was accepted");
+        }
+    }
+}
