@@ -1612,10 +1612,11 @@ mod tests {
             evaluate(&r, &tcp("198.51.100.99", HOST, 22)).verdict,
             Verdict::Deny
         );
-        // Workloads have no failsafe ports.
+        // Workloads have no failsafe ports (and ignore the untracked policy).
+        let d = evaluate(&r, &tcp("198.51.100.2", WORKLOAD, 22));
         assert_eq!(
-            evaluate(&r, &tcp("198.51.100.2", WORKLOAD, 22)).trace[0].stage,
-            TraceStage::Normal
+            (d.trace[0].stage, d.trace[0].default),
+            (TraceStage::Profile, Some(DefaultReason::WorkloadAllow))
         );
     }
 

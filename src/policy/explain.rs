@@ -166,6 +166,41 @@ mod tests {
         flows
     }
 
+    /// Every decision on `flows()` for the deployment given.
+    fn decisions(resources: &[Resource]) -> Vec<crate::policy::Decision> {
+        let resolved = resolve_resources(resources, default_failsafe()).unwrap();
+        flows().iter().map(|f| evaluate(&resolved, f)).collect()
+    }
+
+    #[test]
+    fn directory_order_changes_nothing() {
+        let original = decisions(&deployment());
+        let mut reversed = deployment();
+        reversed.reverse();
+        assert_eq!(decisions(&reversed), original);
+        let mut rotated = deployment();
+        rotated.rotate_left(5);
+        assert_eq!(decisions(&rotated), original);
+    }
+
+    #[test]
+    fn an_unrelated_tier_that_passes_everything_changes_no_verdict() {
+        let original = decisions(&deployment());
+        let mut with_tier = deployment();
+        with_tier.push(res("Tier", "first", &[], json!({ "order": 1 })));
+        with_tier.push(res(
+            "GlobalNetworkPolicy",
+            "first.pass",
+            &[],
+            json!({
+            "tier": "first", "selector": "all()", "types": ["Ingress", "Egress"],
+            "ingress": [{ "action": "Pass" }], "egress": [{ "action": "Pass" }] }),
+        ));
+        let verdicts =
+            |d: &[crate::policy::Decision]| d.iter().map(|d| d.verdict).collect::<Vec<_>>();
+        assert_eq!(verdicts(&decisions(&with_tier)), verdicts(&original));
+    }
+
     #[test]
     fn explanation_agrees_with_evaluate_on_many_flows() {
         let resolved = resolve_resources(&deployment(), default_failsafe()).unwrap();
