@@ -480,8 +480,7 @@ impl SideWalk<'_, '_> {
                 continue;
             }
             self.n.say(2, || describe_tier(tier));
-            self.narrate_inapplicable(tier, stage);
-            match self.run_tier_policies(tier, stage, &applicable) {
+            match self.run_tier_policies(tier, stage) {
                 TierResult::Decided(decided) => return Some(decided),
                 TierResult::Passed => continue,
                 TierResult::NoMatch => {}
@@ -521,13 +520,14 @@ impl SideWalk<'_, '_> {
         None
     }
 
-    fn run_tier_policies(
-        &mut self,
-        tier: &Tier,
-        stage: Stage,
-        applicable: &[&Policy],
-    ) -> TierResult {
-        for policy in applicable {
+    /// The policies of one tier that take part, in order; the others of the same stage are
+    /// only narrated, with the reason they do not take part.
+    fn run_tier_policies(&mut self, tier: &Tier, stage: Stage) -> TierResult {
+        for policy in tier.policies.iter().filter(|p| p.stage == stage) {
+            if !self.applies(policy, stage) {
+                self.narrate_inapplicable(policy);
+                continue;
+            }
             self.n.say(3, || {
                 format!(
                     "policy {}{}",
@@ -665,22 +665,16 @@ impl SideWalk<'_, '_> {
             && policy.selector.matches(&self.endpoint.labels)
     }
 
-    fn narrate_inapplicable(&mut self, tier: &Tier, stage: Stage) {
-        for policy in &tier.policies {
-            if self.applies(policy, stage) {
-                continue;
-            }
-            let why = if policy.stage != stage {
-                format!("runs in the {} stage", stage_name(policy.stage))
-            } else if !policy.governs(self.direction) {
-                format!("does not govern {}", self.direction.name())
-            } else {
+    fn narrate_inapplicable(&mut self, policy: &Policy) {
+        let direction = self.direction;
+        self.n.say(3, || {
+            let why = if policy.governs(direction) {
                 format!("does not select this endpoint ({})", policy.selector)
+            } else {
+                format!("does not govern {}", direction.name())
             };
-            self.n.say(3, || {
-                format!("policy {}: not applicable, {why}", policy.display_name)
-            });
-        }
+            format!("policy {}: not applicable, {why}", policy.display_name)
+        });
     }
 }
 
