@@ -658,11 +658,8 @@ impl SideWalk<'_, '_> {
         }
     }
 
-    /// Whether a policy takes part for this endpoint, direction and stage (§3).
     fn applies(&self, policy: &Policy, stage: Stage) -> bool {
-        policy.stage == stage
-            && policy.governs(self.direction)
-            && policy.selector.matches(&self.endpoint.labels)
+        policy.applies_to(self.endpoint, self.direction, stage)
     }
 
     fn narrate_inapplicable(&mut self, policy: &Policy) {

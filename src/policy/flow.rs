@@ -509,6 +509,73 @@ mod tests {
         assert_eq!(protocol::display(1), "icmp");
     }
 
+    fn to_json_line(flow: &Flow) -> String {
+        let mut object = serde_json::json!({
+            "src": flow.src.to_string(),
+            "dst": flow.dst.to_string(),
+            "protocol": flow.protocol,
+        });
+        let fields = [
+            ("srcPort", flow.src_port.map(u32::from)),
+            ("dstPort", flow.dst_port.map(u32::from)),
+            ("icmpType", flow.icmp_type.map(u32::from)),
+            ("icmpCode", flow.icmp_code.map(u32::from)),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value {
+                object[name] = v.into();
+            }
+        }
+        object.to_string()
+    }
+
+    fn any_flow() -> impl proptest::strategy::Strategy<Value = Flow> {
+        use proptest::prelude::*;
+        let v4 = any::<[u8; 4]>().prop_map(IpAddr::from);
+        let v6 = any::<[u8; 16]>().prop_map(IpAddr::from);
+        let addresses = prop_oneof![(v4.clone(), v4), (v6.clone(), v6)];
+        let ported = (
+            prop_oneof![Just(6u8), Just(17), Just(132), Just(136)],
+            proptest::option::of(any::<u16>()),
+            proptest::option::of(any::<u16>()),
+        )
+            .prop_map(|(p, s, d)| (p, s, d, None, None));
+        let icmp = (
+            prop_oneof![Just(1u8), Just(58)],
+            proptest::option::of((any::<u8>(), proptest::option::of(any::<u8>()))),
+        )
+            .prop_map(|(p, tc)| (p, None, None, tc.map(|t| t.0), tc.and_then(|t| t.1)));
+        let other = (0u8..=255)
+            .prop_filter("no ports or ICMP", |p| {
+                !protocol::has_ports(*p) && !protocol::is_icmp(*p)
+            })
+            .prop_map(|p| (p, None, None, None, None));
+        (addresses, prop_oneof![ported, icmp, other]).prop_map(
+            |((src, dst), (protocol, sp, dp, t, c))| Flow {
+                src,
+                dst,
+                protocol,
+                src_port: sp,
+                dst_port: dp,
+                icmp_type: t,
+                icmp_code: c,
+            },
+        )
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn every_valid_flow_reads_back_from_its_json_line(flow in any_flow()) {
+            let line = to_json_line(&flow);
+            proptest::prop_assert_eq!(Flow::from_json_line(&line), Ok(flow), "{}", line);
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(line in ".{0,200}") {
+            let _ = Flow::from_json_line(&line);
+        }
+    }
+
     #[test]
     fn displays_for_people() {
         let flow = Flow::tcp(ip("2001:db8::1"), 4000, ip("2001:db8::2"), 443);

@@ -261,6 +261,12 @@ impl Policy {
         self.rules(direction).is_some()
     }
 
+    /// Whether the policy takes part when `stage` runs for `direction` of `endpoint` (§3):
+    /// right stage, governs the direction, and its selector selects the endpoint.
+    pub fn applies_to(&self, endpoint: &Endpoint, direction: Direction, stage: Stage) -> bool {
+        self.stage == stage && self.governs(direction) && self.selector.matches(&endpoint.labels)
+    }
+
     /// The tie-break key among equal orders: current Calico compares `name/namespace/kind`.
     pub fn tie_key(&self) -> String {
         format!("{}/{}/{}", self.name, self.namespace, self.kind.name())
