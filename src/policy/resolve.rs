@@ -1198,6 +1198,101 @@ mod tests {
     }
 
     #[test]
+    fn effective_policy_selectors_scope_by_namespace_and_service_account() {
+        let wep = |name: &str, sa: &str, ip: &str| {
+            res(
+                "WorkloadEndpoint",
+                name,
+                &[("app", "x")],
+                json!({ "interfaceName": "c0", "ipNetworks": [ip], "serviceAccountName": sa }),
+            )
+        };
+        let mut resources = vec![
+            res("Namespace", "prod", &[("env", "prod")], json!({})),
+            res("Namespace", "dev", &[("env", "dev")], json!({})),
+            wep("prod/a", "api", "192.0.2.1"),
+            wep("dev/b", "web", "192.0.2.2"),
+            res(
+                "HostEndpoint",
+                "h",
+                &[("app", "x")],
+                json!({ "node": "n", "expectedIPs": ["192.0.2.3"] }),
+            ),
+        ];
+        let policies = [
+            (
+                "GlobalNetworkPolicy",
+                "g-all",
+                json!({ "selector": "all()" }),
+            ),
+            ("GlobalNetworkPolicy", "g-empty", json!({})),
+            (
+                "GlobalNetworkPolicy",
+                "g-ns-all",
+                json!({ "namespaceSelector": "all()" }),
+            ),
+            (
+                "GlobalNetworkPolicy",
+                "g-sel-ns-all",
+                json!({ "selector": "all()", "namespaceSelector": "all()" }),
+            ),
+            (
+                "GlobalNetworkPolicy",
+                "g-ns-dev",
+                json!({ "selector": "app == 'x'", "namespaceSelector": "env == 'dev'" }),
+            ),
+            (
+                "GlobalNetworkPolicy",
+                "g-sa-all",
+                json!({ "serviceAccountSelector": "all()" }),
+            ),
+            (
+                "GlobalNetworkPolicy",
+                "g-sa-api",
+                json!({ "serviceAccountSelector": "projectcalico.org/name == 'api'" }),
+            ),
+            (
+                "NetworkPolicy",
+                "prod/n-all",
+                json!({ "selector": "all()" }),
+            ),
+            ("NetworkPolicy", "prod/n-empty", json!({})),
+            (
+                "NetworkPolicy",
+                "dev/n-sa",
+                json!({ "serviceAccountSelector": "projectcalico.org/name == 'web'" }),
+            ),
+            ("policy", "v1", json!({ "selector": "app == 'x'" })),
+        ];
+        for (kind, name, spec) in &policies {
+            resources.push(res(kind, name, &[], spec.clone()));
+        }
+        let r = resolved(resources);
+        let selects = |name: &str| -> [bool; 3] {
+            let policy = r.tiers[0].policies.iter().find(|p| p.name == name).unwrap();
+            [ip("192.0.2.1"), ip("192.0.2.2"), ip("192.0.2.3")]
+                .map(|a| policy.selector.matches(&r.endpoint_at(a).unwrap().labels))
+        };
+        // Columns: prod/a (sa api), dev/b (sa web), host h.
+        let cases = [
+            ("g-all", [true, true, true]),
+            ("g-empty", [true, true, true]),
+            ("g-ns-all", [true, true, false]),
+            ("g-sel-ns-all", [true, true, false]),
+            ("g-ns-dev", [false, true, false]),
+            ("g-sa-all", [true, true, false]),
+            ("g-sa-api", [true, false, false]),
+            ("n-all", [true, false, false]),
+            ("n-empty", [true, false, false]),
+            ("n-sa", [false, true, false]),
+            ("v1", [true, true, true]),
+        ];
+        for (name, want) in cases {
+            assert_eq!(selects(name), want, "{name}");
+        }
+    }
+
+    #[test]
     fn stages_and_kinds_are_recorded() {
         let r = resolved(vec![
             res(
