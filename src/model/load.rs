@@ -10,6 +10,7 @@
 //! and left out, and loading goes on with the next one. Problems that are not inside a file's
 //! text (the directory cannot be read, a file is too large) have line 0.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io::Read;
 use std::num::NonZeroUsize;
@@ -100,16 +101,15 @@ pub fn load_str(file_name: &str, text: &str, limits: &Limits) -> (Vec<Resource>,
     loader.finish()
 }
 
-/// Names of the files of `dir` to load, sorted.
-fn yaml_file_names(dir: &Path) -> std::io::Result<Vec<String>> {
+/// Names of the files of `dir` to load, sorted (bytewise).
+fn yaml_file_names(dir: &Path) -> std::io::Result<Vec<OsString>> {
     let mut names = Vec::new();
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        // Names that are not UTF-8 cannot end in `.yaml` as far as we can tell; skip them.
-        let Ok(name) = entry.file_name().into_string() else {
-            continue;
-        };
-        if !is_config_file_name(&name) {
+        let name = entry.file_name();
+        // Judged on the lossy form so that a name that is not UTF-8 is still loaded (and
+        // shown with replacement characters) rather than silently ignored.
+        if !is_config_file_name(&name.to_string_lossy()) {
             continue;
         }
         // `fs::metadata` follows symlinks; a dangling one is kept so that reading reports it.
@@ -360,9 +360,15 @@ impl<'l> Loader<'l> {
                 "apiVersion" | "kind" | "metadata" => {}
                 "items" => items = Some(value),
                 other => self.problem(
-                    &At { line: key.line(), ..at },
+                    &At {
+                        line: key.line(),
+                        ..at
+                    },
                     other,
-                    format!("unknown field {other:?} in a List; expected one of apiVersion, kind, metadata, items"),
+                    format!(
+                        "unknown field {other:?} in a List; \
+                         expected one of apiVersion, kind, metadata, items"
+                    ),
                 ),
             }
         }
@@ -957,6 +963,18 @@ mod tests {
         );
         assert_eq!(resources[1].origin.file, dir.file("b.yaml"));
         assert_eq!(resources[3].origin.line, 8);
+    }
+
+    #[test]
+    fn file_names_need_not_be_utf8() {
+        use std::os::unix::ffi::OsStrExt;
+        let dir = Scratch::new();
+        let name = std::ffi::OsStr::from_bytes(b"caf\xe9.yaml");
+        fs::write(dir.0.join(name), gnp("cafe")).unwrap();
+        let (resources, problems) = load_dir(&dir.0, &Limits::default());
+        assert!(problems.is_empty());
+        assert_eq!(names(&resources), ["GlobalNetworkPolicy/cafe"]);
+        assert!(resources[0].origin.file.ends_with("caf\u{fffd}.yaml"));
     }
 
     #[test]
