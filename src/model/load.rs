@@ -808,6 +808,25 @@ mod tests {
     }
 
     #[test]
+    fn list_envelopes_are_checked_too() {
+        let (resources, problems) = load("apiVersion: v1\nkind: List\nitem: []\n");
+        assert!(resources.is_empty());
+        assert_eq!(
+            messages(&problems),
+            [
+                "test.yaml:3: -: item: unknown field \"item\" in a List; expected one of apiVersion, kind, metadata, items"
+            ]
+        );
+        let (_, problems) = load("apiVersion: v1\nkind: List\nitems: {a: 1}\n");
+        assert_eq!(
+            messages(&problems),
+            ["test.yaml:3: -: items: expected a sequence, found a mapping"]
+        );
+        let (resources, problems) = load("apiVersion: v1\nkind: List\nitems:\n");
+        assert!(resources.is_empty() && problems.is_empty());
+    }
+
+    #[test]
     fn headers_are_checked_before_anything_else() {
         let cases: [(&str, &str); 7] = [
             (

@@ -141,10 +141,6 @@ impl<'a> Node<'a> {
         self.id
     }
 
-    pub fn document(self) -> &'a Document {
-        self.doc
-    }
-
     /// Line, 1-based.
     pub fn line(self) -> usize {
         self.data().line as usize
