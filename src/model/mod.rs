@@ -64,7 +64,11 @@ impl Resource {
     /// How problems and traces name this resource: `KIND/NAME`, or `KIND/NAMESPACE/NAME`
     /// for namespaced kinds.
     pub fn display_name(&self) -> String {
-        let name = if self.name().is_empty() { "?" } else { self.name() };
+        let name = if self.name().is_empty() {
+            "?"
+        } else {
+            self.name()
+        };
         if self.kind().is_namespaced() {
             format!("{}/{}/{}", self.kind().name(), self.namespace(), name)
         } else {

@@ -635,7 +635,10 @@ impl Kind {
     pub fn is_namespaced(self) -> bool {
         matches!(
             self,
-            Kind::WorkloadEndpoint | Kind::NetworkSet | Kind::NetworkPolicy | Kind::K8sNetworkPolicy
+            Kind::WorkloadEndpoint
+                | Kind::NetworkSet
+                | Kind::NetworkPolicy
+                | Kind::K8sNetworkPolicy
         )
     }
 }
