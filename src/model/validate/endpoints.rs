@@ -124,7 +124,10 @@ fn check_gateway(check: &mut Check, field: &str, gateway: Option<&str>, family: 
         Err(_) => false,
     };
     if !ok {
-        check.report(field, format!("{text:?} is not an IPv{family} address"));
+        check.report(
+            field,
+            format!("{text:?} is not an IPv{family} address: write one IPv{family} address"),
+        );
     }
 }
 

@@ -35,7 +35,7 @@ fn check_policy_types(check: &mut Check, types: &[String]) {
         } else if types[..i].contains(t) {
             check.report(
                 &format!("spec.policyTypes[{i}]"),
-                format!("policy type {t:?} is listed twice"),
+                format!("policy type {t:?} is listed twice: list each type once"),
             );
         }
     }
@@ -164,11 +164,17 @@ fn check_label_selector(check: &mut Check, path: &str, selector: &LabelSelector)
         match requirement.operator.as_str() {
             "In" | "NotIn" if values.is_empty() => check.report(
                 &format!("{base}.values"),
-                format!("operator {} needs at least one value", requirement.operator),
+                format!(
+                    "operator {} needs at least one value: list the values to match",
+                    requirement.operator
+                ),
             ),
             "Exists" | "DoesNotExist" if !values.is_empty() => check.report(
                 &format!("{base}.values"),
-                format!("operator {} takes no values", requirement.operator),
+                format!(
+                    "operator {} takes no values: remove values",
+                    requirement.operator
+                ),
             ),
             "In" | "NotIn" | "Exists" | "DoesNotExist" => {}
             other => check.report(

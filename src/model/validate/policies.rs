@@ -104,7 +104,8 @@ pub(super) fn check_tier(check: &mut Check, spec: &TierSpec) {
     if spec.default_action.as_deref().is_some_and(|a| a != "Deny") {
         check.report(
             "spec.defaultAction",
-            "the default tier's defaultAction must be Deny",
+            "the default tier's defaultAction must be Deny: remove spec.defaultAction or set it \
+             to Deny",
         );
     }
 }
@@ -153,7 +154,7 @@ fn check_types(check: &mut Check, types: &[String], dialect: Dialect) {
         } else if types[..i].contains(t) {
             check.report(
                 &format!("spec.types[{i}]"),
-                format!("type {t:?} is listed twice"),
+                format!("type {t:?} is listed twice: list each type once"),
             );
         }
     }
@@ -212,7 +213,7 @@ fn check_stages(check: &mut Check, stages: &Stages, types: &[String], egress_typ
         };
         check.report(
             "spec.applyOnForward",
-            format!("a {which} policy needs applyOnForward: true"),
+            format!("a {which} policy needs applyOnForward: true (set it)"),
         );
     }
 }

@@ -508,7 +508,8 @@ fn check_nets(check: &mut Check, rule: &RuleCore, ip_version: Option<u8>, protoc
                 check.report(
                     &field(),
                     format!(
-                        "{:?} is IPv{family} but the rule has ipVersion {version}",
+                        "{:?} is IPv{family} but the rule has ipVersion {version}: use an \
+                         IPv{version} CIDR or change ipVersion",
                         net.text
                     ),
                 );
@@ -519,7 +520,8 @@ fn check_nets(check: &mut Check, rule: &RuleCore, ip_version: Option<u8>, protoc
                     check.report(
                         &field(),
                         format!(
-                            "{:?} is IPv{family} but protocol {} only matches IPv{implied}",
+                            "{:?} is IPv{family} but protocol {} only matches IPv{implied}: \
+                             use an IPv{implied} CIDR or the other ICMP protocol",
                             net.text,
                             values::protocol_name(n, rule.dialect)
                         ),
