@@ -723,6 +723,16 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         assert_eq!(labels, expected);
+
+        let metadata: crate::model::Metadata =
+            decode_text("name: 123\nnamespace: no\nannotations: {a: true, b: 1.5}\n").unwrap();
+        assert_eq!(metadata.name.as_deref(), Some("123"));
+        assert_eq!(metadata.namespace.as_deref(), Some("no"));
+        assert_eq!(metadata.annotations["a"], "true");
+        assert_eq!(metadata.annotations["b"], "1.5");
+        let spec: GlobalNetworkPolicySpec = decode_text("tier: on\ntypes: [yes, 1]\n").unwrap();
+        assert_eq!(spec.tier.as_deref(), Some("on"));
+        assert_eq!(spec.types, ["yes", "1"]);
     }
 
     #[test]

@@ -141,10 +141,6 @@ impl<'a> Node<'a> {
         self.id
     }
 
-    pub fn document(self) -> &'a Document {
-        self.doc
-    }
-
     /// Line, 1-based.
     pub fn line(self) -> usize {
         self.data().line as usize
@@ -987,6 +983,8 @@ mod tests {
         assert_eq!(texts("more"), ["80", "443"]);
         assert_eq!(texts("ports"), texts("more"));
         assert_eq!(doc.root().get("again").unwrap().as_scalar(), Some("web"));
+        // Root, four keys, the sequence and its two items, and "web": aliases add no node.
+        assert_eq!(doc.nodes.len(), 9);
     }
 
     #[test]
@@ -1175,5 +1173,30 @@ mod tests {
             assert_eq!(lines.line(path), Some(line), "{path}");
         }
         assert_eq!(FieldLines::default().line("spec"), None);
+    }
+
+    proptest::proptest! {
+        /// Whatever the text, composing gives documents or positioned errors, never a panic.
+        #[test]
+        fn arbitrary_text_never_panics(text in "[ \n\t:,\\-\\[\\]{}&*!|>'\"#?%@`a-c0-9~.<]{0,160}") {
+            let lines = text.lines().count() + 1;
+            for document in compose(&text, &limits()) {
+                if let Err(e) = document {
+                    proptest::prop_assert!(e.line >= 1 && e.line <= lines + 1, "{e}");
+                }
+            }
+        }
+
+        /// Indented block structure, the shape real files have.
+        #[test]
+        fn arbitrary_block_structure_never_panics(
+            lines in proptest::collection::vec(("[ ]{0,6}", "(- )?", "[a-c&*!]{0,3}", "(: ?)?", "[a-c0-9&*'\"|>-]{0,4}"), 0..30)
+        ) {
+            let text: String = lines
+                .iter()
+                .map(|(indent, dash, key, colon, value)| format!("{indent}{dash}{key}{colon}{value}\n"))
+                .collect();
+            let _ = compose(&text, &limits());
+        }
     }
 }
