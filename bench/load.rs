@@ -5,6 +5,9 @@
 //! ranges, plus 200 host endpoints. The directory is generated once under the target dir
 //! from a fixed pattern, so runs are comparable.
 
+// A benchmark may panic on setup failure: that is a broken benchmark, not bad input.
+#![allow(clippy::expect_used, clippy::panic)]
+
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -36,6 +36,18 @@ pub struct Metadata {
     pub creation_timestamp: Option<String>,
     #[serde(default)]
     pub generate_name: Option<String>,
+    #[serde(default)]
+    pub self_link: Option<String>,
+    #[serde(default)]
+    pub deletion_timestamp: Option<String>,
+    #[serde(default)]
+    pub deletion_grace_period_seconds: Option<i64>,
+    #[serde(default)]
+    pub finalizers: Vec<String>,
+    #[serde(default)]
+    pub owner_references: Option<serde::de::IgnoredAny>,
+    #[serde(default)]
+    pub managed_fields: Option<serde::de::IgnoredAny>,
 }
 
 /// A port as written: a number, or a string holding `"lo:hi"`, a digit string, or a name.
