@@ -953,5 +953,4 @@ fn parse_env_failsafe_entry(entry: &str) -> Result<FailsafePort, String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests;

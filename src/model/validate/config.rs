@@ -209,7 +209,6 @@ fn check_only_default_is_read(check: &mut Check, kind: &str) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -190,7 +190,6 @@ fn check_endpoint_ports(check: &mut Check, ports: &[EndpointPort]) {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -117,5 +117,4 @@ impl Check<'_> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests;

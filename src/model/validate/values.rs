@@ -220,7 +220,6 @@ pub fn family(net: &IpNet) -> u8 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
