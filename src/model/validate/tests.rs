@@ -1606,3 +1606,119 @@ fn every_problem_is_reported_not_just_the_first() {
         ]
     );
 }
+
+#[test]
+fn selectors() {
+    let limits = Limits {
+        max_selector_len: 20,
+        ..Limits::default()
+    };
+    run(
+        vec![
+            case(
+                "valid policy selectors",
+                vec![gnp(
+                    json!({"selector": "r == 'd' && !has(x)", "namespaceSelector": "all()", "serviceAccountSelector": "name in {'a',}"}),
+                )],
+                &[],
+            ),
+            case(
+                "empty selector is all()",
+                vec![gnp(json!({"selector": ""}))],
+                &[],
+            ),
+            case(
+                "parse error names the position",
+                vec![gnp(json!({"selector": "role = 'db'"}))],
+                &[("spec.selector", "invalid selector \"role = 'db'\": ")],
+            ),
+            case(
+                "trailing newline",
+                vec![gnp(json!({"selector": "a == 'b'\n"}))],
+                &[("spec.selector", "invalid selector")],
+            ),
+            case(
+                "rule selectors",
+                vec![rule(
+                    json!({"action": "Allow", "source": {"selector": "(a", "notSelector": "b ==", "serviceAccounts": {"names": ["x"], "selector": "has("}}}),
+                )],
+                &[
+                    ("spec.ingress[0].source.selector", "invalid selector"),
+                    ("spec.ingress[0].source.notSelector", "invalid selector"),
+                    (
+                        "spec.ingress[0].source.serviceAccounts.selector",
+                        "invalid selector",
+                    ),
+                ],
+            ),
+            case(
+                "global as a rule namespaceSelector",
+                vec![rule(
+                    json!({"action": "Allow", "destination": {"namespaceSelector": " global(\t) "}}),
+                )],
+                &[],
+            ),
+            case(
+                "global combined",
+                vec![rule(
+                    json!({"action": "Allow", "destination": {"namespaceSelector": "global() || all()"}}),
+                )],
+                &[(
+                    "spec.ingress[0].destination.namespaceSelector",
+                    "may not be combined",
+                )],
+            ),
+            case(
+                "global elsewhere",
+                vec![gnp(
+                    json!({"serviceAccountSelector": "global()", "ingress": [{"action": "Allow", "source": {"notSelector": "global()"}}]}),
+                )],
+                &[
+                    ("spec.serviceAccountSelector", "only be used as the whole"),
+                    (
+                        "spec.ingress[0].source.notSelector",
+                        "only be used as the whole",
+                    ),
+                ],
+            ),
+            case(
+                "global in a string literal is refused too",
+                vec![gnp(json!({"selector": "a == 'global('"}))],
+                &[("spec.selector", "only be used as the whole")],
+            ),
+            case(
+                "np policy selector",
+                vec![with_metadata(
+                    Kind::NetworkPolicy,
+                    json!({"name": "p", "namespace": "ns"}),
+                    json!({"selector": "global()"}),
+                )],
+                &[("spec.selector", "only be used")],
+            ),
+            case(
+                "v1 selectors",
+                vec![v1(
+                    json!({"selector": "a ==", "ingress": [{"action": "allow", "destination": {"selector": "global()"}}]}),
+                )],
+                &[
+                    ("spec.selector", "invalid selector"),
+                    ("spec.ingress[0].destination.selector", "only be used"),
+                ],
+            ),
+            case(
+                "at the length limit",
+                vec![gnp(json!({"selector": "a == '0123456789abc'"}))],
+                &[],
+            ),
+            case(
+                "over the length limit",
+                vec![gnp(json!({"selector": "a == '0123456789abcd'"}))],
+                &[(
+                    "spec.selector",
+                    "selector is 21 characters long; at most 20 are allowed",
+                )],
+            ),
+        ],
+        &limits,
+    );
+}

@@ -43,9 +43,10 @@ pub fn protocol(value: &ProtocolValue, dialect: Dialect) -> Result<u8, String> {
         ProtocolValue::Text(text)
             if !text.is_empty() && text.bytes().all(|c| c.is_ascii_digit()) =>
         {
+            let shown = format!("{text:?}");
             match text.parse::<i64>() {
-                Ok(n) => protocol_number(n, text, dialect),
-                Err(_) => Err(protocol_error(text, dialect)),
+                Ok(n) => protocol_number(n, &shown, dialect),
+                Err(_) => Err(protocol_error(&shown, dialect)),
             }
         }
         ProtocolValue::Text(text) => V3_PROTOCOLS
@@ -55,25 +56,26 @@ pub fn protocol(value: &ProtocolValue, dialect: Dialect) -> Result<u8, String> {
                 Dialect::V1 => name.to_ascii_lowercase() == *text,
             })
             .map(|(_, number)| *number)
-            .ok_or_else(|| protocol_error(text, dialect)),
+            .ok_or_else(|| protocol_error(&format!("{text:?}"), dialect)),
     }
 }
 
-fn protocol_number(n: i64, written: &str, dialect: Dialect) -> Result<u8, String> {
+/// `shown` is the value as messages write it: bare for a number, quoted for text.
+fn protocol_number(n: i64, shown: &str, dialect: Dialect) -> Result<u8, String> {
     match u8::try_from(n) {
         Ok(number) if number >= 1 => Ok(number),
-        _ => Err(protocol_error(written, dialect)),
+        _ => Err(protocol_error(shown, dialect)),
     }
 }
 
-fn protocol_error(written: &str, dialect: Dialect) -> String {
+fn protocol_error(shown: &str, dialect: Dialect) -> String {
     match dialect {
         Dialect::V3 => format!(
-            "protocol {written:?} is not valid in projectcalico.org/v3: use TCP, UDP, ICMP, \
+            "protocol {shown} is not valid in projectcalico.org/v3: use TCP, UDP, ICMP, \
              ICMPv6, SCTP, UDPLite or a number 1-255"
         ),
         Dialect::V1 => format!(
-            "protocol {written:?} is not valid in a v1 policy: use tcp, udp, icmp, icmpv6, sctp, \
+            "protocol {shown} is not valid in a v1 policy: use tcp, udp, icmp, icmpv6, sctp, \
              udplite or a number 1-255"
         ),
     }
