@@ -18,6 +18,8 @@
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
+pub mod compile;
 pub mod model;
 pub mod policy;
 pub mod selector;
+pub mod snapshot;
