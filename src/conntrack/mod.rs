@@ -26,6 +26,7 @@
 //! a known hash gain an attacker nothing.
 
 mod config;
+mod fragments;
 mod key;
 mod table;
 mod tcp;
@@ -37,6 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use parking_lot::Mutex;
 
 pub use config::{ConntrackConfig, DEFAULT_FRAGMENT_TIMEOUT, Timeouts};
+pub use fragments::{Fragment, FragmentDrop, FragmentOutcome, FragmentStats, FragmentTracker};
 pub use key::{ConnFlow, ConnKey, ConnPacket, Direction, IcmpInfo, InnerPacket};
 pub use tcp::TcpState;
 
