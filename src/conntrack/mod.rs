@@ -261,8 +261,8 @@ impl TimeoutNanos {
     }
 }
 
-/// How many slots the evictor looks at for a victim before giving up on an insert.
-const EVICTION_SCAN: usize = 64;
+/// How many slots each eviction window looks at for a victim.
+const EVICTION_SCAN: usize = 32;
 
 /// Slots the sweeper examines per lock hold, so that a large budget does not stall a
 /// shard's packets.
@@ -277,8 +277,8 @@ const MAX_SHARDS: usize = 1 << 16;
 #[derive(Debug)]
 struct Shard {
     table: Table<ConnKey, Entry>,
-    /// Where the next eviction search starts: a clock hand, so searches spread over the
-    /// whole table instead of rescanning its first slots.
+    /// Where the fallback eviction search starts: a hand that moves on each time, so that
+    /// repeated searches cover the whole table.
     evict_cursor: usize,
     /// Where the sweeper resumes in this shard.
     sweep_cursor: usize,
@@ -381,7 +381,7 @@ impl<S: BuildHasher> Conntrack<S> {
         if shard.find_live(hash, &key, now).is_some() {
             return Ok(());
         }
-        if shard.table.is_full() && !shard.make_room(now) {
+        if shard.table.is_full() && !shard.make_room(hash, now) {
             shard.stats.insert_failures += 1;
             return Err(InsertError::Full);
         }
@@ -642,14 +642,33 @@ impl Shard {
         Some(index)
     }
 
-    /// Frees one slot: the first expired entry the clock hand meets, else the never-replied
-    /// entry closest to expiry among the next [`EVICTION_SCAN`] slots. Entries that have
-    /// seen a reply are never chosen. Returns false when nothing could go.
-    fn make_room(&mut self, now: Tick) -> bool {
+    /// Frees one slot for a new entry stored under `hash`. Looks first at the
+    /// [`EVICTION_SCAN`] slots from the newcomer's home slot (as Linux's `early_drop` looks
+    /// in the newcomer's bucket), then at as many from a hand that moves on each time it is
+    /// used. In each window the first expired entry goes, else the never-replied entry
+    /// nearest expiry. Entries that have seen a reply are never chosen. Returns false when
+    /// nothing could go.
+    ///
+    /// Why near the newcomer: its home is random under the keyed hash, so evictions fall
+    /// evenly over the table and free a slot on the newcomer's own probe path. Evicting in
+    /// the order of a sweeping hand instead empties the table behind the hand and packs it
+    /// ahead, and linear probing then builds clusters hundreds of slots long.
+    fn make_room(&mut self, hash: u64, now: Tick) -> bool {
+        let home = self.table.home(hash);
+        if self.evict_near(home, now) {
+            return true;
+        }
+        let hand = self.evict_cursor;
+        self.evict_cursor = (hand + EVICTION_SCAN) % self.table.buckets();
+        self.evict_near(hand, now)
+    }
+
+    /// One eviction window of [`Shard::make_room`], starting at slot `start`.
+    fn evict_near(&mut self, start: usize, now: Tick) -> bool {
         let buckets = self.table.buckets();
         let mut victim: Option<(usize, Tick)> = None;
         for step in 0..EVICTION_SCAN.min(buckets) {
-            let index = (self.evict_cursor + step) % buckets;
+            let index = (start + step) % buckets;
             let Some(slot) = self.table.slot(index) else {
                 continue;
             };
@@ -657,22 +676,18 @@ impl Shard {
             if entry.is_expired(now) {
                 self.table.remove(index);
                 self.stats.expirations += 1;
-                self.evict_cursor = index;
                 return true;
             }
             if !entry.replied && victim.is_none_or(|(_, expires)| entry.expires < expires) {
                 victim = Some((index, entry.expires));
             }
         }
-        self.evict_cursor = (self.evict_cursor + EVICTION_SCAN) % buckets;
-        match victim {
-            Some((index, _)) => {
-                self.table.remove(index);
-                self.stats.evictions += 1;
-                true
-            }
-            None => false,
-        }
+        let Some((index, _)) = victim else {
+            return false;
+        };
+        self.table.remove(index);
+        self.stats.evictions += 1;
+        true
     }
 
     fn revalidate(

@@ -69,7 +69,8 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         self.buckets() * (1 + std::mem::size_of::<Slot<K, V>>())
     }
 
-    fn home(&self, hash: u64) -> usize {
+    /// The slot a key with this hash is stored at, or after if that one is taken.
+    pub fn home(&self, hash: u64) -> usize {
         // Lemire's multiply-shift range reduction: uniform over any bucket count. `buckets`
         // fits in 32 bits for any table this module builds (capacity comes from a u32).
         ((u64::from(hash as u32) * self.buckets() as u64) >> 32) as usize
@@ -197,6 +198,25 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
             step.finished = true;
         }
         step
+    }
+}
+
+#[cfg(test)]
+impl<K, V> Table<K, V> {
+    /// The longest run of occupied slots (wrapping around), a measure of probe cost.
+    pub fn longest_cluster(&self) -> usize {
+        let n = self.tags.len();
+        let mut longest = 0;
+        let mut run = 0;
+        for i in 0..2 * n {
+            if self.tags[i % n] == EMPTY {
+                run = 0;
+            } else {
+                run += 1;
+                longest = longest.max(run.min(n));
+            }
+        }
+        longest
     }
 }
 

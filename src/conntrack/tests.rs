@@ -602,6 +602,30 @@ fn the_table_never_holds_more_than_its_maximum() {
 }
 
 #[test]
+fn a_flood_of_new_flows_keeps_the_table_short_and_open() {
+    let ct = Conntrack::new(&config(1024, 1));
+    let mut x: u64 = 0x5EED_CAFE_F00D_0002;
+    for _ in 0..100_000 {
+        // xorshift64: distinct flows from all over the address space.
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let pkt = ConnPacket {
+            src: IpAddr::from((x as u32).to_be_bytes()),
+            src_port: (x >> 32) as u16,
+            dst_port: (x >> 48) as u16,
+            ..udp(A, 0, B, 0)
+        };
+        assert_eq!(ct.insert(&pkt, at(0), 1), Ok(()));
+    }
+    let stats = ct.stats();
+    assert_eq!((stats.entries, stats.insert_failures), (1024, 0));
+    // Evictions must fall evenly: uneven ones pile entries into long clusters.
+    let longest = ct.shards[0].0.lock().table.longest_cluster();
+    assert!(longest < 100, "a cluster of {longest} slots");
+}
+
+#[test]
 fn sweep_removes_only_expired_entries() {
     let ct = Conntrack::new(&config(64, 4));
     for port in 0..20u16 {
