@@ -15,7 +15,9 @@
 //!   fixed key, to show what the keying prevents.
 //!
 //! After criterion's runs, each case is timed packet by packet and its p50 and p99 are
-//! printed to stderr (minus the median cost of reading the clock twice, printed too).
+//! printed to stderr (minus the median cost of reading the clock twice, printed too);
+//! `lookup_random` and `lookup_adversarial` are timed alternately so that both see the same
+//! machine noise.
 //! Inputs come from a fixed-seed generator, so runs are comparable.
 
 // A benchmark may panic on setup failure: that is a broken benchmark, not bad input.
@@ -27,7 +29,9 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::time::Instant;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use portcullis::conntrack::{ConnKey, ConnPacket, Conntrack, ConntrackConfig, Lookup, Tick};
+use portcullis::conntrack::{
+    ConnKey, ConnPacket, Conntrack, ConntrackConfig, ConntrackError, Lookup, Tick,
+};
 
 const UDP: u8 = 17;
 const TRACKED: usize = 50_000;
@@ -104,7 +108,11 @@ fn small_config() -> ConntrackConfig {
     }
 }
 
-fn filled<S: BuildHasher>(ct: Conntrack<S>, flows: &[ConnPacket]) -> Conntrack<S> {
+fn filled<S: BuildHasher>(
+    ct: Result<Conntrack<S>, ConntrackError>,
+    flows: &[ConnPacket],
+) -> Conntrack<S> {
+    let ct = ct.expect("table allocated");
     for pkt in flows {
         ct.insert(pkt, Tick(0), 1).expect("room for every flow");
     }
@@ -125,12 +133,40 @@ fn percentiles(mut op: impl FnMut(usize)) -> (u64, u64) {
 }
 
 fn report(name: &str, clock: u64, op: impl FnMut(usize)) {
-    let (p50, p99) = percentiles(op);
+    print_percentiles(name, clock, percentiles(op));
+}
+
+fn print_percentiles(name: &str, clock: u64, (p50, p99): (u64, u64)) {
     eprintln!(
         "conntrack/{name}: p50 {} ns, p99 {} ns per packet",
         p50.saturating_sub(clock),
         p99.saturating_sub(clock)
     );
+}
+
+/// Like [`percentiles`] for two operations timed alternately, so that both meet the same
+/// machine noise and their tails compare fairly.
+fn paired_percentiles(
+    mut first: impl FnMut(usize),
+    mut second: impl FnMut(usize),
+) -> ((u64, u64), (u64, u64)) {
+    let mut samples = [Vec::with_capacity(TIMED), Vec::with_capacity(TIMED)];
+    for i in 0..TIMED {
+        for (which, samples) in samples.iter_mut().enumerate() {
+            let start = Instant::now();
+            if which == 0 {
+                first(i);
+            } else {
+                second(i);
+            }
+            samples.push(start.elapsed().as_nanos() as u64);
+        }
+    }
+    let [mut a, mut b] = samples;
+    a.sort_unstable();
+    b.sort_unstable();
+    let at = |s: &[u64]| (s[TIMED / 2], s[TIMED * 99 / 100]);
+    (at(&a), at(&b))
 }
 
 fn conntrack(c: &mut Criterion) {
@@ -146,7 +182,7 @@ fn conntrack(c: &mut Criterion) {
         max_entries: 65_536,
         ..ConntrackConfig::default()
     };
-    let flood = Conntrack::new(&flood_config);
+    let flood = Conntrack::new(&flood_config).expect("table allocated");
     let mut flood_rng = Rng(0x5EED_CAFE_F00D_0002);
     let mut next_flow = move || {
         let r = flood_rng.next();
@@ -227,12 +263,12 @@ fn conntrack(c: &mut Criterion) {
     report("insert", clock, |_| {
         black_box(flood.insert(&next_flow(), now, 1)).ok();
     });
-    report("lookup_random", clock, |i| {
-        lookup_in(&keyed_random, &random_small, i)
-    });
-    report("lookup_adversarial", clock, |i| {
-        lookup_in(&keyed_chosen, &chosen, i)
-    });
+    let (random, adversarial) = paired_percentiles(
+        |i| lookup_in(&keyed_random, &random_small, i),
+        |i| lookup_in(&keyed_chosen, &chosen, i),
+    );
+    print_percentiles("lookup_random", clock, random);
+    print_percentiles("lookup_adversarial", clock, adversarial);
     report("lookup_adversarial_unkeyed", clock, |i| {
         black_box(unkeyed_chosen.lookup(&chosen[i % CHOSEN], now));
     });

@@ -26,7 +26,9 @@ use parking_lot::Mutex;
 
 use super::key::{PROTO_ICMP, PROTO_ICMPV6, PROTO_TCP, PROTO_UDP, PROTO_UDPLITE};
 use super::table::Table;
-use super::{ConntrackConfig, Tick, nanos, shard_count, sweep_shards};
+use super::{
+    ConntrackConfig, ConntrackError, Tick, build_shards, nanos, shard_count, sweep_shards,
+};
 
 const PROTO_SCTP: u8 = 132;
 
@@ -296,34 +298,32 @@ pub struct FragmentTracker<S = RandomState> {
 }
 
 impl FragmentTracker<RandomState> {
-    pub fn new(config: &ConntrackConfig) -> Self {
+    /// A tracker with a fresh random hash key. All its memory is allocated here.
+    pub fn new(config: &ConntrackConfig) -> Result<Self, ConntrackError> {
         FragmentTracker::with_hasher(config, RandomState::new())
     }
 }
 
 impl<S: BuildHasher> FragmentTracker<S> {
     /// A tracker hashing with `hasher`, which must be randomly keyed outside benchmarks.
-    pub fn with_hasher(config: &ConntrackConfig, hasher: S) -> Self {
+    pub fn with_hasher(config: &ConntrackConfig, hasher: S) -> Result<Self, ConntrackError> {
         let max = config.fragment_max_entries as usize;
         let count = shard_count(config.shards, max);
-        let shards = (0..count)
-            .map(|i| {
-                let cap = max / count + usize::from(i < max % count);
-                PaddedShard(Mutex::new(Shard {
-                    table: Table::with_capacity(cap),
-                    reclaim_cursor: 0,
-                    sweep_cursor: 0,
-                    stats: FragmentStats::default(),
-                }))
-            })
-            .collect();
-        FragmentTracker {
+        let shards = build_shards(count, max, |table| {
+            PaddedShard(Mutex::new(Shard {
+                table,
+                reclaim_cursor: 0,
+                sweep_cursor: 0,
+                stats: FragmentStats::default(),
+            }))
+        })?;
+        Ok(FragmentTracker {
             shards,
             shard_mask: count - 1,
             hasher,
             timeout: nanos(config.fragment_timeout),
             sweep_shard: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// Remembers the verdict of a datagram's first fragment (offset 0) and returns what to
@@ -335,13 +335,13 @@ impl<S: BuildHasher> FragmentTracker<S> {
         let key = key_of(frag);
         let hash = self.hasher.hash_one(key);
         let mut shard = self.shard(hash).lock();
-        if frag.len < min_first_fragment(frag.protocol) {
-            return shard.refuse(FragmentDrop::TinyFirstFragment);
-        }
         let datagram = Datagram::first(now.after(self.timeout), allowed, frag.len);
         if !frag.more {
             // Offset 0 and no more fragments: not a fragment, nothing to remember.
             return datagram.verdict();
+        }
+        if frag.len < min_first_fragment(frag.protocol) {
+            return shard.refuse(FragmentDrop::TinyFirstFragment);
         }
         if let Some(index) = shard.find_live(hash, &key, now) {
             // A second first fragment overlaps the first.
@@ -517,6 +517,7 @@ mod tests {
             shards: Some(shards),
             ..ConntrackConfig::default()
         })
+        .unwrap()
     }
 
     fn frag(protocol: u8, id: u32, offset: u32, len: u32, more: bool) -> Fragment {
@@ -738,8 +739,11 @@ mod tests {
                 0,
             ),
             (
-                "an unfragmented packet is not remembered",
-                &[(First(false), udp(1, 0, 64, false), 0, Deny)],
+                "an unfragmented packet is not remembered, nor judged for size",
+                &[
+                    (First(false), udp(1, 0, 64, false), 0, Deny),
+                    (First(true), udp(2, 0, 4, false), 0, Allow),
+                ],
                 0,
             ),
         ];

@@ -126,6 +126,13 @@ pub enum InsertError {
     NotTrackable,
 }
 
+/// Why a table could not be built.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConntrackError {
+    #[error("cannot allocate about {bytes} bytes for a table of {entries} entries")]
+    OutOfMemory { entries: usize, bytes: usize },
+}
+
 /// One connection as [`Conntrack::peek`] sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntryInfo {
@@ -305,30 +312,26 @@ pub struct Conntrack<S = RandomState> {
 }
 
 impl Conntrack<RandomState> {
-    /// A table with a fresh random hash key.
-    pub fn new(config: &ConntrackConfig) -> Self {
+    /// A table with a fresh random hash key. All its memory is allocated here.
+    pub fn new(config: &ConntrackConfig) -> Result<Self, ConntrackError> {
         Conntrack::with_hasher(config, RandomState::new())
     }
 }
 
 impl<S: BuildHasher> Conntrack<S> {
     /// A table hashing with `hasher`, which must be randomly keyed outside benchmarks.
-    pub fn with_hasher(config: &ConntrackConfig, hasher: S) -> Self {
+    pub fn with_hasher(config: &ConntrackConfig, hasher: S) -> Result<Self, ConntrackError> {
         let max_entries = config.max_entries as usize;
         let count = shard_count(config.shards, max_entries);
-        let shards = (0..count)
-            .map(|i| {
-                // The first `max % count` shards take one more, so the caps sum to the max.
-                let cap = max_entries / count + usize::from(i < max_entries % count);
-                PaddedShard(Mutex::new(Shard {
-                    table: Table::with_capacity(cap),
-                    evict_cursor: 0,
-                    sweep_cursor: 0,
-                    stats: ConntrackStats::default(),
-                }))
-            })
-            .collect();
-        Conntrack {
+        let shards = build_shards(count, max_entries, |table| {
+            PaddedShard(Mutex::new(Shard {
+                table,
+                evict_cursor: 0,
+                sweep_cursor: 0,
+                stats: ConntrackStats::default(),
+            }))
+        })?;
+        Ok(Conntrack {
             shards,
             shard_mask: count - 1,
             hasher,
@@ -336,7 +339,7 @@ impl<S: BuildHasher> Conntrack<S> {
             loose_pickup: config.tcp_loose_pickup,
             max_entries,
             sweep_shard: AtomicUsize::new(0),
-        }
+        })
     }
 
     /// Classifies a packet against the table and, for a packet of a tracked connection,
@@ -584,6 +587,30 @@ impl<S: BuildHasher> Conntrack<S> {
             None => Lookup::Stateless,
         }
     }
+}
+
+/// Builds `count` shards holding `max_entries` in all: the first `max_entries % count`
+/// take one more, so the caps sum to the maximum.
+fn build_shards<K, V, T>(
+    count: usize,
+    max_entries: usize,
+    wrap: impl Fn(Table<K, V>) -> T,
+) -> Result<Box<[T]>, ConntrackError>
+where
+    K: Copy + Default + Eq,
+    V: Copy + Default,
+{
+    (0..count)
+        .map(|i| {
+            let cap = max_entries / count + usize::from(i < max_entries % count);
+            Table::with_capacity(cap)
+                .map(&wrap)
+                .ok_or(ConntrackError::OutOfMemory {
+                    entries: max_entries,
+                    bytes: Table::<K, V>::memory_for(max_entries),
+                })
+        })
+        .collect()
 }
 
 /// Runs bounded sweep steps shard after shard, starting at the shard `cursor` names, until

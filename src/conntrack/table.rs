@@ -6,11 +6,13 @@
 //! work and resumes where the previous one stopped; and the caller hashes once (the same
 //! keyed hash also picks the shard), so nothing is hashed twice per packet.
 //!
-//! Layout: linear probing over `buckets` slots, with a parallel array of one-byte tags (0 =
-//! empty, else `0x80 | top 7 bits of the hash`) so that a probe reads tags, not slots, until
-//! a tag matches. Deletion shifts the rest of the cluster back (no tombstones), so a table
-//! never degrades with churn. The home slot is `(low 32 bits of hash × buckets) >> 32`, which
-//! allows any bucket count: `buckets = capacity × 5/4 + 1`, a load factor of at most 0.8.
+//! Layout: linear probing over `buckets` slots, each holding the full hash beside its key and
+//! value (hash 0 marks an empty slot; a real hash of 0 is stored as 1). A lookup that hits
+//! reads the home slot's cache line and seldom the next one, which the hardware prefetches:
+//! no separate metadata array to miss in first. Deletion shifts the rest of the cluster back
+//! (no tombstones), so a table never degrades with churn. The home slot is
+//! `(low 32 bits of hash × buckets) >> 32`, which allows any bucket count:
+//! `buckets = capacity × 5/4 + 1`, a load factor of at most 0.8.
 //!
 //! The hash must come from a randomly keyed hasher: with attacker-chosen keys and a fixed
 //! hash, clusters grow without bound.
@@ -25,30 +27,37 @@ pub(super) struct Slot<K, V> {
 
 #[derive(Debug)]
 pub(super) struct Table<K, V> {
-    tags: Box<[u8]>,
     slots: Box<[Slot<K, V>]>,
     len: usize,
     capacity: usize,
 }
 
-const EMPTY: u8 = 0;
+/// The hash of an empty slot.
+const EMPTY: u64 = 0;
 
-fn tag_of(hash: u64) -> u8 {
-    0x80 | (hash >> 57) as u8
+/// The hash as stored: never [`EMPTY`].
+fn stored(hash: u64) -> u64 {
+    hash.max(1)
 }
 
 impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
-    /// A table that holds up to `capacity` entries, allocated now and never again.
-    pub fn with_capacity(capacity: usize) -> Self {
+    /// A table that holds up to `capacity` entries, allocated now and never again; `None`
+    /// when that much memory cannot be had (or the slot count would not fit in 32 bits).
+    pub fn with_capacity(capacity: usize) -> Option<Self> {
         // One slot more than 5/4 of the capacity keeps an empty slot in every probe sequence,
         // so a probe always ends.
-        let buckets = capacity.saturating_add(capacity / 4).saturating_add(1);
-        Table {
-            tags: vec![EMPTY; buckets].into_boxed_slice(),
-            slots: vec![Slot::default(); buckets].into_boxed_slice(),
+        let buckets = capacity.checked_add(capacity / 4)?.checked_add(1)?;
+        if u32::try_from(buckets).is_err() {
+            return None;
+        }
+        let mut slots = Vec::new();
+        slots.try_reserve_exact(buckets).ok()?;
+        slots.resize(buckets, Slot::default());
+        Some(Table {
+            slots: slots.into_boxed_slice(),
             len: 0,
             capacity,
-        }
+        })
     }
 
     pub fn len(&self) -> usize {
@@ -64,16 +73,23 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         self.slots.len()
     }
 
-    /// Bytes held by the table's arrays.
+    /// Bytes that tables holding `capacity` entries in all allocate, about.
+    pub fn memory_for(capacity: usize) -> usize {
+        capacity
+            .saturating_add(capacity / 4)
+            .saturating_mul(std::mem::size_of::<Slot<K, V>>())
+    }
+
+    /// Bytes held by the table's slots.
     pub fn memory_bytes(&self) -> usize {
-        self.buckets() * (1 + std::mem::size_of::<Slot<K, V>>())
+        self.buckets() * std::mem::size_of::<Slot<K, V>>()
     }
 
     /// The slot a key with this hash is stored at, or after if that one is taken.
     pub fn home(&self, hash: u64) -> usize {
-        // Lemire's multiply-shift range reduction: uniform over any bucket count. `buckets`
-        // fits in 32 bits for any table this module builds (capacity comes from a u32).
-        ((u64::from(hash as u32) * self.buckets() as u64) >> 32) as usize
+        // Lemire's multiply-shift range reduction: uniform over any bucket count. The
+        // constructor keeps `buckets` within 32 bits, so the product fits in 64.
+        ((u64::from(stored(hash) as u32) * self.buckets() as u64) >> 32) as usize
     }
 
     fn next(&self, index: usize) -> usize {
@@ -86,18 +102,15 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
 
     /// Index of the slot holding `key`, stored under `hash`.
     pub fn find(&self, hash: u64, key: &K) -> Option<usize> {
-        let tag = tag_of(hash);
+        let hash = stored(hash);
         let mut index = self.home(hash);
         loop {
-            let here = self.tags[index];
-            if here == EMPTY {
+            let slot = &self.slots[index];
+            if slot.hash == EMPTY {
                 return None;
             }
-            if here == tag {
-                let slot = &self.slots[index];
-                if slot.hash == hash && slot.key == *key {
-                    return Some(index);
-                }
+            if slot.hash == hash && slot.key == *key {
+                return Some(index);
             }
             index = self.next(index);
         }
@@ -108,11 +121,11 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         if self.is_full() {
             return None;
         }
+        let hash = stored(hash);
         let mut index = self.home(hash);
-        while self.tags[index] != EMPTY {
+        while self.slots[index].hash != EMPTY {
             index = self.next(index);
         }
-        self.tags[index] = tag_of(hash);
         self.slots[index] = Slot { hash, key, value };
         self.len += 1;
         Some(index)
@@ -120,18 +133,15 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
 
     /// The entry at `index`, if that slot is occupied.
     pub fn slot(&self, index: usize) -> Option<&Slot<K, V>> {
-        match self.tags.get(index) {
-            Some(&tag) if tag != EMPTY => self.slots.get(index),
-            _ => None,
-        }
+        self.slots.get(index).filter(|slot| slot.hash != EMPTY)
     }
 
     /// The value at `index`, if that slot is occupied.
     pub fn value_mut(&mut self, index: usize) -> Option<&mut V> {
-        match self.tags.get(index) {
-            Some(&tag) if tag != EMPTY => self.slots.get_mut(index).map(|slot| &mut slot.value),
-            _ => None,
-        }
+        self.slots
+            .get_mut(index)
+            .filter(|slot| slot.hash != EMPTY)
+            .map(|slot| &mut slot.value)
     }
 
     /// Empties the slot at `index` and shifts the rest of its cluster back so that every
@@ -144,16 +154,14 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         }
         let mut hole = index;
         let mut probe = self.next(hole);
-        while self.tags[probe] != EMPTY {
+        while self.slots[probe].hash != EMPTY {
             let home = self.home(self.slots[probe].hash);
             if !cyclically_within(home, hole, probe) {
-                self.tags[hole] = self.tags[probe];
                 self.slots[hole] = self.slots[probe];
                 hole = probe;
             }
             probe = self.next(probe);
         }
-        self.tags[hole] = EMPTY;
         self.slots[hole] = Slot::default();
         self.len -= 1;
     }
@@ -205,11 +213,11 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
 impl<K, V> Table<K, V> {
     /// The longest run of occupied slots (wrapping around), a measure of probe cost.
     pub fn longest_cluster(&self) -> usize {
-        let n = self.tags.len();
+        let n = self.slots.len();
         let mut longest = 0;
         let mut run = 0;
         for i in 0..2 * n {
-            if self.tags[i % n] == EMPTY {
+            if self.slots[i % n].hash == EMPTY {
                 run = 0;
             } else {
                 run += 1;
@@ -240,7 +248,7 @@ mod tests {
 
     #[test]
     fn sizes_for_the_capacity_and_refuses_beyond_it() {
-        let mut table: Table<u32, u32> = Table::with_capacity(4);
+        let mut table: Table<u32, u32> = Table::with_capacity(4).unwrap();
         assert_eq!(table.buckets(), 6);
         for key in 0..4u32 {
             assert!(table.insert(u64::from(key) << 40, key, key).is_some());
@@ -251,8 +259,37 @@ mod tests {
     }
 
     #[test]
+    fn refuses_capacities_it_cannot_address_or_allocate() {
+        // More slots than 32 bits address, and more bytes than any machine has.
+        assert!(Table::<u32, u32>::with_capacity(u32::MAX as usize).is_none());
+        assert!(Table::<[[u64; 32]; 32], u32>::with_capacity(1 << 31).is_none());
+    }
+
+    #[test]
+    fn a_zero_hash_is_stored_and_found() {
+        let mut table: Table<u32, u32> = Table::with_capacity(4).unwrap();
+        table.insert(0, 5, 50).unwrap();
+        table.insert(1, 6, 60).unwrap();
+        assert_eq!(
+            table
+                .find(0, &5)
+                .and_then(|i| table.slot(i))
+                .map(|s| s.value),
+            Some(50)
+        );
+        assert_eq!(
+            table
+                .find(1, &6)
+                .and_then(|i| table.slot(i))
+                .map(|s| s.value),
+            Some(60)
+        );
+        assert_eq!(table.len(), 2);
+    }
+
+    #[test]
     fn zero_capacity_holds_nothing_and_finds_nothing() {
-        let mut table: Table<u32, u32> = Table::with_capacity(0);
+        let mut table: Table<u32, u32> = Table::with_capacity(0).unwrap();
         assert_eq!(table.insert(1, 1, 1), None);
         assert_eq!(table.find(1, &1), None);
     }
@@ -260,7 +297,7 @@ mod tests {
     #[test]
     fn colliding_hashes_stay_reachable_after_removal_in_the_middle() {
         // Every key has the same hash: one cluster, the worst case for backward shifting.
-        let mut table: Table<u32, u32> = Table::with_capacity(8);
+        let mut table: Table<u32, u32> = Table::with_capacity(8).unwrap();
         let indices: Vec<usize> = (0..6u32)
             .map(|key| table.insert(7, key, key * 10).unwrap())
             .collect();
@@ -275,7 +312,7 @@ mod tests {
 
     #[test]
     fn a_cluster_that_wraps_past_the_end_survives_removals() {
-        let mut table: Table<u32, u32> = Table::with_capacity(8);
+        let mut table: Table<u32, u32> = Table::with_capacity(8).unwrap();
         // The largest low-32-bit value homes to the last bucket.
         let last = u64::from(u32::MAX);
         for key in 0..5u32 {
@@ -292,7 +329,7 @@ mod tests {
 
     #[test]
     fn sweep_resumes_at_its_cursor_and_stops_at_its_budget() {
-        let mut table: Table<u32, u32> = Table::with_capacity(16);
+        let mut table: Table<u32, u32> = Table::with_capacity(16).unwrap();
         for key in 0..16u32 {
             table
                 .insert(u64::from(key).wrapping_mul(0x9E37_79B9_7F4A_7C15), key, key)
@@ -342,7 +379,7 @@ mod tests {
     proptest! {
         #[test]
         fn behaves_like_a_map(ops in proptest::collection::vec(op(), 0..300), cap in 0usize..40) {
-            let mut table: Table<u8, u8> = Table::with_capacity(cap);
+            let mut table: Table<u8, u8> = Table::with_capacity(cap).unwrap();
             let mut model: HashMap<u8, u8> = HashMap::new();
             for op in ops {
                 match op {

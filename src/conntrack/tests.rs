@@ -47,7 +47,7 @@ fn config(max_entries: u32, shards: usize) -> ConntrackConfig {
 }
 
 fn table() -> Conntrack {
-    Conntrack::new(&config(1024, 4))
+    Conntrack::new(&config(1024, 4)).unwrap()
 }
 
 fn flow(protocol: u8, src: &str, sport: u16, dst: &str, dport: u16) -> ConnPacket {
@@ -261,7 +261,8 @@ fn strict_mode_refuses_mid_stream_segments() {
     let ct = Conntrack::new(&ConntrackConfig {
         tcp_loose_pickup: false,
         ..config(64, 1)
-    });
+    })
+    .unwrap();
     let segment = segment(Way::Out, ACK);
     assert_eq!(
         ct.lookup(&segment, at(0)),
@@ -533,7 +534,7 @@ fn open_tcp(ct: &Conntrack, port: u16, now: Tick) {
 
 #[test]
 fn a_full_shard_evicts_the_never_replied_entry_nearest_expiry() {
-    let ct = Conntrack::new(&config(4, 1));
+    let ct = Conntrack::new(&config(4, 1)).unwrap();
     open_tcp(&ct, 1, at(0));
     open_tcp(&ct, 2, at(0));
     let older = udp(A, 3, B, 53);
@@ -562,7 +563,7 @@ fn a_full_shard_evicts_the_never_replied_entry_nearest_expiry() {
 
 #[test]
 fn a_shard_full_of_replied_entries_refuses_new_connections() {
-    let ct = Conntrack::new(&config(3, 1));
+    let ct = Conntrack::new(&config(3, 1)).unwrap();
     open_tcp(&ct, 1, at(0));
     open_tcp(&ct, 2, at(0));
     let replied = udp(A, 3, B, 53);
@@ -590,7 +591,7 @@ fn a_shard_full_of_replied_entries_refuses_new_connections() {
 
 #[test]
 fn the_table_never_holds_more_than_its_maximum() {
-    let ct = Conntrack::new(&config(100, 8));
+    let ct = Conntrack::new(&config(100, 8)).unwrap();
     for port in 0..1000u16 {
         let _ = ct.insert(&udp(A, port, B, 53), at(0), 1);
     }
@@ -603,7 +604,7 @@ fn the_table_never_holds_more_than_its_maximum() {
 
 #[test]
 fn a_flood_of_new_flows_keeps_the_table_short_and_open() {
-    let ct = Conntrack::new(&config(1024, 1));
+    let ct = Conntrack::new(&config(1024, 1)).unwrap();
     let mut x: u64 = 0x5EED_CAFE_F00D_0002;
     for _ in 0..100_000 {
         // xorshift64: distinct flows from all over the address space.
@@ -627,7 +628,7 @@ fn a_flood_of_new_flows_keeps_the_table_short_and_open() {
 
 #[test]
 fn sweep_removes_only_expired_entries() {
-    let ct = Conntrack::new(&config(64, 4));
+    let ct = Conntrack::new(&config(64, 4)).unwrap();
     for port in 0..20u16 {
         pass(&ct, &udp(A, port, B, 53), at(0)); // expires at 17 s
     }
@@ -645,7 +646,7 @@ fn sweep_removes_only_expired_entries() {
 
 #[test]
 fn sweep_respects_its_budget_and_resumes() {
-    let ct = Conntrack::new(&config(40, 2));
+    let ct = Conntrack::new(&config(40, 2)).unwrap();
     for port in 0..40u16 {
         pass(&ct, &udp(A, port, B, 53), at(0));
     }
@@ -726,13 +727,23 @@ fn revalidate_drops_what_the_new_policy_refuses() {
 #[test]
 fn entries_fit_a_cache_line_and_memory_follows_the_maximum() {
     assert_eq!(std::mem::size_of::<table::Slot<ConnKey, Entry>>(), 64);
-    let small = Conntrack::new(&config(1024, 4));
-    let large = Conntrack::new(&config(65536, 4));
+    let small = Conntrack::new(&config(1024, 4)).unwrap();
+    let large = Conntrack::new(&config(65536, 4)).unwrap();
     let per_entry = |ct: &Conntrack| ct.memory_bytes() as f64 / ct.capacity() as f64;
     for ct in [&small, &large] {
         let bytes = per_entry(ct);
-        assert!((81.0..84.0).contains(&bytes), "{bytes} bytes per entry");
+        assert!((80.0..82.0).contains(&bytes), "{bytes} bytes per entry");
     }
+}
+
+#[test]
+fn a_table_too_large_to_build_is_an_error() {
+    let Err(ConntrackError::OutOfMemory { entries, bytes }) = Conntrack::new(&config(u32::MAX, 1))
+    else {
+        panic!("a single shard of 4 billion entries was built");
+    };
+    assert_eq!(entries, u32::MAX as usize);
+    assert!(bytes > 300 << 30, "{bytes}");
 }
 
 #[test]
@@ -744,7 +755,8 @@ fn ticks_saturate_instead_of_wrapping() {
             ..distinct_timeouts()
         },
         ..config(8, 1)
-    });
+    })
+    .unwrap();
     let pkt = udp(A, 1, B, 2);
     pass(&ct, &pkt, Tick(u64::MAX - 5));
     assert!(ct.peek(&pkt, Tick(u64::MAX - 1)).is_some());
@@ -756,9 +768,9 @@ fn workers_in_parallel_keep_the_totals_consistent() {
     const FLOWS: u16 = 2000;
     let total = u64::from(THREADS * FLOWS);
     // Room for every flow: nothing may be lost.
-    let roomy = Conntrack::new(&config(10_000, 16));
+    let roomy = Conntrack::new(&config(10_000, 16)).unwrap();
     // Room for a quarter: unreplied flows evict each other, and the cap holds.
-    let tight = Conntrack::new(&config(2000, 16));
+    let tight = Conntrack::new(&config(2000, 16)).unwrap();
     std::thread::scope(|scope| {
         for worker in 0..THREADS {
             let (roomy, tight) = (&roomy, &tight);
@@ -891,7 +903,8 @@ proptest! {
         let ct = Conntrack::new(&ConntrackConfig {
             tcp_loose_pickup: loose,
             ..config(max, shards)
-        });
+        })
+        .unwrap();
         let mut now = Tick(0);
         for step in &steps {
             now = now.after(step.advance);
