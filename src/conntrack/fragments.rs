@@ -507,6 +507,8 @@ impl Shard {
 
 #[cfg(test)]
 mod tests {
+    use proptest::prelude::*;
+
     use super::*;
 
     const SECOND: u64 = 1_000_000_000;
@@ -850,5 +852,66 @@ mod tests {
         assert_eq!(stats.tracked + stats.tracker_full, 1000);
         let per_datagram = tracker.memory_bytes() / 100;
         assert!(per_datagram < 200, "{per_datagram} bytes per datagram");
+    }
+
+    fn arbitrary_fragment() -> impl Strategy<Value = (Fragment, bool, bool, u64)> {
+        (
+            prop_oneof![
+                Just(PROTO_TCP),
+                Just(PROTO_UDP),
+                Just(PROTO_ICMPV6),
+                any::<u8>()
+            ],
+            0u32..4,
+            prop_oneof![
+                Just(0u32),
+                0u32..64,
+                (0u32..8).prop_map(|n| n * 8),
+                any::<u32>()
+            ],
+            prop_oneof![0u32..48, any::<u32>()],
+            any::<bool>(),
+            any::<bool>(),
+            any::<bool>(),
+            prop_oneof![Just(0u64), 0..40 * SECOND],
+        )
+            .prop_map(
+                |(protocol, id, offset, len, more, first, allowed, advance)| {
+                    let fragment = Fragment {
+                        offset: if first { 0 } else { offset },
+                        ..frag(protocol, id, offset, len, more)
+                    };
+                    (fragment, first, allowed, advance)
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_fragments_never_panic_or_overfill(
+            steps in proptest::collection::vec(arbitrary_fragment(), 1..200),
+            max in 0u32..6,
+        ) {
+            let tracker = tracker(max, 2);
+            let mut now = Tick(0);
+            for (fragment, first, allowed, advance) in steps {
+                now = now.after(advance);
+                let outcome = if first {
+                    tracker.first(&fragment, allowed, now)
+                } else {
+                    tracker.later(&fragment, now)
+                };
+                if first && fragment.more && outcome != FragmentOutcome::Drop(FragmentDrop::TrackerFull) {
+                    prop_assert_ne!(outcome, FragmentOutcome::Drop(FragmentDrop::NoFirstFragment));
+                }
+                prop_assert!(tracker.len() <= max as usize);
+                if advance > 30 * SECOND {
+                    tracker.sweep(now, 5);
+                }
+            }
+            let stats = tracker.stats();
+            prop_assert_eq!(stats.entries, tracker.len() as u64);
+            prop_assert_eq!(stats.tracked, stats.entries + stats.completed + stats.expirations);
+        }
     }
 }

@@ -19,11 +19,17 @@
 //! sweeper. On reload with `revalidateOnReload`, [`Conntrack::revalidate`] re-judges every
 //! entry against the new policy.
 //!
-//! Locking: N shards, each a `parking_lot::Mutex` around a fixed-capacity table
-//! ([`table`]). A call locks exactly one shard once and never holds a lock across packets.
-//! The key is hashed once with a randomly keyed hasher (SipHash-1-3 from `RandomState` by
-//! default) and that hash picks both the shard and the slot, so keys chosen to collide under
-//! a known hash gain an attacker nothing.
+//! Locking: N shards, each a `parking_lot::Mutex` around a fixed-capacity open-addressing
+//! table (`table.rs`, 64 bytes per slot, 1.25 slots per entry: 80 bytes per entry, all
+//! allocated at construction). A call locks exactly one shard once and never holds a lock
+//! across packets. The key is hashed once with a randomly keyed hasher (SipHash-1-3 from
+//! `RandomState` by default) and that hash picks both the shard and the slot, so keys chosen
+//! to collide under a known hash gain an attacker nothing.
+//!
+//! Capacity (SPEC §A2): each shard holds `max_entries / shards`. A full shard frees the slot
+//! of an expired entry if one is near, else evicts a never-replied entry, else refuses the
+//! new connection ([`InsertError::Full`], counted). Entries that have seen a reply are never
+//! evicted.
 
 mod config;
 mod fragments;
@@ -39,10 +45,10 @@ use parking_lot::Mutex;
 
 pub use config::{ConntrackConfig, DEFAULT_FRAGMENT_TIMEOUT, Timeouts};
 pub use fragments::{Fragment, FragmentDrop, FragmentOutcome, FragmentStats, FragmentTracker};
-pub use key::{ConnFlow, ConnKey, ConnPacket, Direction, IcmpInfo, InnerPacket};
+pub use key::{ConnFlow, ConnKey, ConnPacket, Direction, IcmpInfo, InnerPacket, Side};
 pub use tcp::TcpState;
 
-use key::{Class, FlowPacket, PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP, PROTO_UDPLITE, Side};
+use key::{Class, FlowPacket, PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP, PROTO_UDPLITE};
 use table::{SweepStep, Table};
 use tcp::{Step, TcpEvent, TcpProgress};
 
