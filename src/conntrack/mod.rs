@@ -20,8 +20,8 @@
 //! entry against the new policy.
 //!
 //! Locking: N shards, each a `parking_lot::Mutex` around a fixed-capacity open-addressing
-//! table (`table.rs`, 64 bytes per slot, 1.25 slots per entry: 80 bytes per entry, all
-//! allocated at construction). A call locks exactly one shard once and never holds a lock
+//! table (`table.rs`, a 64-byte slot and a 1-byte tag per slot, 1.25 slots per entry: 81
+//! bytes per entry, all allocated at construction). A call locks exactly one shard once and never holds a lock
 //! across packets. The key is hashed once with a randomly keyed hasher (SipHash-1-3 from
 //! `RandomState` by default) and that hash picks both the shard and the slot, so keys chosen
 //! to collide under a known hash gain an attacker nothing.

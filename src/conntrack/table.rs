@@ -6,13 +6,14 @@
 //! work and resumes where the previous one stopped; and the caller hashes once (the same
 //! keyed hash also picks the shard), so nothing is hashed twice per packet.
 //!
-//! Layout: linear probing over `buckets` slots, each holding the full hash beside its key and
-//! value (hash 0 marks an empty slot; a real hash of 0 is stored as 1). A lookup that hits
-//! reads the home slot's cache line and seldom the next one, which the hardware prefetches:
-//! no separate metadata array to miss in first. Deletion shifts the rest of the cluster back
-//! (no tombstones), so a table never degrades with churn. The home slot is
-//! `(low 32 bits of hash × buckets) >> 32`, which allows any bucket count:
-//! `buckets = capacity × 5/4 + 1`, a load factor of at most 0.8.
+//! Layout: linear probing over `buckets` slots of 64 bytes, with a parallel array of one-byte
+//! tags (0 = empty, else `0x80 | top 7 bits of the hash`) so that a probe reads tags, not
+//! slots, until a tag matches. The tag array is 1/64 of the slots' size, so it stays in cache
+//! when the slots do not: a miss then costs no memory access and a hit one. (Measured: with
+//! the hash in the slot and no tags, a miss in the default table cost as much as a hit.)
+//! Deletion shifts the rest of the cluster back (no tombstones), so a table never degrades
+//! with churn. The home slot is `(low 32 bits of hash × buckets) >> 32`, which allows any
+//! bucket count: `buckets = capacity × 5/4 + 1`, a load factor of at most 0.8.
 //!
 //! The hash must come from a randomly keyed hasher: with attacker-chosen keys and a fixed
 //! hash, clusters grow without bound.
@@ -27,17 +28,16 @@ pub(super) struct Slot<K, V> {
 
 #[derive(Debug)]
 pub(super) struct Table<K, V> {
+    tags: Box<[u8]>,
     slots: Box<[Slot<K, V>]>,
     len: usize,
     capacity: usize,
 }
 
-/// The hash of an empty slot.
-const EMPTY: u64 = 0;
+const EMPTY: u8 = 0;
 
-/// The hash as stored: never [`EMPTY`].
-fn stored(hash: u64) -> u64 {
-    hash.max(1)
+fn tag_of(hash: u64) -> u8 {
+    0x80 | (hash >> 57) as u8
 }
 
 impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
@@ -50,10 +50,14 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         if u32::try_from(buckets).is_err() {
             return None;
         }
+        let mut tags = Vec::new();
+        tags.try_reserve_exact(buckets).ok()?;
+        tags.resize(buckets, EMPTY);
         let mut slots = Vec::new();
         slots.try_reserve_exact(buckets).ok()?;
         slots.resize(buckets, Slot::default());
         Some(Table {
+            tags: tags.into_boxed_slice(),
             slots: slots.into_boxed_slice(),
             len: 0,
             capacity,
@@ -77,19 +81,19 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
     pub fn memory_for(capacity: usize) -> usize {
         capacity
             .saturating_add(capacity / 4)
-            .saturating_mul(std::mem::size_of::<Slot<K, V>>())
+            .saturating_mul(1 + std::mem::size_of::<Slot<K, V>>())
     }
 
-    /// Bytes held by the table's slots.
+    /// Bytes held by the table's arrays.
     pub fn memory_bytes(&self) -> usize {
-        self.buckets() * std::mem::size_of::<Slot<K, V>>()
+        self.buckets() * (1 + std::mem::size_of::<Slot<K, V>>())
     }
 
     /// The slot a key with this hash is stored at, or after if that one is taken.
     pub fn home(&self, hash: u64) -> usize {
         // Lemire's multiply-shift range reduction: uniform over any bucket count. The
         // constructor keeps `buckets` within 32 bits, so the product fits in 64.
-        ((u64::from(stored(hash) as u32) * self.buckets() as u64) >> 32) as usize
+        ((u64::from(hash as u32) * self.buckets() as u64) >> 32) as usize
     }
 
     fn next(&self, index: usize) -> usize {
@@ -102,15 +106,18 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
 
     /// Index of the slot holding `key`, stored under `hash`.
     pub fn find(&self, hash: u64, key: &K) -> Option<usize> {
-        let hash = stored(hash);
+        let tag = tag_of(hash);
         let mut index = self.home(hash);
         loop {
-            let slot = &self.slots[index];
-            if slot.hash == EMPTY {
+            let here = self.tags[index];
+            if here == EMPTY {
                 return None;
             }
-            if slot.hash == hash && slot.key == *key {
-                return Some(index);
+            if here == tag {
+                let slot = &self.slots[index];
+                if slot.hash == hash && slot.key == *key {
+                    return Some(index);
+                }
             }
             index = self.next(index);
         }
@@ -121,11 +128,11 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         if self.is_full() {
             return None;
         }
-        let hash = stored(hash);
         let mut index = self.home(hash);
-        while self.slots[index].hash != EMPTY {
+        while self.tags[index] != EMPTY {
             index = self.next(index);
         }
+        self.tags[index] = tag_of(hash);
         self.slots[index] = Slot { hash, key, value };
         self.len += 1;
         Some(index)
@@ -133,15 +140,18 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
 
     /// The entry at `index`, if that slot is occupied.
     pub fn slot(&self, index: usize) -> Option<&Slot<K, V>> {
-        self.slots.get(index).filter(|slot| slot.hash != EMPTY)
+        match self.tags.get(index) {
+            Some(&tag) if tag != EMPTY => self.slots.get(index),
+            _ => None,
+        }
     }
 
     /// The value at `index`, if that slot is occupied.
     pub fn value_mut(&mut self, index: usize) -> Option<&mut V> {
-        self.slots
-            .get_mut(index)
-            .filter(|slot| slot.hash != EMPTY)
-            .map(|slot| &mut slot.value)
+        match self.tags.get(index) {
+            Some(&tag) if tag != EMPTY => self.slots.get_mut(index).map(|slot| &mut slot.value),
+            _ => None,
+        }
     }
 
     /// Empties the slot at `index` and shifts the rest of its cluster back so that every
@@ -154,14 +164,16 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         }
         let mut hole = index;
         let mut probe = self.next(hole);
-        while self.slots[probe].hash != EMPTY {
+        while self.tags[probe] != EMPTY {
             let home = self.home(self.slots[probe].hash);
             if !cyclically_within(home, hole, probe) {
+                self.tags[hole] = self.tags[probe];
                 self.slots[hole] = self.slots[probe];
                 hole = probe;
             }
             probe = self.next(probe);
         }
+        self.tags[hole] = EMPTY;
         self.slots[hole] = Slot::default();
         self.len -= 1;
     }
@@ -213,11 +225,11 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
 impl<K, V> Table<K, V> {
     /// The longest run of occupied slots (wrapping around), a measure of probe cost.
     pub fn longest_cluster(&self) -> usize {
-        let n = self.slots.len();
+        let n = self.tags.len();
         let mut longest = 0;
         let mut run = 0;
         for i in 0..2 * n {
-            if self.slots[i % n].hash == EMPTY {
+            if self.tags[i % n] == EMPTY {
                 run = 0;
             } else {
                 run += 1;
