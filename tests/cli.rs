@@ -1,6 +1,8 @@
 //! Runs the `portcullis` binary the way users do: exit codes, output formats, and the
 //! verdicts of the shipped `config/` directory.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -90,10 +92,7 @@ fn validate_reports_every_problem_with_file_line_resource_and_field() {
             format!("{bad}:8: GlobalNetworkPolicy/bad-one: spec.ingress[0].action: "),
             "allow",
         ),
-        (
-            format!("{other}:6: Tier/t: spec.defaultAction: "),
-            "Allow",
-        ),
+        (format!("{other}:6: Tier/t: spec.defaultAction: "), "Allow"),
     ];
     for (prefix, fragment) in &expect {
         assert!(
@@ -124,7 +123,11 @@ fn selector_prints_match_and_exits_zero() {
         ("role == 'db'", "role=db", "true"),
         ("role == 'db'", "role=web", "false"),
         ("role != 'db'", "", "true"),
-        ("has(tier) && env in {'prod','staging'}", "tier=a,env=prod", "true"),
+        (
+            "has(tier) && env in {'prod','staging'}",
+            "tier=a,env=prod",
+            "true",
+        ),
     ];
     for (expr, labels, expected) in cases {
         let out = bin()
