@@ -1711,6 +1711,11 @@ fn selectors() {
                 &[],
             ),
             case(
+                "at the length limit in characters, over it in bytes",
+                vec![gnp(json!({"selector": "a == 'ééééééééééééé'"}))],
+                &[],
+            ),
+            case(
                 "over the length limit",
                 vec![gnp(json!({"selector": "a == '0123456789abcd'"}))],
                 &[(
