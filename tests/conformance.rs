@@ -1604,6 +1604,16 @@ fn stage_and_tier_rows(rows: &mut Vec<ValidateRow>) {
         Valid,
     ));
     rows.push(v(
+        "default-tier-without-order",
+        tier("default", "defaultAction: Deny"),
+        Bad("spec.order"),
+    ));
+    rows.push(v(
+        "default-tier-without-default-action",
+        tier("default", "order: 1000000"),
+        Valid,
+    ));
+    rows.push(v(
         "default-tier-other-order",
         tier("default", "order: 100\ndefaultAction: Deny"),
         Bad("spec.order"),
