@@ -336,6 +336,9 @@ fn run_selector(args: &SelectorArgs) -> io::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
+            // The answer goes where `true`/`false` would have gone (SPEC A3: "prints true/false
+            // or the parse error with its position"), and to stderr as every error does.
+            println!("invalid selector: {err}");
             eprintln!("portcullis: invalid selector: {err}");
             Ok(ExitCode::from(2))
         }

@@ -4709,12 +4709,10 @@ fn cli_rows(valid: &Path, invalid: &Path, flows: &Path) -> Vec<CliRow> {
         )
         .prints(&["true"]),
         cli("selector-parse-error", &["selector", "role = 'db'"], 2)
-            .prints(&[])
-            .complains("position"),
-        cli("selector-unterminated", &["selector", "a == 'x"], 2)
-            .prints(&[])
-            .complains("position"),
-        cli("selector-trailing-newline", &["selector", "a == 'x'\n"], 2).prints(&[]),
+            .prints(&["invalid selector: a single '=' is not an operator (did you mean '=='?) at position 5"])
+            .complains("position 5"),
+        cli("selector-unterminated", &["selector", "a == 'x"], 2).complains("position"),
+        cli("selector-trailing-newline", &["selector", "a == 'x'\n"], 2).complains("position"),
         cli("selector-batch-blank-lines", &["selector", "--batch"], 0)
             .fed("{\"selector\":\"all()\",\"labels\":{}}\n\n{\"selector\":\"has(a)\"}\n")
             .prints(&[
