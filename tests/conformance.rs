@@ -272,6 +272,7 @@ type OwnedSelectorRow = (String, Vec<(String, String)>, Sel);
 
 /// §1.1 lexical rules, §1.2 grammar and precedence, §1.3 evaluation, §8 items 1-6.
 const SELECTOR_ROWS: &[SelectorRow] = &[
+    // §1.1 whitespace: only space and tab, even at the end; blank means all() (§8 item 1).
     ("", &[], T),
     ("   ", &[], T),
     ("\t", &[], T),
@@ -281,6 +282,7 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("a\u{a0}== 'x'", &[("a", "x")], E),
     ("a\t==\t'x'", &[("a", "x")], T),
     ("\n", &[], E),
+    // §1.1 label names: [A-Za-z0-9_./-], any first character, case-sensitive.
     ("123 == 'x'", &[("123", "x")], T),
     ("-x == 'x'", &[("-x", "x")], T),
     ("./- == 'x'", &[("./-", "x")], T),
@@ -288,6 +290,7 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("a@b == 'x'", &[], E),
     ("A == 'x'", &[("a", "x")], F),
     ("a == 'X'", &[("a", "x")], F),
+    // §1.1 string literals: either quote, no escapes (§8 item 2), any bytes inside.
     ("a == \"x'y\"", &[("a", "x'y")], T),
     ("a == 'x\"y'", &[("a", "x\"y")], T),
     ("a == ''", &[("a", "")], T),
@@ -296,12 +299,14 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("a == \"a\\\"b\"", &[], E),
     ("a == 'a\\'", &[("a", "a\\")], T),
     ("a == '&&{,} \u{e9}'", &[("a", "&&{,} \u{e9}")], T),
+    // §1.1 punctuation: single = & | are errors, != is greedy.
     ("a = 'x'", &[], E),
     ("a == 'x' & b == 'y'", &[], E),
     ("a == 'x' | b == 'y'", &[], E),
     ("a !== 'x'", &[], E),
     ("a != 'x'", &[], T),
     ("a != 'x'", &[("a", "x")], F),
+    // §1.1 function-like keywords: only directly before "(", exact case.
     ("has (a)", &[], E),
     ("has( a )", &[("a", "")], T),
     ("has(a)", &[("a", "")], T),
@@ -317,6 +322,7 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("has()", &[], E),
     ("all(a)", &[], E),
     ("global(a)", &[], E),
+    // §1.1 operator words: after a label, any gap or none, then a word boundary.
     ("a in{\"x\"}", &[("a", "x")], T),
     ("a contains\"x\"", &[("a", "yxy")], T),
     ("a inx {\"x\"}", &[], E),
@@ -334,6 +340,7 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("a contains ''", &[("a", "q")], T),
     ("a starts with ''", &[("a", "")], T),
     ("a ends with ''", &[], F),
+    // §1.1 keywords are label names anywhere else (§8 item 5).
     ("has == \"x\"", &[("has", "x")], T),
     ("all == \"x\"", &[("all", "x")], T),
     ("global == \"x\"", &[("global", "x")], T),
@@ -345,6 +352,7 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("starts with \"x\"", &[], E),
     ("a startswith\"x\"", &[("a", "x")], T),
     ("a startswithx \"x\"", &[], E),
+    // §1.2 sets: empty, trailing comma, duplicates; malformed sets (§8 item 6).
     ("a in {}", &[("a", "x")], F),
     ("a in {}", &[], F),
     ("a not in {}", &[], T),
@@ -356,6 +364,7 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("a in {x}", &[], E),
     ("a in ('a')", &[], E),
     ("a in {'a',,}", &[], E),
+    // §1.2 values must be quoted strings; no bare labels or leftover tokens.
     ("a == b", &[], E),
     ("a == 1", &[], E),
     ("\"a\" == a", &[], E),
@@ -363,6 +372,7 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("()", &[], E),
     ("has(a) has(b)", &[], E),
     ("a == \"x\" ,", &[], E),
+    // §1.2 precedence: ! then && then || (§8 item 3); §1.3 missing labels (§8 item 4).
     ("!a == 'x'", &[], T),
     ("!a == 'x'", &[("a", "x")], F),
     ("!!a == 'x'", &[("a", "x")], T),
@@ -375,11 +385,13 @@ const SELECTOR_ROWS: &[SelectorRow] = &[
     ("!(a == 'x' || b == 'y')", &[], T),
     ("!has(a)", &[], T),
     ("!all()", &[], F),
+    // Dangling operators and unbalanced parentheses.
     ("a == 'x' &&", &[], E),
     ("&& a == 'x'", &[], E),
     ("(a == 'x'", &[], E),
     ("a == 'x')", &[], E),
     ("((((a == 'x'))))", &[("a", "x")], T),
+    // Mixed corners.
     ("a.b/c-d_e == 'x'", &[("a.b/c-d_e", "x")], T),
     ("a == 'x' || ", &[], E),
     ("a ==", &[], E),
