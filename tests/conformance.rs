@@ -4637,6 +4637,117 @@ fn input_cases() -> Vec<EvalCase> {
     )]
 }
 
+/// v1 policy rules (§5 lower-case names, §6 normalised CIDRs), set CIDRs with host bits (§6),
+/// and order ties between unordered tiers and between kinds of policy (§4.1, §4.2).
+fn v1_set_and_tie_cases() -> Vec<EvalCase> {
+    let w = || wep("default", "w", W1, &[("a", "b")], "");
+    vec![
+        case(
+            "v1-net-normalised",
+            vec![
+                w(),
+                v1(
+                    "p",
+                    "selector: a == 'b'\ningress:\n  - action: allow\n    source:\n      net: 198.51.100.5/24\n  - action: deny",
+                ),
+            ],
+            vec![
+                allow(tcp("198.51.100.99", W1, 1)).by("policy/p"),
+                deny(tcp("198.51.101.1", W1, 1)).by("policy/p"),
+            ],
+        ),
+        case(
+            "v1-not-net",
+            vec![
+                w(),
+                v1(
+                    "p",
+                    "selector: a == 'b'\ningress:\n  - action: allow\n    source:\n      notNet: 198.51.100.0/24",
+                ),
+            ],
+            vec![
+                deny(tcp("198.51.100.99", W1, 1)),
+                allow(tcp("198.51.101.1", W1, 1)),
+            ],
+        ),
+        case(
+            "v1-lower-case-rules",
+            vec![
+                w(),
+                v1(
+                    "p",
+                    "selector: a == 'b'\ningress:\n  - action: allow\n    protocol: udp\n    destination:\n      \
+                     ports: ['100:200']\n  - action: log\n  - action: pass\n    protocol: tcp",
+                ),
+            ],
+            vec![
+                allow(udp(EXT, W1, 150)).by("policy/p"),
+                deny(udp(EXT, W1, 250)).because("tier-end"),
+                allow(tcp(EXT, W1, 250)).because("workload-allow"),
+            ],
+        ),
+        case(
+            "set-cidr-with-host-bits",
+            vec![
+                w(),
+                global_set("g", "[198.51.100.5/24]", &[("s", "1")]),
+                gnp_rules(
+                    "p",
+                    "a == 'b'",
+                    "ingress",
+                    &["action: Allow\nsource:\n  selector: s == '1'"],
+                ),
+            ],
+            vec![
+                allow(tcp("198.51.100.99", W1, 1)),
+                deny(tcp("198.51.101.1", W1, 1)),
+            ],
+        ),
+        case(
+            "host-endpoint-without-addresses-owns-none",
+            vec![
+                v3("HostEndpoint", "h", "node: n\ninterfaceName: eth0"),
+                gnp("p", "selector: all()\ningress:\n  - action: Allow"),
+            ],
+            vec![deny(tcp(EXT, EXT2, 1)).because("unmatched-traffic")],
+        ),
+        case(
+            "unordered-tiers-by-name",
+            vec![
+                w(),
+                tier("zz", ""),
+                tier("aa", ""),
+                gnp(
+                    "pz",
+                    "tier: zz\nselector: all()\ningress:\n  - action: Deny",
+                ),
+                gnp(
+                    "pa",
+                    "tier: aa\nselector: all()\ningress:\n  - action: Allow",
+                ),
+                gnp("pd", "selector: all()\ningress:\n  - action: Pass"),
+            ],
+            vec![allow(tcp(EXT, W1, 1)).by(&gnp_p("pa"))],
+        ),
+        case(
+            "equal-order-across-kinds-by-name",
+            vec![
+                w(),
+                np(
+                    "default",
+                    "b",
+                    "order: 5\nselector: all()\ningress:\n  - action: Deny",
+                ),
+                gnp(
+                    "a",
+                    "order: 5\nselector: all()\ningress:\n  - action: Allow",
+                ),
+            ],
+            vec![allow(tcp(EXT, W1, 1)).by(&gnp_p("a"))],
+        ),
+    ]
+}
+
 fn eval_cases() -> Vec<EvalCase> {
     let mut cases = Vec::new();
     cases.extend(default_and_failsafe_cases());
@@ -4650,6 +4761,7 @@ fn eval_cases() -> Vec<EvalCase> {
     cases.extend(rule_selector_cases());
     cases.extend(named_port_cases());
     cases.extend(knp_cases());
+    cases.extend(v1_set_and_tie_cases());
     cases.extend(input_cases());
     cases
 }
