@@ -336,6 +336,9 @@ fn run_selector(args: &SelectorArgs) -> io::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
+            // The answer goes where `true`/`false` would have gone (SPEC A3: "prints true/false
+            // or the parse error with its position"), and to stderr as every error does.
+            println!("invalid selector: {err}");
             eprintln!("portcullis: invalid selector: {err}");
             Ok(ExitCode::from(2))
         }
@@ -361,9 +364,10 @@ fn error_line(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }
 
-/// Answer each non-blank input line with one output line. Output is flushed whenever no
-/// more input is already buffered, so a caller that writes one line and waits for the
-/// answer is served at once, while bulk input is still written in large blocks.
+/// Answer each input line with exactly one output line, so that answers pair with questions
+/// by position: a blank line is malformed input like any other and gets an error line. Output
+/// is flushed whenever no more input is already buffered, so a caller that writes one line and
+/// waits for the answer is served at once, while bulk input is still written in large blocks.
 fn for_each_line(input: impl Read, mut answer: impl FnMut(&str) -> String) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut out = BufWriter::new(io::stdout().lock());
@@ -374,13 +378,7 @@ fn for_each_line(input: impl Read, mut answer: impl FnMut(&str) -> String) -> io
             break;
         }
         let reply = match std::str::from_utf8(&raw) {
-            Ok(text) => {
-                let line = text.trim_end_matches(['\n', '\r']);
-                if line.trim().is_empty() {
-                    continue;
-                }
-                answer(line)
-            }
+            Ok(text) => answer(text.trim_end_matches(['\n', '\r'])),
             Err(_) => error_line("input line is not valid UTF-8"),
         };
         writeln!(out, "{reply}")?;
