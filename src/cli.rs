@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::compile;
 use crate::model::{self, Limits, Model, Problem};
 use crate::policy::eval::{TraceEntry, TraceSide};
 use crate::policy::{self, Decision, Flow};
@@ -56,6 +57,10 @@ struct EvalArgs {
     /// Output format: one JSON line per flow, or one readable line per flow.
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     output: OutputFormat,
+    /// Decide with the slow reference evaluator instead of the compiled snapshot the
+    /// gateway uses (both give the same answers; this is for cross-checking).
+    #[arg(long)]
+    reference: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -176,10 +181,15 @@ fn run_eval(args: &EvalArgs) -> io::Result<ExitCode> {
         })?),
         None => Box::new(io::stdin()),
     };
+    // The compiled snapshot is what the dataplane decides with, so eval answers with it too.
+    let snapshot = (!args.reference).then(|| compile::compile(&resolved, 1));
     let output = args.output;
     for_each_line(input, |line| match Flow::from_json_line(line) {
         Ok(flow) => {
-            let decision = policy::evaluate(&resolved, &flow);
+            let decision = match &snapshot {
+                Some(snapshot) => compile::evaluate(snapshot, &flow),
+                None => policy::evaluate(&resolved, &flow),
+            };
             match output {
                 OutputFormat::Json => decision.to_json_line(),
                 OutputFormat::Text => decision_text(&flow, &decision),
