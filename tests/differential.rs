@@ -5,7 +5,8 @@
 //! members, CIDR and port boundaries, both families and ICMP with and without type and code.
 //! For every flow the compiled `evaluate` must return exactly the reference `Decision`
 //! (verdict, trace, logged rules, note), and the allocation-free `Snapshot::decide` the same
-//! verdict. A failure shrinks to a small directory and one flow, printed as YAML.
+//! verdict, with rule and endpoint ids that name, through the snapshot, the same deciding rules,
+//! endpoints and Log rules (as many as it keeps, and the same count). A failure shrinks to a small directory and one flow, printed as YAML.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -20,7 +21,7 @@ use proptest::test_runner::{TestCaseError, TestError};
 use common::{Config, Dir, FlowGen, LayoutGen};
 use portcullis::compile;
 use portcullis::policy::{self, Decision, Flow, Resolved, TraceEntry};
-use portcullis::snapshot::Snapshot;
+use portcullis::snapshot::{LOGGED_CAPACITY, Snapshot};
 
 /// Configurations per run (cases that pass; invalid ones are rejected and do not count).
 const CONFIGS: u32 = 512;
@@ -50,8 +51,14 @@ impl Case<'_> {
             ));
         }
         let verdict = self.snapshot.decide(&common::key(flow));
-        if verdict.allowed != want.is_allowed() {
-            let shown = format!("Snapshot::decide allowed={}", verdict.allowed);
+        let (decided, decided_logged) = common::name_verdict(self.snapshot, &verdict);
+        let (expected, expected_logged) = common::capped(&want);
+        if decided != expected || decided_logged != expected_logged {
+            let shown = format!(
+                "Snapshot::decide, named: {} (Log rules per side: {decided_logged:?}, reference \
+                 {expected_logged:?})\n{verdict:?}",
+                decided.to_json_line()
+            );
             return Err(self.report("Snapshot::decide differs", flow, &want, &shown));
         }
         Ok(want)
@@ -89,6 +96,10 @@ impl Tally {
             *deciders.entry(decider(entry)).or_default() += 1;
             if !entry.logged.is_empty() {
                 *deciders.entry("with logged rules".to_owned()).or_default() += 1;
+            }
+            if entry.logged.len() > LOGGED_CAPACITY {
+                let more = format!("with more than {LOGGED_CAPACITY} logged rules");
+                *deciders.entry(more).or_default() += 1;
             }
         }
     }

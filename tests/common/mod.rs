@@ -24,8 +24,15 @@ use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm, TestRng, Tes
 use serde_json::{Map, Value, json};
 
 use portcullis::model::{Limits, Model, Settings, load, validate};
-use portcullis::policy::{self, Flow, Resolved};
-use portcullis::snapshot::FlowKey;
+use portcullis::policy::eval::MIXED_FAMILIES_NOTE;
+use portcullis::policy::{
+    self, Decision, DefaultReason, Flow, LoggedRule, Resolved, TraceEntry, TraceSide, TraceStage,
+    Verdict,
+};
+use portcullis::snapshot::{
+    DefaultKind, FlowKey, FlowOutcome, FlowVerdict, LOGGED_CAPACITY, RuleId, RuleStage,
+    SideVerdict, Snapshot,
+};
 
 // ---------------------------------------------------------------------------------------------
 // Vocabularies
@@ -41,7 +48,8 @@ const SERVICE_ACCOUNT_SELECTORS: &[&str] = &[
     "has(projectcalico.org/name)",
     "projectcalico.org/name != 'sa2'",
 ];
-/// Name stems chosen so that order ties are broken by byte-wise comparison in unobvious ways.
+/// Name stems chosen so that order ties are broken by byte-wise comparison in unobvious ways;
+/// a two-digit index follows, so that no two stems make the same name.
 const NAME_STEMS: &[&str] = &["a", "a-x", "b", "a1", "z"];
 const TIER_ORDERS: &[Option<f64>] = &[
     None,
@@ -172,12 +180,15 @@ const POOL_V6: &[&str] = &[
     "2001:db8:1:ffff::1",
     "2001:db8:ffff::1",
 ];
+/// Flow ports: every rule and endpoint port, its neighbours, and the ends of the range.
 const FLOW_PORTS: &[u16] = &[
-    0, 1, 21, 22, 23, 52, 53, 54, 67, 68, 69, 79, 80, 81, 179, 442, 443, 444, 1023, 1024, 5473,
-    6443, 8079, 8080, 8081, 8082, 9090, 40000, 65534, 65535,
+    0, 1, 2, 21, 22, 23, 49, 50, 52, 53, 54, 60, 61, 67, 68, 69, 79, 80, 81, 179, 442, 443, 444,
+    1023, 1024, 5473, 6443, 8079, 8080, 8081, 8082, 9089, 9090, 9091, 40000, 65534, 65535,
 ];
-const FLOW_ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 254, 255];
-const FLOW_ICMP_CODES: &[u8] = &[0, 1, 4, 255];
+const FLOW_ICMP_TYPES: &[u8] = &[
+    0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 12, 127, 128, 129, 130, 253, 254, 255,
+];
+const FLOW_ICMP_CODES: &[u8] = &[0, 1, 2, 3, 4, 5, 255];
 
 /// Most endpoints a config has; endpoint `k` owns 192.0.2.(10+k) and/or 2001:db8::(0x10+k).
 const MAX_ENDPOINTS: usize = 10;
@@ -192,8 +203,9 @@ pub struct Config {
     /// Namespace resources: index into NAMESPACES and its labels (a namespace may be missing).
     pub namespaces: Vec<(usize, Labels)>,
     pub tiers: Vec<TierGen>,
-    /// Declare the `default` tier explicitly: (write its order, write its defaultAction).
-    pub default_tier: Option<(bool, bool)>,
+    /// Declare the `default` tier explicitly (its order must be written), and whether to write
+    /// its defaultAction.
+    pub default_tier: Option<bool>,
     pub profiles: Vec<ProfileGen>,
     pub endpoints: Vec<EndpointGen>,
     pub sets: Vec<SetGen>,
@@ -505,7 +517,7 @@ fn selector_atom() -> impl Strategy<Value = String> {
 }
 
 /// A selector over the label vocabulary: an atom, or two combined.
-pub fn selector() -> impl Strategy<Value = String> {
+pub fn selector() -> BoxedStrategy<String> {
     prop_oneof![
         3 => selector_atom(),
         1 => (selector_atom(), selector_atom(), any::<bool>()).prop_map(|(a, b, and)| {
@@ -513,6 +525,7 @@ pub fn selector() -> impl Strategy<Value = String> {
         }),
         1 => selector_atom().prop_map(|a| format!("!({a})")),
     ]
+    .boxed()
 }
 
 fn types() -> impl Strategy<Value = TypesGen> {
@@ -607,7 +620,7 @@ impl SideGen {
 }
 
 /// A rule side: often empty, so that rules match often enough to decide.
-fn side() -> impl Strategy<Value = SideGen> {
+fn side() -> BoxedStrategy<SideGen> {
     let constrained = (
         weighted(0.35, vec(0..16usize, 1..=2)),
         weighted(0.15, 0..16usize),
@@ -630,14 +643,14 @@ fn side() -> impl Strategy<Value = SideGen> {
                 not_ports: not_port.into_iter().collect(),
             },
         );
-    prop_oneof![2 => Just(SideGen::empty()), 3 => constrained]
+    prop_oneof![2 => Just(SideGen::empty()), 3 => constrained].boxed()
 }
 
 fn family() -> impl Strategy<Value = Option<Family>> {
     prop_oneof![3 => Just(None), 2 => Just(Some(Family::V4)), 1 => Just(Some(Family::V6))]
 }
 
-pub fn rule() -> impl Strategy<Value = RuleGen> {
+pub fn rule() -> BoxedStrategy<RuleGen> {
     (
         action(),
         rule_protocol(),
@@ -666,10 +679,28 @@ pub fn rule() -> impl Strategy<Value = RuleGen> {
                 }
             },
         )
+        .boxed()
 }
 
-pub fn rules(max: usize) -> impl Strategy<Value = Vec<RuleGen>> {
-    vec(rule(), 0..=max)
+/// A Log rule that matches everything: it makes sides with many Log rules.
+fn log_everything() -> BoxedStrategy<RuleGen> {
+    rule()
+        .prop_map(|r| RuleGen {
+            action: ActionGen::Log,
+            protocol: None,
+            not_protocol: None,
+            family: None,
+            icmp: None,
+            not_icmp: None,
+            source: SideGen::empty(),
+            destination: SideGen::empty(),
+            ..r
+        })
+        .boxed()
+}
+
+pub fn rules(max: usize) -> BoxedStrategy<Vec<RuleGen>> {
+    vec(prop_oneof![8 => rule(), 1 => log_everything()], 0..=max).boxed()
 }
 
 fn tier() -> impl Strategy<Value = TierGen> {
@@ -683,15 +714,17 @@ fn tier() -> impl Strategy<Value = TierGen> {
         })
 }
 
-fn profile() -> impl Strategy<Value = ProfileGen> {
-    (labels(), rules(2), rules(2)).prop_map(|(labels_to_apply, ingress, egress)| ProfileGen {
-        labels_to_apply,
-        ingress,
-        egress,
-    })
+fn profile() -> BoxedStrategy<ProfileGen> {
+    (labels(), rules(2), rules(2))
+        .prop_map(|(labels_to_apply, ingress, egress)| ProfileGen {
+            labels_to_apply,
+            ingress,
+            egress,
+        })
+        .boxed()
 }
 
-fn endpoint() -> impl Strategy<Value = EndpointGen> {
+fn endpoint() -> BoxedStrategy<EndpointGen> {
     (
         weighted(0.3, Just(())),
         0..NAMESPACES.len(),
@@ -725,9 +758,10 @@ fn endpoint() -> impl Strategy<Value = EndpointGen> {
                 }
             },
         )
+        .boxed()
 }
 
-fn network_set() -> impl Strategy<Value = SetGen> {
+fn network_set() -> BoxedStrategy<SetGen> {
     (
         any::<bool>(),
         0..NAMESPACES.len(),
@@ -740,9 +774,10 @@ fn network_set() -> impl Strategy<Value = SetGen> {
             labels,
             nets,
         })
+        .boxed()
 }
 
-fn label_selector() -> impl Strategy<Value = LabelSelectorGen> {
+fn label_selector() -> BoxedStrategy<LabelSelectorGen> {
     (
         vec((select(KEYS), select(SELECTOR_VALUES)), 0..=2),
         vec(
@@ -758,9 +793,10 @@ fn label_selector() -> impl Strategy<Value = LabelSelectorGen> {
             match_labels,
             expressions,
         })
+        .boxed()
 }
 
-fn peer() -> impl Strategy<Value = PeerGen> {
+fn peer() -> BoxedStrategy<PeerGen> {
     prop_oneof![
         2 => label_selector().prop_map(PeerGen::Pods),
         1 => label_selector().prop_map(PeerGen::Namespaces),
@@ -768,6 +804,7 @@ fn peer() -> impl Strategy<Value = PeerGen> {
             .prop_map(|(p, n)| PeerGen::PodsInNamespaces(p, n)),
         2 => (0..IP_BLOCKS.len()).prop_map(PeerGen::IpBlock),
     ]
+    .boxed()
 }
 
 fn kubernetes_port() -> impl Strategy<Value = KubernetesPortGen> {
@@ -789,13 +826,19 @@ fn kubernetes_port() -> impl Strategy<Value = KubernetesPortGen> {
         })
 }
 
-fn kubernetes_rule() -> impl Strategy<Value = KubernetesRuleGen> {
+fn kubernetes_rule() -> BoxedStrategy<KubernetesRuleGen> {
     (vec(peer(), 0..=2), vec(kubernetes_port(), 0..=2))
         .prop_map(|(peers, ports)| KubernetesRuleGen { peers, ports })
+        .boxed()
 }
 
 /// A random policy of any of the four kinds.
-pub fn policy() -> impl Strategy<Value = PolicyGen> {
+pub fn policy() -> BoxedStrategy<PolicyGen> {
+    policy_with_rules(3)
+}
+
+/// A random policy of any of the four kinds with up to `max_rules` rules per direction.
+pub fn policy_with_rules(max_rules: usize) -> BoxedStrategy<PolicyGen> {
     let stem = || select(NAME_STEMS);
     let order = || select(POLICY_ORDERS);
     let global = (
@@ -805,7 +848,13 @@ pub fn policy() -> impl Strategy<Value = PolicyGen> {
             weighted(0.15, selector()),
             weighted(0.05, select(SERVICE_ACCOUNT_SELECTORS)),
         ),
-        (types(), rules(3), rules(3), stage(), any::<bool>()),
+        (
+            types(),
+            rules(max_rules),
+            rules(max_rules),
+            stage(),
+            any::<bool>(),
+        ),
     )
         .prop_map(
             |(
@@ -841,7 +890,7 @@ pub fn policy() -> impl Strategy<Value = PolicyGen> {
             of(selector()),
             weighted(0.05, select(SERVICE_ACCOUNT_SELECTORS)),
         ),
-        (types(), rules(3), rules(3)),
+        (types(), rules(max_rules), rules(max_rules)),
     )
         .prop_map(
             |(
@@ -888,8 +937,8 @@ pub fn policy() -> impl Strategy<Value = PolicyGen> {
         order(),
         of(selector()),
         types(),
-        rules(2),
-        rules(2),
+        rules(max_rules),
+        rules(max_rules),
         stage(),
     )
         .prop_map(|(stem, order, selector, types, ingress, egress, stage)| {
@@ -903,7 +952,7 @@ pub fn policy() -> impl Strategy<Value = PolicyGen> {
                 stage,
             })
         });
-    prop_oneof![5 => global, 3 => namespaced, 2 => kubernetes, 1 => v1]
+    prop_oneof![5 => global, 3 => namespaced, 2 => kubernetes, 1 => v1].boxed()
 }
 
 fn failsafe() -> impl Strategy<Value = FailsafeGen> {
@@ -919,15 +968,20 @@ fn failsafe() -> impl Strategy<Value = FailsafeGen> {
 }
 
 /// A random valid policy directory.
-pub fn config() -> impl Strategy<Value = Config> {
+pub fn config() -> BoxedStrategy<Config> {
     (
         vec((0..NAMESPACES.len(), labels()), 0..=2),
         vec(tier(), 0..=3),
-        weighted(0.15, (any::<bool>(), any::<bool>())),
+        weighted(0.15, any::<bool>()),
         vec(profile(), 0..=2),
         vec(endpoint(), 1..=MAX_ENDPOINTS),
         vec(network_set(), 0..=3),
-        vec(policy(), 0..=8),
+        // Now and then many policies with many rules: programs of more than one 64-entry
+        // bitset word, and more Log rules than a side keeps.
+        prop_oneof![
+            5 => vec(policy(), 0..=8),
+            1 => vec(policy_with_rules(8), 10..=30),
+        ],
         weighted(0.25, (failsafe(), failsafe())),
         weighted(0.2, any::<bool>()),
     )
@@ -946,6 +1000,7 @@ pub fn config() -> impl Strategy<Value = Config> {
                 }
             },
         )
+        .boxed()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1398,8 +1453,8 @@ impl Config {
 
     fn policy_name(&self, stem: &str, index: usize, tier: Option<&str>, prefixed: bool) -> String {
         match tier {
-            Some(t) if prefixed => format!("{t}.{stem}{index}"),
-            _ => format!("{stem}{index}"),
+            Some(t) if prefixed => format!("{t}.{stem}{index:02}"),
+            _ => format!("{stem}{index:02}"),
         }
     }
 
@@ -1436,15 +1491,11 @@ impl Config {
         for (i, t) in self.tiers.iter().enumerate() {
             out.push(tier_resource(&format!("t{i}"), t.order, t.default_action));
         }
-        if let Some((order, action)) = self.default_tier {
-            let mut spec = Map::new();
-            put(&mut spec, "order", order.then(|| json!(1_000_000.0)));
-            put(&mut spec, "defaultAction", action.then(|| json!("Deny")));
-            out.push(resource(
-                "projectcalico.org/v3",
-                "Tier",
-                metadata("default", None, &Labels::new()),
-                spec,
+        if let Some(action) = self.default_tier {
+            out.push(tier_resource(
+                "default",
+                Some(1_000_000.0),
+                action.then_some("Deny"),
             ));
         }
     }
@@ -1603,7 +1654,7 @@ impl Config {
                     "networking.k8s.io/v1",
                     "NetworkPolicy",
                     metadata(
-                        &format!("{}{index}", p.stem),
+                        &format!("{}{index:02}", p.stem),
                         Some(NAMESPACES[p.namespace]),
                         &Labels::new(),
                     ),
@@ -1630,7 +1681,7 @@ impl Config {
                 resource(
                     "v1",
                     "policy",
-                    metadata(&format!("{}{index}", p.stem), None, &Labels::new()),
+                    metadata(&format!("{}{index:02}", p.stem), None, &Labels::new()),
                     spec,
                 )
             }
@@ -1924,7 +1975,7 @@ fn flow_port() -> impl Strategy<Value = Option<u16>> {
 }
 
 /// A flow, to be placed in a config with [`Config::flow`].
-pub fn flow() -> impl Strategy<Value = FlowGen> {
+pub fn flow() -> BoxedStrategy<FlowGen> {
     (
         weighted(0.35, Just(())),
         weighted(0.01, Just(())),
@@ -1949,6 +2000,7 @@ pub fn flow() -> impl Strategy<Value = FlowGen> {
                 icmp_code,
             },
         )
+        .boxed()
 }
 
 impl Config {
@@ -2015,6 +2067,129 @@ pub fn key(flow: &Flow) -> FlowKey {
         dst_port: flow.dst_port,
         icmp_type: flow.icmp_type,
         icmp_code: flow.icmp_code,
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The allocation-free verdict, named
+
+/// What `Snapshot::decide` said, its ids named through the snapshot, in the shape of the
+/// reference [`Decision`] so that the two compare field by field. `decide` keeps at most
+/// [`LOGGED_CAPACITY`] Log rules per side and counts the rest: compare with [`capped`].
+pub fn name_verdict(snapshot: &Snapshot, v: &FlowVerdict) -> (Decision, Vec<u32>) {
+    let verdict = if v.allowed {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    };
+    let (trace, note, logged_totals) = match v.outcome {
+        FlowOutcome::MixedFamilies => (Vec::new(), Some(MIXED_FAMILIES_NOTE.to_owned()), vec![]),
+        FlowOutcome::Unmatched(rule) => {
+            let mut entry = named_rule(snapshot, TraceSide::None, rule, v.allowed);
+            entry.endpoint = None;
+            (vec![entry], None, vec![0])
+        }
+        FlowOutcome::Evaluated => {
+            let sides = [
+                (TraceSide::Egress, v.egress),
+                (TraceSide::Ingress, v.ingress),
+            ];
+            let named: Vec<(TraceEntry, u32)> = sides
+                .into_iter()
+                .filter_map(|(side, s)| s.map(|s| named_side(snapshot, side, &s)))
+                .collect();
+            let totals = named.iter().map(|(_, t)| *t).collect();
+            (named.into_iter().map(|(e, _)| e).collect(), None, totals)
+        }
+    };
+    let decision = Decision {
+        verdict,
+        trace,
+        note,
+    };
+    (decision, logged_totals)
+}
+
+/// The reference decision with each side's Log rules cut to what `decide` keeps, and how many
+/// each side had.
+pub fn capped(decision: &Decision) -> (Decision, Vec<u32>) {
+    let mut capped = decision.clone();
+    let mut totals = Vec::new();
+    for entry in &mut capped.trace {
+        totals.push(entry.logged.len() as u32);
+        entry.logged.truncate(LOGGED_CAPACITY);
+    }
+    (capped, totals)
+}
+
+fn named_side(snapshot: &Snapshot, side: TraceSide, v: &SideVerdict) -> (TraceEntry, u32) {
+    let mut entry = named_rule(snapshot, side, v.rule, v.allowed);
+    entry.endpoint = Some(snapshot.endpoint_name(v.endpoint).map_or_else(
+        || format!("<unknown endpoint {:?}>", v.endpoint),
+        str::to_owned,
+    ));
+    entry.logged = v
+        .logged
+        .iter()
+        .map(|id| match snapshot.rule(id) {
+            Some(info) => LoggedRule {
+                tier: info.tier.map(str::to_owned),
+                policy: info.policy.unwrap_or("<no policy>").to_owned(),
+                rule: info.index.map_or(usize::MAX, |i| i as usize),
+            },
+            None => LoggedRule {
+                tier: None,
+                policy: format!("<unknown rule {id:?}>"),
+                rule: usize::MAX,
+            },
+        })
+        .collect();
+    (entry, v.logged.total())
+}
+
+/// A trace entry for the deciding rule `id`; the endpoint and Log rules are filled in after.
+fn named_rule(snapshot: &Snapshot, side: TraceSide, id: RuleId, allowed: bool) -> TraceEntry {
+    let action = if allowed {
+        Verdict::Allow
+    } else {
+        Verdict::Deny
+    };
+    let Some(info) = snapshot.rule(id) else {
+        return TraceEntry {
+            side,
+            endpoint: None,
+            stage: TraceStage::Normal,
+            tier: None,
+            policy: Some(format!("<unknown rule {id:?}>")),
+            rule: None,
+            action,
+            default: None,
+            logged: Vec::new(),
+        };
+    };
+    TraceEntry {
+        side,
+        endpoint: None,
+        stage: match info.stage {
+            RuleStage::Failsafe => TraceStage::Failsafe,
+            RuleStage::Untracked => TraceStage::Untracked,
+            RuleStage::PreDnat => TraceStage::PreDnat,
+            RuleStage::Normal => TraceStage::Normal,
+            RuleStage::Profile => TraceStage::Profile,
+        },
+        tier: info.tier.map(str::to_owned),
+        policy: info.policy.map(str::to_owned),
+        rule: info.index.map(|i| i as usize),
+        action,
+        default: info.default.map(|d| match d {
+            DefaultKind::TierEnd => DefaultReason::TierEnd,
+            DefaultKind::ProfilesNoMatch => DefaultReason::ProfilesNoMatch,
+            DefaultKind::WorkloadAllow => DefaultReason::WorkloadAllow,
+            DefaultKind::HostDeny => DefaultReason::HostDeny,
+            DefaultKind::Failsafe => DefaultReason::Failsafe,
+            DefaultKind::UnmatchedTraffic => DefaultReason::UnmatchedTraffic,
+        }),
+        logged: Vec::new(),
     }
 }
 
