@@ -16,9 +16,10 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use proptest::collection::vec;
+use proptest::strategy::Strategy;
 use proptest::test_runner::{TestCaseError, TestError};
 
-use common::{Config, Dir, FlowGen, LayoutGen};
+use common::{Config, Dir, FlowGen, GlobalPolicyGen, LayoutGen, PolicyGen, StageGen, TypesGen};
 use portcullis::compile;
 use portcullis::policy::{self, Decision, Flow, Resolved, TraceEntry};
 use portcullis::snapshot::{LOGGED_CAPACITY, Snapshot};
@@ -27,6 +28,9 @@ use portcullis::snapshot::{LOGGED_CAPACITY, Snapshot};
 const CONFIGS: u32 = 512;
 /// Flows per configuration.
 const FLOWS: usize = 48;
+/// Directories with programs of several thousand entries, and flows through each.
+const HUGE_CONFIGS: u32 = 2;
+const HUGE_FLOWS: usize = 150;
 /// Generated configurations that fail validation, at most, as a fraction of those tried.
 const MAX_INVALID_FRACTION: f64 = 0.02;
 
@@ -127,11 +131,19 @@ fn decider(entry: &TraceEntry) -> String {
     format!("{:?} {:?}: {what}", entry.side, entry.stage)
 }
 
+/// What a test requires of the snapshot itself, beyond its decisions.
+type SnapshotCheck = fn(&Snapshot) -> Result<(), String>;
+
+fn any_snapshot(_: &Snapshot) -> Result<(), String> {
+    Ok(())
+}
+
 fn run_case(
     cfg: &Config,
     layout: &LayoutGen,
     flows: &[FlowGen],
     tally: &Tally,
+    snapshot_check: SnapshotCheck,
 ) -> Result<(), TestCaseError> {
     let dir = common::lay_out(&cfg.resources(), layout);
     let resolved = match common::build(&dir) {
@@ -152,6 +164,7 @@ fn run_case(
             snapshot.generation()
         )));
     }
+    snapshot_check(&snapshot).map_err(TestCaseError::fail)?;
     let case = Case {
         dir: &dir,
         resolved: &resolved,
@@ -181,7 +194,7 @@ fn compiled_decisions_equal_the_reference_on_random_directories() {
         vec(common::flow(), FLOWS..=FLOWS),
     );
     let result = runner.run(&strategy, |(cfg, layout, flows)| {
-        run_case(&cfg, &layout, &flows, &tally)
+        run_case(&cfg, &layout, &flows, &tally, any_snapshot)
     });
     let (configs, invalid, flows) = (tally.configs.get(), tally.invalid.get(), tally.flows.get());
     eprintln!(
@@ -207,4 +220,68 @@ fn compiled_decisions_equal_the_reference_on_random_directories() {
     );
     let cases = runner.config().cases as usize;
     assert!(configs >= cases && flows >= cases * FLOWS);
+}
+
+/// Policies selecting every endpoint with hundreds of random rules each: every program has
+/// more than 4096 entries, so its bitsets need more than one summary word.
+fn huge_policies() -> impl Strategy<Value = Vec<PolicyGen>> {
+    let rules = || vec(common::rule(), 450..=500);
+    let policy =
+        (rules(), rules(), proptest::option::of(0..4usize)).prop_map(|(ingress, egress, tier)| {
+            PolicyGen::Global(GlobalPolicyGen {
+                stem: "big",
+                tier,
+                tier_prefixed_name: false,
+                order: None,
+                selector: None,
+                namespace_selector: None,
+                service_account_selector: None,
+                types: TypesGen::Both,
+                ingress,
+                egress,
+                stage: StageGen::Normal,
+                apply_on_forward: false,
+            })
+        });
+    vec(policy, 10..=10)
+}
+
+/// Every program holds every policy: on average, then, over 4096 entries each.
+fn more_than_one_summary_word(snapshot: &Snapshot) -> Result<(), String> {
+    let average = snapshot.entry_count() / snapshot.program_count().max(1);
+    if average > 4096 {
+        Ok(())
+    } else {
+        Err(format!(
+            "programs average {average} entries: the test no longer exercises big programs"
+        ))
+    }
+}
+
+#[test]
+fn compiled_decisions_equal_the_reference_on_programs_of_thousands_of_entries() {
+    let started = Instant::now();
+    let tally = Tally::default();
+    let mut runner = common::runner(HUGE_CONFIGS);
+    let strategy = (
+        common::config(),
+        huge_policies(),
+        common::layout(),
+        vec(common::flow(), HUGE_FLOWS..=HUGE_FLOWS),
+    );
+    let result = runner.run(&strategy, |(mut cfg, policies, layout, flows)| {
+        cfg.policies = policies;
+        run_case(&cfg, &layout, &flows, &tally, more_than_one_summary_word)
+    });
+    eprintln!(
+        "differential, huge programs: {} configurations and {} flows checked, in {:.1?}",
+        tally.configs.get(),
+        tally.flows.get(),
+        started.elapsed()
+    );
+    match result {
+        Ok(()) => {}
+        Err(TestError::Fail(message, _)) => panic!("minimal failing case:\n{message}"),
+        Err(TestError::Abort(reason)) => panic!("aborted: {reason}"),
+    }
 }

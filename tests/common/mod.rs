@@ -1945,6 +1945,10 @@ pub struct FlowGen {
     pub dst_port: Option<u16>,
     pub icmp_type: Option<u8>,
     pub icmp_code: Option<u8>,
+    /// Keep every field whatever the protocol (ports on ICMP, a code without a type): such a
+    /// flow never comes from `eval` input, but `Flow` and `FlowKey` can hold it and both
+    /// evaluators define an answer.
+    pub raw: bool,
 }
 
 fn addr() -> impl Strategy<Value = AddrGen> {
@@ -1986,18 +1990,22 @@ pub fn flow() -> BoxedStrategy<FlowGen> {
         flow_port(),
         weighted(0.9, select(FLOW_ICMP_TYPES)),
         weighted(0.7, select(FLOW_ICMP_CODES)),
+        weighted(0.03, Just(())),
     )
         .prop_map(
-            |(v6, mixed, src, dst, protocol, src_port, dst_port, icmp_type, icmp_code)| FlowGen {
-                v6: v6.is_some(),
-                mixed: mixed.is_some(),
-                src,
-                dst,
-                protocol,
-                src_port,
-                dst_port,
-                icmp_type,
-                icmp_code,
+            |(v6, mixed, src, dst, protocol, src_port, dst_port, icmp_type, icmp_code, raw)| {
+                FlowGen {
+                    v6: v6.is_some(),
+                    mixed: mixed.is_some(),
+                    src,
+                    dst,
+                    protocol,
+                    src_port,
+                    dst_port,
+                    icmp_type,
+                    icmp_code,
+                    raw: raw.is_some(),
+                }
             },
         )
         .boxed()
@@ -2044,6 +2052,17 @@ impl Config {
             FlowProtocolGen::WrongIcmp => (if f.v6 { 1 } else { 58 }, false, true),
             FlowProtocolGen::Other(p) => (p, false, false),
         };
+        if f.raw {
+            return Flow {
+                src,
+                dst,
+                protocol,
+                src_port: f.src_port,
+                dst_port: f.dst_port,
+                icmp_type: f.icmp_type,
+                icmp_code: f.icmp_code,
+            };
+        }
         let icmp_type = f.icmp_type.filter(|_| icmp);
         Flow {
             src,
