@@ -140,8 +140,11 @@ const ICMP_TYPES: &[u8] = &[0, 3, 8, 11, 128, 129, 254];
 const ICMP_CODES: &[u8] = &[0, 1, 4];
 
 /// Flow addresses besides the endpoints': set and CIDR boundaries, endpoint slots that may be
-/// empty, and addresses in no entity at all.
+/// empty, and addresses in no entity at all, down to the ends of the address space (never
+/// configured, but the classifier's tables must handle them).
 const POOL_V4: &[&str] = &[
+    "0.0.0.0",
+    "255.255.255.255",
     "192.0.2.0",
     "192.0.2.10",
     "192.0.2.12",
@@ -165,6 +168,8 @@ const POOL_V4: &[&str] = &[
     "203.0.113.200",
 ];
 const POOL_V6: &[&str] = &[
+    "::",
+    "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
     "2001:db8::",
     "2001:db8::f",
     "2001:db8::10",
@@ -1518,18 +1523,15 @@ impl Config {
         }
     }
 
+    /// The endpoint's profile names; a profile may be listed twice, which is valid.
     fn endpoint_profiles(&self, e: &EndpointGen) -> Vec<String> {
-        let mut names: Vec<String> = Vec::new();
         if self.profiles.is_empty() {
-            return names;
+            return Vec::new();
         }
-        for &i in &e.profiles {
-            let name = format!("prof{}", i % self.profiles.len());
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-        names
+        e.profiles
+            .iter()
+            .map(|&i| format!("prof{}", i % self.profiles.len()))
+            .collect()
     }
 
     fn render_endpoints(&self, out: &mut Vec<Value>) {
@@ -1543,14 +1545,14 @@ impl Config {
                 addresses.push((Self::endpoint_v6(k).to_string(), 128));
             }
             let mut spec = Map::new();
-            let mut ports: Vec<Value> = Vec::new();
-            let mut port_names: Vec<&str> = Vec::new();
-            for (name, protocol, port) in &e.ports {
-                if !port_names.contains(name) {
-                    port_names.push(name);
-                    ports.push(json!({ "name": name, "protocol": protocol, "port": port }));
-                }
-            }
+            // Two ports may share a name: each of them is that named port.
+            let ports: Vec<Value> = e
+                .ports
+                .iter()
+                .map(|(name, protocol, port)| {
+                    json!({ "name": name, "protocol": protocol, "port": port })
+                })
+                .collect();
             if !ports.is_empty() {
                 spec.insert("ports".into(), json!(ports));
             }
