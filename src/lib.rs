@@ -15,10 +15,12 @@
 //! - [`policy`]: resolution of the validated model (effective labels, effective selectors,
 //!   ordered tiers and policies, Kubernetes conversion, failsafe ports) and the slow, obviously
 //!   right reference evaluator that decides one flow.
+//! - [`dataplane`]: backends that move frames between the two ports.
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
 pub mod compile;
+pub mod dataplane;
 pub mod model;
 pub mod policy;
 pub mod selector;
