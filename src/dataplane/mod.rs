@@ -59,6 +59,10 @@ pub struct BatchStats {
     pub dropped: [u32; 2],
     /// Frames the worker wanted forwarded that the other port could not take (ring full).
     pub tx_failed: [u32; 2],
+    /// Frames received that the backend could not hold whole (longer than its receive buffer,
+    /// e.g. merged by GRO/LRO on the port): counted in `received`, never handed to the worker,
+    /// dropped, since forwarding part of a frame would not be forwarding it unchanged.
+    pub truncated: [u32; 2],
 }
 
 /// Settings shared by the backends.
