@@ -9,6 +9,9 @@
 use std::fmt;
 use std::time::Duration;
 
+pub mod afpacket;
+pub mod netns;
+
 /// One of the gateway's two ports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PortSide {
