@@ -1,10 +1,13 @@
 //! The AF_PACKET backend: the fallback for kernels and NICs without AF_XDP.
 //!
 //! Each worker owns one `AF_PACKET`/`SOCK_RAW` socket per port, bound to the interface for
-//! every protocol, in promiscuous mode, blind to frames sent on its interface
-//! (`PACKET_IGNORE_OUTGOING`, so a forwarded frame is not received back). With several
-//! workers, each port's sockets form one `PACKET_FANOUT` group in hash mode, so one flow
-//! stays on one worker and every frame reaches exactly one of them.
+//! every protocol, in promiscuous mode, and blind to frames leaving the interface
+//! (`PACKET_IGNORE_OUTGOING`). The kernel never shows a socket (or a fanout group) the frames
+//! it sent itself, but it does show it those that anything else sends out of the port — the
+//! kernel's own traffic, a capture tool's injection — and the gateway would otherwise forward
+//! those to the other side as if they had arrived. With several workers, each port's sockets
+//! form one `PACKET_FANOUT` group in hash mode, so one flow stays on one worker and every
+//! frame reaches exactly one of them.
 //!
 //! A batch is one `ppoll` over both sockets, one `recvmmsg` per readable port and one
 //! `sendmmsg` per port that has frames to send, whatever the number of frames. `recvmmsg`
@@ -101,10 +104,9 @@ fn check_config(config: &BackendConfig, worker: usize) -> Result<(), BackendErro
         message,
     };
     if config.outside == config.inside {
-        return Err(unsupported(format!(
-            "is both the outside and the inside port; the gateway needs two interfaces ({})",
-            config.inside
-        )));
+        return Err(unsupported(
+            "is both the outside and the inside port: the gateway needs two interfaces".to_string(),
+        ));
     }
     if worker >= config.workers {
         return Err(unsupported(format!(

@@ -36,7 +36,8 @@ pub(crate) struct Received {
     /// The frame's length without the tag the kernel took out; more than the slot held when
     /// `truncated`.
     pub len: usize,
-    /// The frame did not fit its slot; only the first part of it was stored.
+    /// The frame did not fit its slot (only its first part was stored), or its metadata did
+    /// not fit the control buffer (a tag may be missing).
     pub truncated: bool,
     pub vlan: Option<VlanTag>,
 }
