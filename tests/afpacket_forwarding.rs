@@ -26,6 +26,9 @@ use support::{
 };
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long to watch for frames that must not come, once those that must have come: many
+/// times the gateway's poll interval.
+const QUIET: Duration = Duration::from_millis(500);
 
 fn forward_all(_: usize, _: PortSide, _: &[u8]) -> Disposition {
     Disposition::Forward
@@ -42,6 +45,7 @@ impl Seen {
     }
 
     fn note(&self, side: PortSide) {
+        // Relaxed: see `count`.
         self.0[side.index()].fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -271,36 +275,78 @@ fn vlan_tags_reach_decide_and_the_far_side_unchanged() {
         }
         Disposition::Forward
     });
-    let inside_interface = topology.host_interface(PortSide::Inside);
-    let mut capture = topology
-        .netns(Side::Inside)
-        .run(|| AfPacketPort::open(&inside_interface, 16))
-        .unwrap()
-        .unwrap();
-    let outside_interface = topology.host_interface(PortSide::Outside);
-    let mut injector = topology
-        .netns(Side::Outside)
-        .run(|| AfPacketPort::open(&outside_interface, 16))
-        .unwrap()
-        .unwrap();
+    let mut capture = open_port(
+        &topology,
+        Side::Inside,
+        &topology.host_interface(PortSide::Inside),
+    );
+    let mut injector = open_port(
+        &topology,
+        Side::Outside,
+        &topology.host_interface(PortSide::Outside),
+    );
     for frame in &frames {
         injector.send(frame).unwrap();
     }
-    let mut captured = Vec::new();
-    let deadline = Instant::now() + IO_TIMEOUT;
-    while captured.len() < frames.len() && Instant::now() < deadline {
-        capture
-            .receive(Duration::from_millis(100), |frame| {
-                if frame[6..12] == INJECTED_SOURCE_MAC {
-                    captured.push(frame.to_vec());
-                }
-            })
-            .unwrap();
-    }
+    let captured = capture_marked(&mut capture, frames.len(), IO_TIMEOUT);
     gateway.stop();
 
     assert_eq!(*seen.lock().unwrap(), frames, "frames as decide saw them");
     assert_eq!(captured, frames, "frames as the inside host received them");
+}
+
+/// Frames that something else sends out of a gateway port (here a second socket on the
+/// inside port; in production the kernel or a capture tool) are leaving, not arriving: the
+/// gateway must not forward them to the other side. The kernel already hides a socket's own
+/// frames from it, and a fanout group's from the group; this is about everyone else's.
+#[test]
+fn frames_leaving_a_port_are_not_taken_as_arriving() {
+    const FRAMES: usize = 5;
+    let Some(topology) = Topology::new("out") else {
+        return;
+    };
+    for workers in [1, 2] {
+        let seen = Arc::new(Seen::default());
+        let counter = seen.clone();
+        let gateway = Gateway::start(&topology, workers, move |_, side, frame| {
+            if frame[6..12] == INJECTED_SOURCE_MAC {
+                counter.note(side);
+            }
+            Disposition::Forward
+        });
+        let mut inside_host = open_port(
+            &topology,
+            Side::Inside,
+            &topology.host_interface(PortSide::Inside),
+        );
+        let mut outside_host = open_port(
+            &topology,
+            Side::Outside,
+            &topology.host_interface(PortSide::Outside),
+        );
+        let mut other_sender =
+            open_port(&topology, Side::Gateway, &topology.port(PortSide::Inside));
+        for case in 0..FRAMES {
+            other_sender.send(&marked_udp_frame(case)).unwrap();
+        }
+        let at_inside_host = capture_marked(&mut inside_host, FRAMES, IO_TIMEOUT);
+        let at_outside_host = capture_marked(&mut outside_host, 1, QUIET);
+        gateway.stop();
+        assert_eq!(
+            at_inside_host.len(),
+            FRAMES,
+            "{workers} workers: frames that left the port"
+        );
+        assert_eq!(
+            seen.count(PortSide::Inside),
+            0,
+            "{workers} workers: taken as arriving"
+        );
+        assert!(
+            at_outside_host.is_empty(),
+            "{workers} workers: forwarded to the outside host"
+        );
+    }
 }
 
 /// A VLAN 100 interface on each host, pinging each other across the gateway. Needs a kernel
@@ -581,6 +627,30 @@ fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
     }
     tagged.extend_from_slice(&frame[12..]);
     tagged
+}
+
+fn open_port(topology: &Topology, side: Side, interface: &str) -> AfPacketPort {
+    topology
+        .netns(side)
+        .run(|| AfPacketPort::open(interface, 16))
+        .unwrap()
+        .unwrap()
+}
+
+/// The frames from [`INJECTED_SOURCE_MAC`] that `port` receives until it has `expected` of
+/// them or `limit` has passed.
+fn capture_marked(port: &mut AfPacketPort, expected: usize, limit: Duration) -> Vec<Vec<u8>> {
+    let mut captured = Vec::new();
+    let deadline = Instant::now() + limit;
+    while captured.len() < expected && Instant::now() < deadline {
+        port.receive(Duration::from_millis(100), |frame| {
+            if frame[6..12] == INJECTED_SOURCE_MAC {
+                captured.push(frame.to_vec());
+            }
+        })
+        .unwrap();
+    }
+    captured
 }
 
 /// The kernel's promiscuity count of a gateway port (one per socket that asked for it).
