@@ -65,34 +65,31 @@ pub struct AfPacketPair {
     mode: String,
 }
 
-/// Opens worker `worker`'s sockets on both ports of `config`.
+/// Opens worker `worker`'s sockets on both ports of `config`. Workers may be opened in any
+/// order, from any threads; each must be opened in the network namespace of the ports.
 pub fn open(config: &BackendConfig, worker: usize) -> Result<AfPacketPair, BackendError> {
-    AfPacketPair::open(config, worker)
+    check_config(config, worker)?;
+    let batch = config.batch_size;
+    let fanout = config.workers > 1;
+    let (outside, outside_group) = Port::open(&config.outside, worker, batch, fanout)?;
+    let (inside, inside_group) = Port::open(&config.inside, worker, batch, fanout)?;
+    let groups = outside_group.zip(inside_group);
+    let mode = match &groups {
+        Some((outside, inside)) => format!(
+            "recvmmsg/sendmmsg, batch {batch}, fanout hash over {} workers (groups {:#06x}/{:#06x})",
+            config.workers, outside.id, inside.id
+        ),
+        None => format!("recvmmsg/sendmmsg, batch {batch}, one worker"),
+    };
+    Ok(AfPacketPair {
+        _fanout: groups.map(|(outside, inside)| [outside, inside]),
+        ports: [outside, inside],
+        worker,
+        mode,
+    })
 }
 
 impl AfPacketPair {
-    pub fn open(config: &BackendConfig, worker: usize) -> Result<AfPacketPair, BackendError> {
-        check_config(config, worker)?;
-        let batch = config.batch_size;
-        let fanout = config.workers > 1;
-        let (outside, outside_group) = Port::open(&config.outside, worker, batch, fanout)?;
-        let (inside, inside_group) = Port::open(&config.inside, worker, batch, fanout)?;
-        let groups = outside_group.zip(inside_group);
-        let mode = match &groups {
-            Some((outside, inside)) => format!(
-                "recvmmsg/sendmmsg, batch {batch}, fanout hash over {} workers (groups {:#06x}/{:#06x})",
-                config.workers, outside.id, inside.id
-            ),
-            None => format!("recvmmsg/sendmmsg, batch {batch}, one worker"),
-        };
-        Ok(AfPacketPair {
-            _fanout: groups.map(|(outside, inside)| [outside, inside]),
-            ports: [outside, inside],
-            worker,
-            mode,
-        })
-    }
-
     fn port(&self, side: PortSide) -> &Port {
         &self.ports[side.index()]
     }
