@@ -15,11 +15,13 @@
 //! - [`policy`]: resolution of the validated model (effective labels, effective selectors,
 //!   ordered tiers and policies, Kubernetes conversion, failsafe ports) and the slow, obviously
 //!   right reference evaluator that decides one flow.
+//! - [`packet`]: frame bytes to `PacketMeta`, or the numbered `DropReason` of a malformed frame.
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
 pub mod compile;
 pub mod model;
+pub mod packet;
 pub mod policy;
 pub mod selector;
 pub mod snapshot;
