@@ -172,33 +172,9 @@ fn fragment_info(header: &[u8; FRAGMENT_HEADER_LEN]) -> Option<FragmentInfo> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::packet::test_frames::{AUTH, DEST_OPTS, FRAGMENT, HOP_BY_HOP, ROUTING, chain};
 
-    const HOP_BY_HOP: u8 = 0;
-    const ROUTING: u8 = 43;
-    const FRAGMENT: u8 = 44;
-    const AUTH: u8 = 51;
-    const DEST_OPTS: u8 = 60;
     const TCP: u8 = 6;
-
-    /// A minimal 8-byte header of `kind` whose Next Header is `next`.
-    fn ext(kind: u8, next: u8) -> Vec<u8> {
-        match kind {
-            // Length field 1: (1 + 2) * 4 = 12 bytes, padded to 16 to stay a multiple of 8.
-            AUTH => [vec![next, 2], vec![0; 14]].concat(),
-            // First fragment: offset 0, more fragments.
-            FRAGMENT => vec![next, 0, 0, 1, 0, 0, 0, 7],
-            _ => vec![next, 0, 1, 4, 0, 0, 0, 0],
-        }
-    }
-
-    /// A chain of headers of the given kinds, ending in `upper`.
-    fn chain(kinds: &[u8], upper: u8) -> (u8, Vec<u8>) {
-        let mut bytes = Vec::new();
-        for (i, &kind) in kinds.iter().enumerate() {
-            bytes.extend(ext(kind, kinds.get(i + 1).copied().unwrap_or(upper)));
-        }
-        (kinds.first().copied().unwrap_or(upper), bytes)
-    }
 
     #[test]
     fn rules_table() {
@@ -207,7 +183,7 @@ mod tests {
             (&[], Ok(0)),
             (
                 &[HOP_BY_HOP, DEST_OPTS, ROUTING, FRAGMENT, AUTH, DEST_OPTS],
-                Ok(56),
+                Ok(48),
             ),
             (&[DEST_OPTS, DEST_OPTS], Ok(16)),
             (
@@ -219,14 +195,15 @@ mod tests {
             (&[ROUTING, ROUTING], Err(Ipv6ExtensionRepeated)),
             (&[FRAGMENT, FRAGMENT], Err(Ipv6ExtensionRepeated)),
             (&[AUTH, DEST_OPTS, AUTH], Err(Ipv6ExtensionRepeated)),
-            (&[0, 60, 43, 44, 51, 60, 139, 140], Ok(72)),
+            (&[135, 135], Err(Ipv6ExtensionRepeated)),
+            (&[0, 60, 43, 44, 51, 60, 139, 140], Ok(64)),
             (
                 &[0, 60, 43, 44, 51, 60, 139, 140, 253],
                 Err(Ipv6ExtensionChainTooLong),
             ),
         ];
         for (kinds, expected) in cases {
-            let (first, bytes) = chain(kinds, TCP);
+            let (first, bytes) = chain(kinds, TCP, &[]);
             let got = walk(first, &bytes);
             match expected {
                 Ok(offset) => {
@@ -244,8 +221,23 @@ mod tests {
     }
 
     #[test]
+    fn header_lengths_follow_each_kind_s_length_unit() {
+        // Length field 2: generic headers are (2 + 1) * 8 = 24 bytes, AH (2 + 2) * 4 = 16.
+        for (kind, len) in [(HOP_BY_HOP, 24), (DEST_OPTS, 24), (ROUTING, 24), (AUTH, 16)] {
+            let mut bytes = vec![TCP, 2];
+            bytes.resize(len, 0);
+            assert_eq!(walk(kind, &bytes).unwrap().offset, len, "kind {kind}");
+            assert_eq!(
+                walk(kind, &bytes[..len - 1]),
+                Err(DropReason::Ipv6ExtensionTruncated),
+                "kind {kind}"
+            );
+        }
+    }
+
+    #[test]
     fn truncation_inside_a_first_fragment_is_a_short_fragment() {
-        let (first, bytes) = chain(&[HOP_BY_HOP, FRAGMENT, DEST_OPTS], TCP);
+        let (first, bytes) = chain(&[HOP_BY_HOP, FRAGMENT, DEST_OPTS], TCP, &[]);
         for cut in 0..bytes.len() {
             let expected = if cut < 16 {
                 DropReason::Ipv6ExtensionTruncated
@@ -264,7 +256,10 @@ mod tests {
         assert_eq!(end.protocol, DEST_OPTS);
         assert_eq!(end.offset, 8);
         let fragment = end.fragment.unwrap();
-        assert_eq!((fragment.id, fragment.offset), (9, 16));
+        assert_eq!(
+            (fragment.id, fragment.offset, fragment.protocol),
+            (9, 16, DEST_OPTS)
+        );
         assert!(!fragment.more_fragments);
         assert!(fragment.is_non_first());
     }
@@ -279,7 +274,7 @@ mod tests {
     #[test]
     fn unknown_values_and_esp_end_the_chain_as_upper_layers() {
         for upper in [50, 59, 99, 143, 255] {
-            let (first, bytes) = chain(&[HOP_BY_HOP], upper);
+            let (first, bytes) = chain(&[HOP_BY_HOP], upper, &[]);
             let end = walk(first, &bytes).unwrap();
             assert_eq!((end.protocol, end.offset), (upper, 8));
         }

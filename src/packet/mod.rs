@@ -37,6 +37,8 @@ mod drop;
 mod ipv6_ext;
 mod meta;
 mod parse;
+#[cfg(test)]
+mod test_frames;
 mod transport;
 
 pub use drop::{DropReason, DropStage};
