@@ -1275,4 +1275,463 @@ mod tests {
             );
         }
     }
+
+    mod properties {
+        use super::*;
+        use etherparse::{
+            IpFragOffset, IpHeaders, IpNumber, Ipv4Header, Ipv6Extensions, Ipv6FragmentHeader,
+            Ipv6Header, Ipv6RawExtHeader, NetSlice, SlicedPacket, TransportSlice,
+        };
+        use proptest::collection::vec;
+        use proptest::prelude::*;
+        use proptest::sample::{Index, select};
+
+        #[derive(Debug, Clone)]
+        enum L4 {
+            Tcp {
+                src_port: u16,
+                dst_port: u16,
+                flags: u8,
+            },
+            Udp {
+                src_port: u16,
+                dst_port: u16,
+            },
+            Echo {
+                request: bool,
+                id: u16,
+                seq: u16,
+            },
+        }
+
+        #[derive(Debug, Clone, Copy)]
+        enum Frag {
+            Whole,
+            /// IPv4: don't fragment set; IPv6: a fragment header with offset 0, no more.
+            Atomic(u32),
+            /// Offset 0, more fragments.
+            First(u32),
+        }
+
+        /// The parameters of a valid frame.
+        #[derive(Debug, Clone)]
+        struct Spec {
+            vlans: Vec<u16>,
+            v6: bool,
+            src: [u8; 16],
+            dst: [u8; 16],
+            hop_limit: u8,
+            hop_by_hop: bool,
+            dest_opts: bool,
+            frag: Frag,
+            l4: L4,
+            payload: Vec<u8>,
+        }
+
+        fn arb_l4() -> impl Strategy<Value = L4> {
+            let flags = select(
+                &[
+                    0,
+                    SYN,
+                    ACK,
+                    SYN | ACK,
+                    ACK | TcpFlags::PSH,
+                    TcpFlags::FIN | ACK,
+                    TcpFlags::RST,
+                ][..],
+            );
+            prop_oneof![
+                (any::<u16>(), any::<u16>(), flags).prop_map(|(src_port, dst_port, flags)| {
+                    L4::Tcp {
+                        src_port,
+                        dst_port,
+                        flags,
+                    }
+                }),
+                (any::<u16>(), any::<u16>())
+                    .prop_map(|(src_port, dst_port)| L4::Udp { src_port, dst_port }),
+                (any::<bool>(), any::<u16>(), any::<u16>())
+                    .prop_map(|(request, id, seq)| L4::Echo { request, id, seq }),
+            ]
+        }
+
+        fn arb_frag() -> impl Strategy<Value = Frag> {
+            prop_oneof![
+                2 => Just(Frag::Whole),
+                1 => any::<u32>().prop_map(Frag::Atomic),
+                1 => any::<u32>().prop_map(Frag::First),
+            ]
+        }
+
+        fn arb_spec() -> impl Strategy<Value = Spec> {
+            (
+                vec(1u16..4095, 0..=2),
+                any::<bool>(),
+                any::<[u8; 16]>(),
+                any::<[u8; 16]>(),
+                any::<u8>(),
+                (any::<bool>(), any::<bool>(), arb_frag()),
+                arb_l4(),
+                vec(any::<u8>(), 0..48),
+            )
+                .prop_map(
+                    |(
+                        vlans,
+                        v6,
+                        src,
+                        dst,
+                        hop_limit,
+                        (hop_by_hop, dest_opts, frag),
+                        l4,
+                        payload,
+                    )| Spec {
+                        vlans,
+                        v6,
+                        src,
+                        dst,
+                        hop_limit,
+                        hop_by_hop,
+                        dest_opts,
+                        frag,
+                        l4,
+                        payload,
+                    },
+                )
+        }
+
+        impl Spec {
+            fn protocol(&self) -> u8 {
+                match self.l4 {
+                    L4::Tcp { .. } => TCP,
+                    L4::Udp { .. } => UDP,
+                    L4::Echo { .. } if self.v6 => ICMPV6,
+                    L4::Echo { .. } => ICMP,
+                }
+            }
+
+            fn src(&self) -> IpAddr {
+                if self.v6 {
+                    ip6(self.src)
+                } else {
+                    ip([self.src[0], self.src[1], self.src[2], self.src[3]])
+                }
+            }
+
+            fn dst(&self) -> IpAddr {
+                if self.v6 {
+                    ip6(self.dst)
+                } else {
+                    ip([self.dst[0], self.dst[1], self.dst[2], self.dst[3]])
+                }
+            }
+
+            fn ip_headers(&self) -> IpHeaders {
+                // The builder fills in every Next Header, length and checksum.
+                let placeholder = IpNumber(0);
+                if self.v6 {
+                    let option = |wanted: bool| {
+                        wanted.then(|| {
+                            Ipv6RawExtHeader::new_raw(placeholder, &[1, 4, 0, 0, 0, 0]).unwrap()
+                        })
+                    };
+                    let fragment = |id, more| {
+                        Some(Ipv6FragmentHeader::new(
+                            placeholder,
+                            IpFragOffset::ZERO,
+                            more,
+                            id,
+                        ))
+                    };
+                    let header = Ipv6Header {
+                        hop_limit: self.hop_limit,
+                        source: self.src,
+                        destination: self.dst,
+                        ..Default::default()
+                    };
+                    let extensions = Ipv6Extensions {
+                        hop_by_hop_options: option(self.hop_by_hop),
+                        destination_options: option(self.dest_opts),
+                        fragment: match self.frag {
+                            Frag::Whole => None,
+                            Frag::Atomic(id) => fragment(id, false),
+                            Frag::First(id) => fragment(id, true),
+                        },
+                        ..Default::default()
+                    };
+                    IpHeaders::Ipv6(header, extensions)
+                } else {
+                    let [s0, s1, s2, s3, ..] = self.src;
+                    let [d0, d1, d2, d3, ..] = self.dst;
+                    let mut header = Ipv4Header::new(
+                        0,
+                        self.hop_limit,
+                        placeholder,
+                        [s0, s1, s2, s3],
+                        [d0, d1, d2, d3],
+                    )
+                    .unwrap();
+                    match self.frag {
+                        Frag::Whole => {}
+                        Frag::Atomic(id) => {
+                            header.identification = id as u16;
+                            header.dont_fragment = true;
+                        }
+                        Frag::First(id) => {
+                            header.identification = id as u16;
+                            header.more_fragments = true;
+                        }
+                    }
+                    IpHeaders::Ipv4(header, Default::default())
+                }
+            }
+
+            fn build(&self) -> Vec<u8> {
+                let eth = eth();
+                let step = match self.vlans[..] {
+                    [] => eth.ip(self.ip_headers()),
+                    [id] => eth.single_vlan(vlan(id)).ip(self.ip_headers()),
+                    [outer, inner, ..] => eth
+                        .double_vlan(vlan(outer), vlan(inner))
+                        .ip(self.ip_headers()),
+                };
+                match self.l4 {
+                    L4::Tcp {
+                        src_port,
+                        dst_port,
+                        flags,
+                    } => {
+                        let mut tcp = step.tcp(src_port, dst_port, 1, 1024);
+                        let has = |flag: u8| flags & flag != 0;
+                        if has(SYN) {
+                            tcp = tcp.syn();
+                        }
+                        if has(ACK) {
+                            tcp = tcp.ack(1);
+                        }
+                        if has(TcpFlags::FIN) {
+                            tcp = tcp.fin();
+                        }
+                        if has(TcpFlags::RST) {
+                            tcp = tcp.rst();
+                        }
+                        if has(TcpFlags::PSH) {
+                            tcp = tcp.psh();
+                        }
+                        build!(tcp, &self.payload)
+                    }
+                    L4::Udp { src_port, dst_port } => {
+                        build!(step.udp(src_port, dst_port), &self.payload)
+                    }
+                    L4::Echo { request, id, seq } => match (self.v6, request) {
+                        (false, true) => build!(step.icmpv4_echo_request(id, seq), &self.payload),
+                        (false, false) => build!(step.icmpv4_echo_reply(id, seq), &self.payload),
+                        (true, true) => build!(step.icmpv6_echo_request(id, seq), &self.payload),
+                        (true, false) => build!(step.icmpv6_echo_reply(id, seq), &self.payload),
+                    },
+                }
+            }
+
+            fn expected(&self) -> IpMeta {
+                let protocol = self.protocol();
+                let fragment = match self.frag {
+                    Frag::First(id) => Some(FragmentInfo {
+                        id: if self.v6 { id } else { id & 0xffff },
+                        offset: 0,
+                        more_fragments: true,
+                        // The builder puts the fragment header after destination options.
+                        protocol,
+                    }),
+                    Frag::Whole | Frag::Atomic(_) => None,
+                };
+                let extensions = if self.v6 {
+                    let fragment_header = !matches!(self.frag, Frag::Whole);
+                    8 * [self.hop_by_hop, self.dest_opts, fragment_header]
+                        .iter()
+                        .filter(|&&b| b)
+                        .count()
+                } else {
+                    0
+                };
+                let network = if self.v6 { 40 } else { 20 };
+                let l4_offset = L3 + 4 * self.vlans.len() + network + extensions;
+                let transport = match self.l4 {
+                    L4::Tcp {
+                        src_port,
+                        dst_port,
+                        flags,
+                    } => tcp_t(src_port, dst_port, flags),
+                    L4::Udp { src_port, dst_port } => udp_t(src_port, dst_port),
+                    L4::Echo { request, id, .. } => {
+                        let (icmp_type, message) = match (self.v6, request) {
+                            (false, true) => (8, IcmpMessage::EchoRequest { id }),
+                            (false, false) => (0, IcmpMessage::EchoReply { id }),
+                            (true, true) => (128, IcmpMessage::EchoRequest { id }),
+                            (true, false) => (129, IcmpMessage::EchoReply { id }),
+                        };
+                        icmp_t(icmp_type, 0, message)
+                    }
+                };
+                IpMeta {
+                    src: self.src(),
+                    dst: self.dst(),
+                    protocol,
+                    hop_limit: self.hop_limit,
+                    l4_offset: l4_offset as u32,
+                    fragment,
+                    transport,
+                }
+            }
+        }
+
+        /// What must hold of any result, whatever the input.
+        fn check_invariants(
+            frame: &[u8],
+            result: &Result<PacketMeta, DropReason>,
+        ) -> Result<(), TestCaseError> {
+            let meta = match result {
+                Err(reason) => {
+                    prop_assert_eq!(reason.stage(), DropStage::Parse);
+                    return Ok(());
+                }
+                Ok(meta) => meta,
+            };
+            prop_assert_eq!(meta.frame_len as usize, frame.len());
+            let l3 = usize::from(meta.l2.l3_offset);
+            prop_assert_eq!(l3, L3 + 4 * meta.l2.vlan_tags().len());
+            prop_assert_eq!(&frame[l3 - 2..l3], &meta.l2.ether_type.to_be_bytes());
+            match (meta.kind, &meta.ip) {
+                (FrameKind::Ipv4, Some(ip)) => prop_assert!(ip.src.is_ipv4() && ip.dst.is_ipv4()),
+                (FrameKind::Ipv6 | FrameKind::Ipv6NeighborDiscovery, Some(ip)) => {
+                    prop_assert!(ip.src.is_ipv6() && ip.dst.is_ipv6())
+                }
+                (FrameKind::Arp | FrameKind::OtherEtherType(_), None) => {}
+                (kind, ip) => prop_assert!(false, "{:?} with {:?}", kind, ip),
+            }
+            if let Some(ip) = &meta.ip {
+                let l4 = ip.l4_offset as usize;
+                prop_assert!(l4 <= frame.len());
+                if ip.fragment.is_some_and(|f| f.is_non_first()) {
+                    prop_assert!(!ip.transport.is_present());
+                }
+                // Ports are the first four bytes where the transport header is said to be.
+                if let Some((src_port, dst_port)) = ip.transport.ports() {
+                    let [s0, s1] = src_port.to_be_bytes();
+                    let [d0, d1] = dst_port.to_be_bytes();
+                    prop_assert_eq!(&frame[l4..l4 + 4], &[s0, s1, d0, d1]);
+                }
+            }
+            Ok(())
+        }
+
+        /// Where etherparse's strict slicer also finds ports, it must find the same addresses
+        /// and ports.
+        fn check_against_etherparse(
+            frame: &[u8],
+            result: &Result<PacketMeta, DropReason>,
+        ) -> Result<(), TestCaseError> {
+            let (Ok(meta), Ok(sliced)) = (result, SlicedPacket::from_ethernet(frame)) else {
+                return Ok(());
+            };
+            let Some(ip) = meta.ip else { return Ok(()) };
+            let theirs_ports = match &sliced.transport {
+                Some(TransportSlice::Tcp(tcp)) => Some((tcp.source_port(), tcp.destination_port())),
+                Some(TransportSlice::Udp(udp)) => Some((udp.source_port(), udp.destination_port())),
+                _ => None,
+            };
+            let (Some(ours), Some(theirs)) = (ip.transport.ports(), theirs_ports) else {
+                return Ok(());
+            };
+            prop_assert_eq!(ours, theirs);
+            let addresses = match &sliced.net {
+                Some(NetSlice::Ipv4(v4)) => (
+                    IpAddr::V4(v4.header().source_addr()),
+                    IpAddr::V4(v4.header().destination_addr()),
+                ),
+                Some(NetSlice::Ipv6(v6)) => (
+                    IpAddr::V6(v6.header().source_addr()),
+                    IpAddr::V6(v6.header().destination_addr()),
+                ),
+                _ => return Ok(()),
+            };
+            prop_assert_eq!((ip.src, ip.dst), addresses);
+            Ok(())
+        }
+
+        /// Random bytes behind an Ethernet header whose EtherType is worth parsing, and often
+        /// a first byte that looks like an IP header.
+        fn arb_frame_bytes() -> impl Strategy<Value = Vec<u8>> {
+            let ether_type =
+                select(&[0x0800u16, 0x86dd, 0x8100, 0x88a8, 0x9100, 0x0806, 0x88cc][..]);
+            let first = prop::option::of(select(&[0x45u8, 0x46, 0x4f, 0x60, 0x00, 0x81][..]));
+            prop_oneof![
+                vec(any::<u8>(), 0..96),
+                (ether_type, first, vec(any::<u8>(), 0..160)).prop_map(
+                    |(ether_type, first, rest)| {
+                        ethernet(ether_type, &[first.as_slice(), &rest].concat())
+                    }
+                ),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic(frame in arb_frame_bytes()) {
+                let result = parse(&frame);
+                check_invariants(&frame, &result)?;
+                check_against_etherparse(&frame, &result)?;
+            }
+
+            #[test]
+            fn a_valid_frame_parses_to_what_it_was_built_from(spec in arb_spec()) {
+                let frame = spec.build();
+                let meta = parse(&frame)
+                    .map_err(|reason| TestCaseError::fail(format!("dropped as {reason}")))?;
+                let kind = if spec.v6 { FrameKind::Ipv6 } else { FrameKind::Ipv4 };
+                prop_assert_eq!(meta.kind, kind);
+                prop_assert_eq!(meta.ip, Some(spec.expected()));
+                let vlan_ids: Vec<u16> =
+                    meta.l2.vlan_tags().iter().map(|tag| tag.vlan_id()).collect();
+                prop_assert_eq!(vlan_ids, spec.vlans.clone());
+                check_invariants(&frame, &Ok(meta))?;
+            }
+
+            #[test]
+            fn every_truncation_of_a_valid_frame_is_dropped(spec in arb_spec()) {
+                let frame = spec.build();
+                for cut in 0..frame.len() {
+                    let result = parse(&frame[..cut]);
+                    prop_assert!(result.is_err(), "cut at {}: {:?}", cut, result);
+                    check_invariants(&frame[..cut], &result)?;
+                }
+            }
+
+            #[test]
+            fn bit_flips_of_a_valid_frame_never_panic(
+                spec in arb_spec(),
+                flips in vec((any::<Index>(), 0u8..8), 1..6),
+            ) {
+                let mut frame = spec.build();
+                for (index, bit) in flips {
+                    let at = index.index(frame.len());
+                    frame[at] ^= 1 << bit;
+                }
+                let result = parse(&frame);
+                check_invariants(&frame, &result)?;
+                check_against_etherparse(&frame, &result)?;
+            }
+
+            #[test]
+            fn ethernet_padding_changes_nothing(
+                spec in arb_spec(),
+                padding in vec(any::<u8>(), 1..64),
+            ) {
+                let frame = spec.build();
+                let padded = [frame.clone(), padding].concat();
+                let (plain, padded_meta) = (parse(&frame).unwrap(), parse(&padded).unwrap());
+                prop_assert_eq!(plain.ip, padded_meta.ip);
+                prop_assert_eq!(plain.l2, padded_meta.l2);
+                prop_assert_eq!(padded_meta.frame_len as usize, padded.len());
+            }
+        }
+    }
 }
