@@ -364,3 +364,240 @@ impl PacketMeta {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    const A4: IpAddr = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 10));
+    const B4: IpAddr = IpAddr::V4(Ipv4Addr::new(203, 0, 113, 5));
+    const A6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 0, 0, 0, 0, 0, 0x10));
+    const B6: IpAddr = IpAddr::V6(Ipv6Addr::new(0x2001, 0xdb8, 1, 0, 0, 0, 0, 0x20));
+
+    fn frame(kind: FrameKind, ip: Option<IpMeta>) -> PacketMeta {
+        PacketMeta {
+            frame_len: 64,
+            l2: L2Meta {
+                ether_type: 0x0800,
+                vlan_count: 0,
+                vlans: [VlanTag::default(); 2],
+                l3_offset: 14,
+            },
+            kind,
+            ip,
+        }
+    }
+
+    fn ip_frame(src: IpAddr, dst: IpAddr, protocol: u8, transport: Transport) -> PacketMeta {
+        with_fragment(src, dst, protocol, transport, None)
+    }
+
+    fn with_fragment(
+        src: IpAddr,
+        dst: IpAddr,
+        protocol: u8,
+        transport: Transport,
+        fragment: Option<FragmentInfo>,
+    ) -> PacketMeta {
+        let kind = if src.is_ipv4() {
+            FrameKind::Ipv4
+        } else {
+            FrameKind::Ipv6
+        };
+        frame(
+            kind,
+            Some(IpMeta {
+                src,
+                dst,
+                protocol,
+                hop_limit: 64,
+                l4_offset: 34,
+                fragment,
+                transport,
+            }),
+        )
+    }
+
+    fn key(
+        (src, dst, protocol): (IpAddr, IpAddr, u8),
+        ports: Option<(u16, u16)>,
+        icmp: Option<(u8, u8)>,
+    ) -> Option<FlowKey> {
+        Some(FlowKey {
+            src,
+            dst,
+            protocol,
+            src_port: ports.map(|p| p.0),
+            dst_port: ports.map(|p| p.1),
+            icmp_type: icmp.map(|i| i.0),
+            icmp_code: icmp.map(|i| i.1),
+        })
+    }
+
+    fn icmp(icmp_type: u8, code: u8, message: IcmpMessage) -> Transport {
+        Transport::Icmp(IcmpMeta {
+            icmp_type,
+            code,
+            message,
+        })
+    }
+
+    #[test]
+    fn flow_key_table() {
+        use protocol::{ICMP, ICMPV6, SCTP, TCP, UDP, UDPLITE};
+        let syn = TcpFlags(TcpFlags::SYN);
+        let tcp = Transport::Tcp {
+            src_port: 40000,
+            dst_port: 443,
+            flags: syn,
+        };
+        let udp = Transport::Udp {
+            src_port: 5353,
+            dst_port: 53,
+        };
+        let quote = InnerFlow {
+            src: B4,
+            dst: A4,
+            protocol: UDP,
+            transport: InnerTransport::Ports {
+                src_port: 1,
+                dst_port: 2,
+            },
+        };
+        let first = FragmentInfo {
+            id: 9,
+            offset: 0,
+            more_fragments: true,
+            protocol: TCP,
+        };
+        let later = FragmentInfo {
+            offset: 1480,
+            ..first
+        };
+        let cases = [
+            (
+                "ipv4 tcp",
+                ip_frame(A4, B4, TCP, tcp),
+                key((A4, B4, TCP), Some((40000, 443)), None),
+            ),
+            (
+                "ipv6 udp",
+                ip_frame(A6, B6, UDP, udp),
+                key((A6, B6, UDP), Some((5353, 53)), None),
+            ),
+            (
+                "udp-lite keeps its own protocol number",
+                ip_frame(A4, B4, UDPLITE, udp),
+                key((A4, B4, UDPLITE), Some((5353, 53)), None),
+            ),
+            (
+                "sctp",
+                ip_frame(
+                    A6,
+                    B6,
+                    SCTP,
+                    Transport::Sctp {
+                        src_port: 2905,
+                        dst_port: 38412,
+                    },
+                ),
+                key((A6, B6, SCTP), Some((2905, 38412)), None),
+            ),
+            (
+                "icmp echo: type and code, the identifier is conntrack's",
+                ip_frame(A4, B4, ICMP, icmp(8, 0, IcmpMessage::EchoRequest { id: 7 })),
+                key((A4, B4, ICMP), None, Some((8, 0))),
+            ),
+            (
+                "icmp error: its own type and code, not the quoted flow",
+                ip_frame(
+                    A4,
+                    B4,
+                    ICMP,
+                    icmp(3, 4, IcmpMessage::Error { inner: Some(quote) }),
+                ),
+                key((A4, B4, ICMP), None, Some((3, 4))),
+            ),
+            (
+                "icmpv6 neighbour solicitation is still an IP flow",
+                frame(
+                    FrameKind::Ipv6NeighborDiscovery,
+                    ip_frame(A6, B6, ICMPV6, icmp(135, 0, IcmpMessage::Other)).ip,
+                ),
+                key((A6, B6, ICMPV6), None, Some((135, 0))),
+            ),
+            (
+                "first fragment has ports",
+                with_fragment(A4, B4, TCP, tcp, Some(first)),
+                key((A4, B4, TCP), Some((40000, 443)), None),
+            ),
+            (
+                "non-first fragment has none",
+                with_fragment(A4, B4, TCP, Transport::None, Some(later)),
+                key((A4, B4, TCP), None, None),
+            ),
+            (
+                "protocol without ports",
+                ip_frame(A6, B6, 47, Transport::None),
+                key((A6, B6, 47), None, None),
+            ),
+            ("arp", frame(FrameKind::Arp, None), None),
+            (
+                "other EtherType",
+                frame(FrameKind::OtherEtherType(0x88cc), None),
+                None,
+            ),
+        ];
+        for (name, meta, expected) in cases {
+            assert_eq!(meta.flow_key(), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn transport_accessors() {
+        let tcp = Transport::Tcp {
+            src_port: 1,
+            dst_port: 2,
+            flags: TcpFlags(TcpFlags::SYN | TcpFlags::ACK),
+        };
+        assert_eq!(tcp.ports(), Some((1, 2)));
+        let flags = tcp.tcp_flags().unwrap();
+        assert!(flags.contains(TcpFlags::SYN | TcpFlags::ACK));
+        assert!(!flags.contains(TcpFlags::SYN | TcpFlags::FIN));
+        assert!(tcp.is_present() && tcp.icmp().is_none());
+        assert!(!Transport::None.is_present());
+        assert_eq!(Transport::None.ports(), None);
+
+        let echo = icmp(128, 0, IcmpMessage::EchoReply { id: 3 });
+        let echo = echo.icmp().unwrap();
+        assert_eq!((echo.echo_id(), echo.inner()), (Some(3), None));
+        let quote = InnerFlow {
+            src: A6,
+            dst: B6,
+            protocol: 58,
+            transport: InnerTransport::Echo {
+                request: true,
+                id: 3,
+            },
+        };
+        let error = icmp(1, 0, IcmpMessage::Error { inner: Some(quote) });
+        let error = error.icmp().unwrap();
+        assert_eq!((error.echo_id(), error.inner()), (None, Some(&quote)));
+        assert_eq!(
+            Transport::Udp {
+                src_port: 1,
+                dst_port: 2
+            }
+            .tcp_flags(),
+            None
+        );
+    }
+
+    #[test]
+    fn packet_meta_stays_small() {
+        let size = std::mem::size_of::<PacketMeta>();
+        // It is returned by value once per packet; growing it is a decision, not an accident.
+        assert!(size <= 128, "PacketMeta is {size} bytes");
+    }
+}
