@@ -1,4 +1,9 @@
 //! Ethernet, VLAN tags, IPv4 and IPv6: the layers down to the transport header.
+//!
+//! The per-layer functions here and in `transport` are `#[inline(always)]`: each returns a
+//! large value, and only when they are inlined does the compiler build the result in place
+//! instead of copying it up the call chain (295 → 259 instructions per IPv4/TCP frame under
+//! callgrind; a plain `#[inline]` hint changed nothing).
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -57,6 +62,7 @@ pub fn parse(frame: &[u8]) -> Result<PacketMeta, DropReason> {
     })
 }
 
+#[inline(always)]
 fn parse_l2(frame: &[u8]) -> Result<L2Meta, DropReason> {
     let ethernet: &[u8; ETHERNET_HEADER_LEN] =
         frame.first_chunk().ok_or(DropReason::TruncatedEthernet)?;
@@ -90,6 +96,7 @@ fn parse_l2(frame: &[u8]) -> Result<L2Meta, DropReason> {
     })
 }
 
+#[inline(always)]
 fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<IpMeta, DropReason> {
     let truncated = DropReason::TruncatedIpv4;
     let (fixed, rest) = packet.split_first_chunk::<12>().ok_or(truncated)?;
@@ -131,6 +138,7 @@ fn parse_ipv4(packet: &[u8], l3_offset: usize) -> Result<IpMeta, DropReason> {
 
 /// Walks the option list (RFC 791 §3.1) only far enough to know each option's length fits.
 /// Option contents are the receiving host's business.
+#[inline(always)]
 fn check_ipv4_options(mut options: &[u8]) -> Result<(), DropReason> {
     const END_OF_LIST: u8 = 0;
     const NO_OPERATION: u8 = 1;
@@ -155,6 +163,7 @@ fn check_ipv4_options(mut options: &[u8]) -> Result<(), DropReason> {
 }
 
 /// The fragment an IPv4 header describes, or `None` for a whole packet.
+#[inline(always)]
 fn ipv4_fragment(fixed: &[u8; 12]) -> Option<FragmentInfo> {
     const MORE_FRAGMENTS: u16 = 0x2000;
     const OFFSET_MASK: u16 = 0x1fff;
@@ -170,6 +179,7 @@ fn ipv4_fragment(fixed: &[u8; 12]) -> Option<FragmentInfo> {
     })
 }
 
+#[inline(always)]
 fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<IpMeta, DropReason> {
     let truncated = DropReason::TruncatedIpv6;
     let (fixed, rest) = packet.split_first_chunk::<8>().ok_or(truncated)?;
@@ -198,6 +208,7 @@ fn parse_ipv6(packet: &[u8], l3_offset: usize) -> Result<IpMeta, DropReason> {
     })
 }
 
+#[inline(always)]
 fn ipv6_kind(ip: &IpMeta) -> FrameKind {
     let neighbor_discovery = ip.hop_limit == ND_HOP_LIMIT
         && ip.fragment.is_none()

@@ -37,6 +37,7 @@ const ICMPV6_ECHO_REPLY: u8 = 129;
 
 /// Reads the transport header of `protocol` at the start of `segment` (the IP payload after
 /// the network headers, cut to the IP length).
+#[inline(always)]
 pub(super) fn parse(
     family: Family,
     protocol: u8,
@@ -86,6 +87,7 @@ impl Shape {
         }
     }
 
+    #[inline(always)]
     fn tcp(&self, segment: &[u8]) -> Result<Transport, DropReason> {
         let header: &[u8; TCP_HEADER_LEN] = segment
             .first_chunk()
@@ -104,6 +106,7 @@ impl Shape {
         })
     }
 
+    #[inline(always)]
     fn udp(&self, protocol: u8, segment: &[u8]) -> Result<Transport, DropReason> {
         let header: &[u8; UDP_HEADER_LEN] = segment
             .first_chunk()
@@ -126,6 +129,7 @@ impl Shape {
         })
     }
 
+    #[inline(always)]
     fn sctp(&self, segment: &[u8]) -> Result<Transport, DropReason> {
         let header: &[u8; SCTP_HEADER_LEN] = segment
             .first_chunk()
@@ -136,6 +140,7 @@ impl Shape {
         })
     }
 
+    #[inline(always)]
     fn icmp(&self, family: Family, segment: &[u8]) -> Result<Transport, DropReason> {
         let truncated = match family {
             Family::V4 => DropReason::TruncatedIcmp,
