@@ -1,10 +1,6 @@
-//! Why a frame was dropped: one numbered table for the whole dataplane.
-//!
-//! The number of a reason is its counter index (`[AtomicU64; DropReason::COUNT]`) and its
-//! name is the `reason` label of `portcullis_drops_total`. Both are a contract with dashboards
-//! and alerts, so the table is append-only: a new reason takes the next number, a number is
-//! never reused or changed, and a reason that is no longer raised stays in the table with its
-//! documentation saying so. The unit tests pin every (number, name) pair.
+//! Why a frame was dropped: [`DropReason`], the dataplane's one numbered table of drop
+//! counters, declared once below so numbers, names and stages cannot drift apart. The unit
+//! tests pin every (number, name) pair.
 
 use std::fmt;
 
@@ -22,7 +18,13 @@ pub enum DropStage {
 /// Declares the enum and its table from one list so numbers, names and stages cannot drift.
 macro_rules! drop_reasons {
     ($( $(#[$doc:meta])* $variant:ident = $number:literal, $name:literal, $stage:ident; )*) => {
-        /// Why a frame was dropped. `#[repr(u8)]` and append-only: see the module documentation.
+        /// Why a frame was dropped: one table for the whole dataplane.
+        ///
+        /// The number of a reason is its counter index (`[AtomicU64; DropReason::COUNT]`,
+        /// [`index`](DropReason::index)) and its [`name`](DropReason::name) is the `reason`
+        /// label of `portcullis_drops_total`. Both are a contract with dashboards and alerts:
+        /// numbers never change. A new reason takes the next number; a number is never reused
+        /// or renumbered; a reason no longer raised stays, documented as unused.
         #[repr(u8)]
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub enum DropReason {
