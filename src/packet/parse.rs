@@ -30,7 +30,8 @@ const TPID_8021AD: u16 = EtherType::PROVIDER_BRIDGING.0;
 const TPID_QINQ_LEGACY: u16 = EtherType::VLAN_DOUBLE_TAGGED_FRAME.0;
 
 const IPV4_HEADER_LEN: usize = 20;
-/// RFC 4861: neighbour discovery is only valid with the hop limit a router never leaves.
+/// RFC 4861: neighbour discovery must arrive with hop limit 255, which no router has
+/// decremented, so it proves the sender is on the link.
 const ND_HOP_LIMIT: u8 = 255;
 /// Router solicitation, router advertisement, neighbour solicitation and advertisement,
 /// redirect.

@@ -50,14 +50,14 @@ pub(super) fn parse(
     if fragment.is_some_and(|f| f.is_non_first()) {
         return Ok(Transport::None);
     }
-    let shape = Shape {
+    let reader = HeaderReader {
         first_fragment: fragment.is_some(),
     };
     match protocol {
-        protocol::TCP => shape.tcp(segment),
-        protocol::UDP | protocol::UDPLITE => shape.udp(protocol, segment),
-        protocol::SCTP => shape.sctp(segment),
-        protocol::ICMP | protocol::ICMPV6 => shape.icmp(family, segment),
+        protocol::TCP => reader.tcp(segment),
+        protocol::UDP | protocol::UDPLITE => reader.udp(protocol, segment),
+        protocol::SCTP => reader.sctp(segment),
+        protocol::ICMP | protocol::ICMPV6 => reader.icmp(family, segment),
         _ => Ok(Transport::None),
     }
 }
@@ -71,12 +71,13 @@ fn icmp_family(protocol: u8) -> Option<Family> {
     }
 }
 
-/// Whether the segment is a first fragment, which changes what a short header means.
-struct Shape {
+/// Reads transport headers; knows whether the segment is a first fragment, which changes
+/// what a short header means.
+struct HeaderReader {
     first_fragment: bool,
 }
 
-impl Shape {
+impl HeaderReader {
     /// A header that does not fit a first fragment is a first fragment too short to hold it:
     /// its ports or flags would arrive in a fragment policy never sees whole.
     fn short(&self, reason: DropReason) -> DropReason {
