@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::compile;
 use crate::model::{self, Limits, Model, Problem};
 use crate::policy::eval::{TraceEntry, TraceSide};
 use crate::policy::{self, Decision, Flow};
@@ -56,6 +57,10 @@ struct EvalArgs {
     /// Output format: one JSON line per flow, or one readable line per flow.
     #[arg(long, value_enum, default_value_t = OutputFormat::Json)]
     output: OutputFormat,
+    /// Decide with the slow reference evaluator instead of the compiled snapshot the
+    /// gateway uses (both give the same answers; this is for cross-checking).
+    #[arg(long)]
+    reference: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -176,10 +181,15 @@ fn run_eval(args: &EvalArgs) -> io::Result<ExitCode> {
         })?),
         None => Box::new(io::stdin()),
     };
+    // The compiled snapshot is what the dataplane decides with, so eval answers with it too.
+    let snapshot = (!args.reference).then(|| compile::compile(&resolved, 1));
     let output = args.output;
     for_each_line(input, |line| match Flow::from_json_line(line) {
         Ok(flow) => {
-            let decision = policy::evaluate(&resolved, &flow);
+            let decision = match &snapshot {
+                Some(snapshot) => compile::evaluate(snapshot, &flow),
+                None => policy::evaluate(&resolved, &flow),
+            };
             match output {
                 OutputFormat::Json => decision.to_json_line(),
                 OutputFormat::Text => decision_text(&flow, &decision),
@@ -336,6 +346,9 @@ fn run_selector(args: &SelectorArgs) -> io::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Err(err) => {
+            // The answer goes where `true`/`false` would have gone (SPEC A3: "prints true/false
+            // or the parse error with its position"), and to stderr as every error does.
+            println!("invalid selector: {err}");
             eprintln!("portcullis: invalid selector: {err}");
             Ok(ExitCode::from(2))
         }
@@ -361,9 +374,10 @@ fn error_line(message: &str) -> String {
     serde_json::json!({ "error": message }).to_string()
 }
 
-/// Answer each non-blank input line with one output line. Output is flushed whenever no
-/// more input is already buffered, so a caller that writes one line and waits for the
-/// answer is served at once, while bulk input is still written in large blocks.
+/// Answer each input line with exactly one output line, so that answers pair with questions
+/// by position: a blank line is malformed input like any other and gets an error line. Output
+/// is flushed whenever no more input is already buffered, so a caller that writes one line and
+/// waits for the answer is served at once, while bulk input is still written in large blocks.
 fn for_each_line(input: impl Read, mut answer: impl FnMut(&str) -> String) -> io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, input);
     let mut out = BufWriter::new(io::stdout().lock());
@@ -374,13 +388,7 @@ fn for_each_line(input: impl Read, mut answer: impl FnMut(&str) -> String) -> io
             break;
         }
         let reply = match std::str::from_utf8(&raw) {
-            Ok(text) => {
-                let line = text.trim_end_matches(['\n', '\r']);
-                if line.trim().is_empty() {
-                    continue;
-                }
-                answer(line)
-            }
+            Ok(text) => answer(text.trim_end_matches(['\n', '\r'])),
             Err(_) => error_line("input line is not valid UTF-8"),
         };
         writeln!(out, "{reply}")?;

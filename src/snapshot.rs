@@ -1,8 +1,23 @@
-//! PLACEHOLDER API: the compiled, immutable policy snapshot and its arc-swap handle (being replaced).
-#![allow(unused_variables, clippy::todo)]
+//! The compiled, immutable policy snapshot and the handle through which the config thread
+//! publishes it and the workers load it.
+//!
+//! A [`Snapshot`] is built off to the side by [`crate::compile::compile`] and never changes.
+//! [`Snapshot::decide`] classifies the first packet of a flow without allocating or locking
+//! and returns a [`FlowVerdict`]: the verdict, and for each side that ran the deciding rule and
+//! the Log rules hit, as [`RuleId`]s. The dataplane counts per-rule hits by id and names them
+//! with [`Snapshot::rule`] when it writes metrics or log lines.
+//!
+//! This module is what the hot path sees: it uses no model, selector or policy types.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
+
+use arc_swap::{ArcSwap, Guard};
+
+use crate::compile::classify;
+use crate::compile::program::{FailsafePort, NamedPorts, Program};
+use crate::compile::table::IntervalTable;
 
 /// What the classifier looks at for the first packet of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -16,43 +31,330 @@ pub struct FlowKey {
     pub icmp_code: Option<u8>,
 }
 
+/// A rule of the snapshot: a policy or profile rule, or a default that can decide (tier end,
+/// endpoint default, failsafe, unmatched traffic). Dense from zero to
+/// [`Snapshot::rule_count`], so that per-rule counters can be a plain array.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RuleId(pub u32);
+
+/// An endpoint of the snapshot, dense from zero to [`Snapshot::endpoint_count`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(pub u32);
+
+/// How many Log rules a side records without allocating; more are counted, not kept.
+pub const LOGGED_CAPACITY: usize = 4;
+
+/// The Log rules a side hit, in evaluation order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoggedRules {
+    ids: [RuleId; LOGGED_CAPACITY],
+    len: u8,
+    total: u32,
+}
+
+impl Default for LoggedRules {
+    fn default() -> Self {
+        LoggedRules {
+            ids: [RuleId(0); LOGGED_CAPACITY],
+            len: 0,
+            total: 0,
+        }
+    }
+}
+
+impl LoggedRules {
+    pub(crate) fn push(&mut self, rule: RuleId) {
+        if let Some(slot) = self.ids.get_mut(usize::from(self.len)) {
+            *slot = rule;
+            self.len += 1;
+        }
+        self.total = self.total.saturating_add(1);
+    }
+
+    /// The recorded Log rules (at most [`LOGGED_CAPACITY`]).
+    pub fn iter(&self) -> impl Iterator<Item = RuleId> + '_ {
+        self.ids.iter().take(usize::from(self.len)).copied()
+    }
+
+    /// How many Log rules matched, recorded or not.
+    pub fn total(&self) -> u32 {
+        self.total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+}
+
+/// How one side (egress of the source endpoint, ingress of the destination endpoint) went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SideVerdict {
+    pub endpoint: EndpointId,
+    pub allowed: bool,
+    /// The rule or default that decided.
+    pub rule: RuleId,
+    pub logged: LoggedRules,
+}
+
+/// Which case of the flow verdict applied (SPEC §A1, §4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowOutcome {
+    /// At least one address is an endpoint; its side(s) ran.
+    Evaluated,
+    /// Neither address is an endpoint: the `unmatchedTrafficAction` setting, as this rule.
+    Unmatched(RuleId),
+    /// The addresses are of different families: undefined, denied.
+    MixedFamilies,
+}
+
 /// The compiled verdict of a flow, without allocation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FlowVerdict {
     pub allowed: bool,
+    pub outcome: FlowOutcome,
+    pub egress: Option<SideVerdict>,
+    pub ingress: Option<SideVerdict>,
 }
 
-#[derive(Debug)]
+/// Where in an endpoint's pipeline a rule sits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleStage {
+    Failsafe,
+    Untracked,
+    PreDnat,
+    Normal,
+    /// Profiles and the endpoint defaults after them.
+    Profile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleAction {
+    Allow,
+    Deny,
+    Pass,
+    Log,
+}
+
+/// Which default a synthetic rule stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DefaultKind {
+    TierEnd,
+    ProfilesNoMatch,
+    WorkloadAllow,
+    HostDeny,
+    Failsafe,
+    UnmatchedTraffic,
+}
+
+/// What a [`RuleId`] stands for, with names for metrics and log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RuleInfo<'a> {
+    pub stage: RuleStage,
+    pub tier: Option<&'a str>,
+    /// `KIND/NAME`, `KIND/NAMESPACE/NAME` or `Profile/NAME`; `None` for a default.
+    pub policy: Option<&'a str>,
+    /// Index in the policy's rule list for its direction; `None` for a default.
+    pub index: Option<u32>,
+    pub action: RuleAction,
+    pub default: Option<DefaultKind>,
+}
+
+/// A rule's metadata, with names as indices into the snapshot's name tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct RuleMeta {
+    pub stage: RuleStage,
+    pub tier: Option<u32>,
+    pub policy: Option<u32>,
+    pub index: Option<u32>,
+    pub action: RuleAction,
+    pub default: Option<DefaultKind>,
+}
+
+/// An endpoint as the classifier needs it.
+#[derive(Debug, Clone)]
+pub(crate) struct EndpointEntry {
+    pub name: String,
+    pub host: bool,
+    /// Program of each direction (`program::INGRESS`, `program::EGRESS`).
+    pub programs: [u32; 2],
+}
+
+/// One endpoint address: its endpoint and, for each direction, the bitset id of the
+/// address in that program's own-address field (resolved at compile time: the address of
+/// the endpoint a program runs for is always this one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AddressEntry {
+    pub endpoint: u32,
+    pub local: [u32; 2],
+}
+
+/// An immutable compiled policy set.
 pub struct Snapshot {
-    _p: (),
+    pub(crate) generation: u64,
+    /// Endpoint address → index into `addresses` plus one (zero: not an endpoint).
+    pub(crate) index_v4: IntervalTable<u32>,
+    pub(crate) index_v6: IntervalTable<u128>,
+    pub(crate) addresses: Box<[AddressEntry]>,
+    pub(crate) endpoints: Box<[EndpointEntry]>,
+    pub(crate) programs: Box<[Program]>,
+    /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).
+    pub(crate) failsafe: [Box<[FailsafePort]>; 2],
+    pub(crate) named_ports: NamedPorts,
+    pub(crate) unmatched_allowed: bool,
+    pub(crate) unmatched_rule: RuleId,
+    pub(crate) failsafe_rule: RuleId,
+    pub(crate) rules: Box<[RuleMeta]>,
+    pub(crate) tier_names: Box<[String]>,
+    pub(crate) policy_names: Box<[String]>,
+    /// Rules the compiled programs hold, counting each shared program once.
+    pub(crate) compiled_entries: usize,
+}
+
+impl fmt::Debug for Snapshot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Snapshot")
+            .field("generation", &self.generation)
+            .field("endpoints", &self.endpoints.len())
+            .field("programs", &self.programs.len())
+            .field("entries", &self.compiled_entries)
+            .field("rules", &self.rules.len())
+            .field("memory_bytes", &self.memory_bytes())
+            .finish()
+    }
 }
 
 impl Snapshot {
+    /// The generation the caller gave [`crate::compile::compile`]: the config thread numbers
+    /// its reloads, so that counters and logs can say which policy decided.
     pub fn generation(&self) -> u64 {
-        todo!()
+        self.generation
     }
+
+    /// Decide the first packet of a flow. No allocation, no lock.
     pub fn decide(&self, key: &FlowKey) -> FlowVerdict {
-        todo!()
+        classify::decide(self, key)
     }
+
+    /// An honest estimate of the heap bytes the snapshot holds.
     pub fn memory_bytes(&self) -> usize {
-        todo!()
+        let strings = |v: &[String]| {
+            v.iter()
+                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+        };
+        std::mem::size_of::<Snapshot>()
+            + self.index_v4.heap_bytes()
+            + self.index_v6.heap_bytes()
+            + self.addresses.len() * std::mem::size_of::<AddressEntry>()
+            + self
+                .endpoints
+                .iter()
+                .map(|e| std::mem::size_of::<EndpointEntry>() + e.name.capacity())
+                .sum::<usize>()
+            + self
+                .programs
+                .iter()
+                .map(|p| std::mem::size_of::<Program>() + p.heap_bytes())
+                .sum::<usize>()
+            + self
+                .failsafe
+                .iter()
+                .map(|f| f.len() * std::mem::size_of::<FailsafePort>())
+                .sum::<usize>()
+            + self.named_ports.heap_bytes()
+            + self.rules.len() * std::mem::size_of::<RuleMeta>()
+            + strings(&self.tier_names)
+            + strings(&self.policy_names)
+    }
+
+    /// Number of rule ids (policy and profile rules plus the defaults that can decide).
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Number of endpoints.
+    pub fn endpoint_count(&self) -> usize {
+        self.endpoints.len()
+    }
+
+    /// Number of distinct compiled programs (endpoints with the same policies share one).
+    pub fn program_count(&self) -> usize {
+        self.programs.len()
+    }
+
+    /// Entries over all programs: rules and synthetic defaults, each shared program once.
+    pub fn entry_count(&self) -> usize {
+        self.compiled_entries
+    }
+
+    /// What a rule id stands for.
+    pub fn rule(&self, id: RuleId) -> Option<RuleInfo<'_>> {
+        let meta = self.rules.get(id.0 as usize)?;
+        fn name(table: &[String], i: Option<u32>) -> Option<&str> {
+            i.and_then(|i| table.get(i as usize)).map(String::as_str)
+        }
+        Some(RuleInfo {
+            stage: meta.stage,
+            tier: name(&self.tier_names, meta.tier),
+            policy: name(&self.policy_names, meta.policy),
+            index: meta.index,
+            action: meta.action,
+            default: meta.default,
+        })
+    }
+
+    /// `HostEndpoint/NAME` or `WorkloadEndpoint/NAMESPACE/NAME`.
+    pub fn endpoint_name(&self, id: EndpointId) -> Option<&str> {
+        self.endpoints.get(id.0 as usize).map(|e| e.name.as_str())
+    }
+
+    /// The endpoint that owns `addr`, if any.
+    pub fn endpoint_at(&self, addr: IpAddr) -> Option<EndpointId> {
+        classify::address_entry(self, addr).map(|a| EndpointId(a.endpoint))
     }
 }
 
 /// The snapshot shared by the config thread (publishes) and the workers (load once per batch).
-#[derive(Debug)]
 pub struct SnapshotHandle {
-    _p: (),
+    current: ArcSwap<Snapshot>,
+}
+
+impl fmt::Debug for SnapshotHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SnapshotHandle")
+            .field("generation", &self.current.load().generation)
+            .finish()
+    }
 }
 
 impl SnapshotHandle {
     pub fn new(snapshot: Snapshot) -> SnapshotHandle {
-        todo!()
+        SnapshotHandle {
+            current: ArcSwap::from_pointee(snapshot),
+        }
     }
-    pub fn load(&self) -> Arc<Snapshot> {
-        todo!()
+
+    /// The snapshot in force, for one batch. The guard is cheaper than an `Arc` clone (no
+    /// shared counter touched in the common case); hold it for a batch, not for ever, and
+    /// use [`SnapshotHandle::load_full`] to keep a snapshot longer.
+    pub fn load(&self) -> Guard<Arc<Snapshot>> {
+        self.current.load()
     }
+
+    /// The snapshot in force, as an `Arc` that may be kept.
+    pub fn load_full(&self) -> Arc<Snapshot> {
+        self.current.load_full()
+    }
+
+    /// Put a new snapshot in force with one atomic store. Loads that started before keep the
+    /// old one until they drop it; every later load sees the new one. The generation is the
+    /// one the caller compiled it with; publishing does not renumber.
     pub fn publish(&self, snapshot: Snapshot) {
-        todo!()
+        self.current.store(Arc::new(snapshot));
+    }
+
+    /// Generation of the snapshot in force.
+    pub fn generation(&self) -> u64 {
+        self.current.load().generation
     }
 }

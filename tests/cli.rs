@@ -423,3 +423,25 @@ fn explain_walks_tiers_and_names_the_decision() {
     }
     assert!(text.to_lowercase().contains("deny"), "{text}");
 }
+
+#[test]
+fn eval_compiled_and_reference_give_identical_lines() {
+    let input: String = CONFIG_FLOWS
+        .iter()
+        .map(|(flow, _, _)| format!("{flow}\n"))
+        .collect();
+    let run = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.arg("eval")
+            .arg("--config")
+            .arg(repo_path("config"))
+            .args(extra);
+        let out = run_with_stdin(cmd, &input);
+        assert!(out.status.success());
+        stdout_lines(&out)
+    };
+    let compiled = run(&[]);
+    let reference = run(&["--reference"]);
+    assert_eq!(compiled.len(), CONFIG_FLOWS.len());
+    assert_eq!(compiled, reference);
+}

@@ -1,0 +1,950 @@
+//! From a [`Resolved`] policy set to a [`Snapshot`].
+//!
+//! Steps: number every rule and default (rule ids and their names); find, per endpoint and
+//! direction, the policies that apply (with [`Policy::applies_to`], evaluated once per
+//! distinct label set); build one program per distinct (endpoint kind, direction, applicable
+//! policies, profiles), shared by every endpoint with that key; index endpoint addresses.
+//! A rule's criteria become key sets once per rule, whatever the number of programs that
+//! hold it, and a selector's address set once per selector, whatever the number of rules
+//! that use it.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::rc::Rc;
+
+use ipnet::IpNet;
+
+use super::addrset::{AddrSet, Family, RangeSet};
+use super::bitset::build_field;
+use super::keys;
+use super::program::{
+    Act, DeclaredPort, EGRESS, Entry, FailsafePort, Field, INGRESS, NO_CHECK, NamedCheck,
+    NamedPorts, NetRange, PortList, Program, SideCheck,
+};
+use super::table::IntervalTable;
+use crate::model::resources::Labels;
+use crate::model::settings::UnmatchedTrafficAction;
+use crate::model::settings::{FailsafePort as SettingsFailsafePort, FailsafeProtocol};
+use crate::policy::{
+    Action, Direction, Endpoint, EndpointKind, IcmpMatch, IpVersion, Policy, PortMatch, Resolved,
+    Rule, Side, Stage, TierDefaultAction,
+};
+use crate::selector::Selector;
+use crate::snapshot::{
+    AddressEntry, DefaultKind, EndpointEntry, RuleAction, RuleId, RuleMeta, RuleStage, Snapshot,
+};
+
+const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
+
+fn direction_index(direction: Direction) -> usize {
+    match direction {
+        Direction::Ingress => INGRESS,
+        Direction::Egress => EGRESS,
+    }
+}
+
+/// Compile `resolved` into a snapshot tagged `generation`.
+pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
+    let mut b = Builder::new(resolved);
+    let endpoint_programs = b.assign_programs();
+    let (index_v4, index_v6, addresses) = b.index_addresses(&endpoint_programs);
+    let endpoints = resolved
+        .endpoints
+        .iter()
+        .zip(&endpoint_programs)
+        .map(|(e, &programs)| EndpointEntry {
+            name: e.display_name.clone(),
+            host: e.kind == EndpointKind::Host,
+            programs,
+        })
+        .collect();
+    let compiled_entries = b.programs.iter().map(|p| p.program.entries.len()).sum();
+    Snapshot {
+        generation,
+        index_v4,
+        index_v6,
+        addresses,
+        endpoints,
+        programs: b.programs.into_iter().map(|p| p.program).collect(),
+        failsafe: [
+            compile_failsafe(&resolved.settings.failsafe_inbound),
+            compile_failsafe(&resolved.settings.failsafe_outbound),
+        ],
+        named_ports: NamedPorts {
+            sets: b
+                .named_sets
+                .into_iter()
+                .map(Vec::into_boxed_slice)
+                .collect(),
+        },
+        unmatched_allowed: resolved.settings.unmatched_traffic_action
+            == UnmatchedTrafficAction::Allow,
+        unmatched_rule: b.ids.unmatched,
+        failsafe_rule: b.ids.failsafe,
+        rules: b.ids.metas.into_boxed_slice(),
+        tier_names: resolved.tiers.iter().map(|t| t.name.clone()).collect(),
+        policy_names: b.ids.policy_names.into_boxed_slice(),
+        compiled_entries,
+    }
+}
+
+fn compile_failsafe(ports: &[SettingsFailsafePort]) -> Box<[FailsafePort]> {
+    ports
+        .iter()
+        .map(|p| FailsafePort {
+            protocol: match p.protocol {
+                FailsafeProtocol::Tcp => keys_protocol::TCP,
+                FailsafeProtocol::Udp => keys_protocol::UDP,
+            },
+            port: p.port,
+            net: p.net.as_ref().map(net_range),
+        })
+        .collect()
+}
+
+mod keys_protocol {
+    pub const TCP: u8 = 6;
+    pub const UDP: u8 = 17;
+}
+
+fn net_range(net: &IpNet) -> NetRange {
+    match net {
+        IpNet::V4(n) => NetRange::V4(u32::from(n.network()), u32::from(n.broadcast())),
+        IpNet::V6(n) => NetRange::V6(u128::from(n.network()), u128::from(n.broadcast())),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rule ids and their names
+
+/// A policy in evaluation order, with its tier.
+struct Placed<'a> {
+    tier: usize,
+    policy: &'a Policy,
+}
+
+/// Rule numbering: every policy and profile rule, then the defaults.
+struct RuleIds<'a> {
+    metas: Vec<RuleMeta>,
+    policy_names: Vec<String>,
+    /// The rules themselves by id (`None` for defaults).
+    rules: Vec<Option<&'a Rule>>,
+    /// Id of rule 0 of each policy, per direction.
+    policy_base: Vec<[u32; 2]>,
+    profile_base: Vec<[u32; 2]>,
+    tier_end: Vec<RuleId>,
+    profiles_no_match: RuleId,
+    workload_allow: RuleId,
+    host_deny: RuleId,
+    failsafe: RuleId,
+    unmatched: RuleId,
+}
+
+impl<'a> RuleIds<'a> {
+    fn new(resolved: &'a Resolved, placed: &[Placed<'a>]) -> RuleIds<'a> {
+        let mut ids = RuleIds {
+            metas: Vec::new(),
+            policy_names: Vec::new(),
+            rules: Vec::new(),
+            policy_base: Vec::new(),
+            profile_base: Vec::new(),
+            tier_end: Vec::new(),
+            profiles_no_match: RuleId(0),
+            workload_allow: RuleId(0),
+            host_deny: RuleId(0),
+            failsafe: RuleId(0),
+            unmatched: RuleId(0),
+        };
+        for p in placed {
+            let name = ids.name(&p.policy.display_name);
+            let stage = match p.policy.stage {
+                Stage::Untracked => RuleStage::Untracked,
+                Stage::PreDnat => RuleStage::PreDnat,
+                Stage::Normal => RuleStage::Normal,
+            };
+            let base = DIRECTIONS.map(|d| {
+                ids.add_rules(
+                    p.policy.rules(d).unwrap_or_default(),
+                    stage,
+                    Some(p.tier as u32),
+                    name,
+                )
+            });
+            ids.policy_base.push(base);
+        }
+        for profile in &resolved.profiles {
+            let name = ids.name(&profile.display_name);
+            let base =
+                DIRECTIONS.map(|d| ids.add_rules(profile.rules(d), RuleStage::Profile, None, name));
+            ids.profile_base.push(base);
+        }
+        for tier in 0..resolved.tiers.len() {
+            let id = ids.add_default(
+                RuleStage::Normal,
+                Some(tier as u32),
+                RuleAction::Deny,
+                DefaultKind::TierEnd,
+            );
+            ids.tier_end.push(id);
+        }
+        use DefaultKind as D;
+        use RuleAction::{Allow, Deny};
+        ids.profiles_no_match = ids.add_default(RuleStage::Profile, None, Deny, D::ProfilesNoMatch);
+        ids.workload_allow = ids.add_default(RuleStage::Profile, None, Allow, D::WorkloadAllow);
+        ids.host_deny = ids.add_default(RuleStage::Profile, None, Deny, D::HostDeny);
+        ids.failsafe = ids.add_default(RuleStage::Failsafe, None, Allow, D::Failsafe);
+        let unmatched = match resolved.settings.unmatched_traffic_action {
+            UnmatchedTrafficAction::Allow => Allow,
+            UnmatchedTrafficAction::Deny => Deny,
+        };
+        ids.unmatched = ids.add_default(RuleStage::Normal, None, unmatched, D::UnmatchedTraffic);
+        ids
+    }
+
+    fn name(&mut self, name: &str) -> u32 {
+        self.policy_names.push(name.to_owned());
+        (self.policy_names.len() - 1) as u32
+    }
+
+    /// Number `rules`; returns the id of the first.
+    fn add_rules(
+        &mut self,
+        rules: &'a [Rule],
+        stage: RuleStage,
+        tier: Option<u32>,
+        policy: u32,
+    ) -> u32 {
+        let base = self.metas.len() as u32;
+        for (index, rule) in rules.iter().enumerate() {
+            self.metas.push(RuleMeta {
+                stage,
+                tier,
+                policy: Some(policy),
+                index: Some(index as u32),
+                action: match rule.action {
+                    Action::Allow => RuleAction::Allow,
+                    Action::Deny => RuleAction::Deny,
+                    Action::Pass => RuleAction::Pass,
+                    Action::Log => RuleAction::Log,
+                },
+                default: None,
+            });
+            self.rules.push(Some(rule));
+        }
+        base
+    }
+
+    fn add_default(
+        &mut self,
+        stage: RuleStage,
+        tier: Option<u32>,
+        action: RuleAction,
+        default: DefaultKind,
+    ) -> RuleId {
+        self.metas.push(RuleMeta {
+            stage,
+            tier,
+            policy: None,
+            index: None,
+            action,
+            default: Some(default),
+        });
+        self.rules.push(None);
+        RuleId((self.metas.len() - 1) as u32)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The builder
+
+/// What a rule accepts in each field; `None` accepts everything.
+#[derive(Debug, Clone, Default)]
+struct RuleFields {
+    src_v4: Option<RangeSet<u32>>,
+    src_v6: Option<RangeSet<u128>>,
+    dst_v4: Option<RangeSet<u32>>,
+    dst_v6: Option<RangeSet<u128>>,
+    l4: Option<RangeSet<u32>>,
+    src_port: Option<RangeSet<u32>>,
+    dst_port: Option<RangeSet<u32>>,
+    check: Option<NamedCheck>,
+}
+
+/// The programs an endpoint runs, keyed by what determines them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ProgramKey {
+    host: bool,
+    direction: usize,
+    /// Indices into the placed policies, in evaluation order.
+    policies: Vec<u32>,
+    profiles: Vec<usize>,
+}
+
+/// A program with the tables of its own-address field, needed only while indexing addresses.
+struct BuiltProgram {
+    program: Program,
+    local_v4: IntervalTable<u32>,
+    local_v6: IntervalTable<u128>,
+}
+
+/// An entry before its fields are built.
+struct Draft {
+    act: Act,
+    target: u32,
+    rule: RuleId,
+    fields: Rc<RuleFields>,
+}
+
+struct Builder<'a> {
+    resolved: &'a Resolved,
+    placed: Vec<Placed<'a>>,
+    ids: RuleIds<'a>,
+    compiled: Vec<Option<Rc<RuleFields>>>,
+    wild: Rc<RuleFields>,
+    /// Entities grouped by identical labels, each group with its addresses.
+    label_groups: Vec<(&'a Labels, AddrSet)>,
+    selector_sets: HashMap<Selector, Rc<AddrSet>>,
+    named_sets: Vec<Vec<DeclaredPort>>,
+    named_index: HashMap<(Option<Selector>, Vec<String>), u32>,
+    programs: Vec<BuiltProgram>,
+    program_index: HashMap<ProgramKey, u32>,
+}
+
+impl<'a> Builder<'a> {
+    fn new(resolved: &'a Resolved) -> Builder<'a> {
+        let placed: Vec<Placed<'a>> = resolved
+            .tiers
+            .iter()
+            .enumerate()
+            .flat_map(|(tier, t)| t.policies.iter().map(move |policy| Placed { tier, policy }))
+            .collect();
+        let ids = RuleIds::new(resolved, &placed);
+        let compiled = vec![None; ids.metas.len()];
+        Builder {
+            resolved,
+            placed,
+            ids,
+            compiled,
+            wild: Rc::new(RuleFields::default()),
+            label_groups: label_groups(resolved),
+            selector_sets: HashMap::new(),
+            named_sets: Vec::new(),
+            named_index: HashMap::new(),
+            programs: Vec::new(),
+            program_index: HashMap::new(),
+        }
+    }
+
+    /// Each endpoint's program per direction, building programs as new keys appear.
+    fn assign_programs(&mut self) -> Vec<[u32; 2]> {
+        // Applicability depends only on labels (and the fixed policy set): evaluate the
+        // selectors once per distinct label set.
+        let mut applicable: HashMap<&'a Labels, [Vec<u32>; 2]> = HashMap::new();
+        let resolved = self.resolved;
+        resolved
+            .endpoints
+            .iter()
+            .map(|endpoint| {
+                let lists = applicable
+                    .entry(&endpoint.labels)
+                    .or_insert_with(|| DIRECTIONS.map(|d| self.applicable(endpoint, d)))
+                    .clone();
+                DIRECTIONS.map(|d| {
+                    let host = endpoint.kind == EndpointKind::Host;
+                    let di = direction_index(d);
+                    let policies = lists[di]
+                        .iter()
+                        .copied()
+                        .filter(|&p| stage_runs(self.placed[p as usize].policy.stage, host, d))
+                        .collect();
+                    let key = ProgramKey {
+                        host,
+                        direction: di,
+                        policies,
+                        profiles: endpoint.profiles.clone(),
+                    };
+                    self.program_for(key)
+                })
+            })
+            .collect()
+    }
+
+    /// Policies that apply to `endpoint` for `direction` in their own stage.
+    fn applicable(&self, endpoint: &Endpoint, direction: Direction) -> Vec<u32> {
+        self.placed
+            .iter()
+            .enumerate()
+            .filter(|(_, p)| p.policy.applies_to(endpoint, direction, p.policy.stage))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
+    fn program_for(&mut self, key: ProgramKey) -> u32 {
+        if let Some(&id) = self.program_index.get(&key) {
+            return id;
+        }
+        let built = self.build_program(&key);
+        let id = self.programs.len() as u32;
+        self.programs.push(built);
+        self.program_index.insert(key, id);
+        id
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Program layout
+
+    fn build_program(&mut self, key: &ProgramKey) -> BuiltProgram {
+        let direction = DIRECTIONS[key.direction];
+        let mut drafts: Vec<Draft> = Vec::new();
+        let stages: &[Stage] = match (key.host, direction) {
+            (true, Direction::Ingress) => &[Stage::Untracked, Stage::PreDnat, Stage::Normal],
+            (true, Direction::Egress) => &[Stage::Untracked, Stage::Normal],
+            (false, _) => &[Stage::Normal],
+        };
+        for &stage in stages {
+            self.lay_out_stage(&mut drafts, key, direction, stage);
+        }
+        let resolved = self.resolved;
+        for &profile_index in &key.profiles {
+            let Some(profile) = resolved.profiles.get(profile_index) else {
+                continue;
+            };
+            let start = drafts.len();
+            let base = self.ids.profile_base[profile_index][key.direction];
+            for i in 0..profile.rules(direction).len() {
+                self.push_rule(&mut drafts, RuleId(base + i as u32));
+            }
+            set_pass_targets(&mut drafts, start);
+        }
+        let end = match (key.profiles.is_empty(), key.host) {
+            (false, _) => self.ids.profiles_no_match,
+            (true, false) => self.ids.workload_allow,
+            (true, true) => self.ids.host_deny,
+        };
+        self.push_default(&mut drafts, end);
+        self.assemble(drafts, key.direction)
+    }
+
+    /// The tiers of one stage: each tier with applicable policies is a block of their rules,
+    /// closed in the normal stage by its Deny end when that is its default action.
+    fn lay_out_stage(
+        &mut self,
+        drafts: &mut Vec<Draft>,
+        key: &ProgramKey,
+        direction: Direction,
+        stage: Stage,
+    ) {
+        // (tier, policy) of the stage's policies; placed policies are tier-major, so a tier's
+        // policies are contiguous.
+        let in_stage: Vec<(usize, u32)> = key
+            .policies
+            .iter()
+            .map(|&p| (self.placed[p as usize].tier, p))
+            .filter(|&(_, p)| self.placed[p as usize].policy.stage == stage)
+            .collect();
+        for block in in_stage.chunk_by(|a, b| a.0 == b.0) {
+            let start = drafts.len();
+            let tier = block[0].0;
+            for &(_, p) in block {
+                let count = self.placed[p as usize]
+                    .policy
+                    .rules(direction)
+                    .map_or(0, <[Rule]>::len);
+                let base = self.ids.policy_base[p as usize][direction_index(direction)];
+                for i in 0..count {
+                    self.push_rule(drafts, RuleId(base + i as u32));
+                }
+            }
+            let deny_at_end = stage == Stage::Normal
+                && self.resolved.tiers[tier].default_action == TierDefaultAction::Deny;
+            if deny_at_end {
+                self.push_default(drafts, self.ids.tier_end[tier]);
+            }
+            set_pass_targets(drafts, start);
+        }
+    }
+
+    fn push_rule(&mut self, drafts: &mut Vec<Draft>, id: RuleId) {
+        let act = match self.ids.metas[id.0 as usize].action {
+            RuleAction::Allow => Act::Allow,
+            RuleAction::Deny => Act::Deny,
+            RuleAction::Pass => Act::Pass,
+            RuleAction::Log => Act::Log,
+        };
+        let fields = self.rule_fields(id);
+        drafts.push(Draft {
+            act,
+            target: 0,
+            rule: id,
+            fields,
+        });
+    }
+
+    fn push_default(&self, drafts: &mut Vec<Draft>, id: RuleId) {
+        let act = match self.ids.metas[id.0 as usize].action {
+            RuleAction::Allow => Act::Allow,
+            _ => Act::Deny,
+        };
+        drafts.push(Draft {
+            act,
+            target: 0,
+            rule: id,
+            fields: Rc::clone(&self.wild),
+        });
+    }
+
+    /// Entries and field bitsets from the drafts.
+    fn assemble(&self, drafts: Vec<Draft>, direction: usize) -> BuiltProgram {
+        let mut checks = Vec::new();
+        let entries: Box<[Entry]> = drafts
+            .iter()
+            .map(|d| Entry {
+                act: d.act,
+                target: d.target,
+                rule: d.rule,
+                check: match &d.fields.check {
+                    Some(c) => {
+                        checks.push(c.clone());
+                        (checks.len() - 1) as u32
+                    }
+                    None => NO_CHECK,
+                },
+            })
+            .collect();
+        let fields: Vec<&RuleFields> = drafts.iter().map(|d| d.fields.as_ref()).collect();
+        let column4 =
+            |f: fn(&RuleFields) -> Option<&RangeSet<u32>>| -> Vec<Option<&RangeSet<u32>>> {
+                fields.iter().map(|r| f(r)).collect()
+            };
+        let column6 =
+            |f: fn(&RuleFields) -> Option<&RangeSet<u128>>| -> Vec<Option<&RangeSet<u128>>> {
+                fields.iter().map(|r| f(r)).collect()
+            };
+        let src4 = build_field(&column4(|r| r.src_v4.as_ref()), u32::MAX);
+        let src6 = build_field(&column6(|r| r.src_v6.as_ref()), u128::MAX);
+        let dst4 = build_field(&column4(|r| r.dst_v4.as_ref()), u32::MAX);
+        let dst6 = build_field(&column6(|r| r.dst_v6.as_ref()), u128::MAX);
+        let (l4, l4_table) = build_field(&column4(|r| r.l4.as_ref()), keys::L4_MAX);
+        let (sp, sp_table) = build_field(&column4(|r| r.src_port.as_ref()), keys::PORT_MAX);
+        let (dp, dp_table) = build_field(&column4(|r| r.dst_port.as_ref()), keys::PORT_MAX);
+        // Ingress runs for the destination endpoint, egress for the source one.
+        let (
+            (local4, local4_table),
+            (remote4, remote4_table),
+            (local6, local6_table),
+            (remote6, remote6_table),
+        ) = if direction == INGRESS {
+            (dst4, src4, dst6, src6)
+        } else {
+            (src4, dst4, src6, dst6)
+        };
+        BuiltProgram {
+            program: Program {
+                entries,
+                local: [local4, local6],
+                remote_v4: Field {
+                    bits: remote4,
+                    table: remote4_table,
+                },
+                remote_v6: Field {
+                    bits: remote6,
+                    table: remote6_table,
+                },
+                l4: Field {
+                    bits: l4,
+                    table: l4_table,
+                },
+                src_port: Field {
+                    bits: sp,
+                    table: sp_table,
+                },
+                dst_port: Field {
+                    bits: dp,
+                    table: dp_table,
+                },
+                checks: checks.into_boxed_slice(),
+            },
+            local_v4: local4_table,
+            local_v6: local6_table,
+        }
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Endpoint address index
+
+    fn index_addresses(
+        &self,
+        endpoint_programs: &[[u32; 2]],
+    ) -> (IntervalTable<u32>, IntervalTable<u128>, Box<[AddressEntry]>) {
+        let mut addresses = Vec::new();
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for (e, endpoint) in self.resolved.endpoints.iter().enumerate() {
+            let programs = endpoint_programs[e];
+            for &addr in &endpoint.addresses {
+                let local = [INGRESS, EGRESS].map(|d| {
+                    let built = &self.programs[programs[d] as usize];
+                    match addr {
+                        IpAddr::V4(a) => built.local_v4.lookup(u32::from(a)),
+                        IpAddr::V6(a) => built.local_v6.lookup(u128::from(a)),
+                    }
+                });
+                addresses.push(AddressEntry {
+                    endpoint: e as u32,
+                    local,
+                });
+                let slot = addresses.len() as u32;
+                match addr {
+                    IpAddr::V4(a) => v4.push((u32::from(a), slot)),
+                    IpAddr::V6(a) => v6.push((u128::from(a), slot)),
+                }
+            }
+        }
+        (
+            exact_table(v4),
+            exact_table(v6),
+            addresses.into_boxed_slice(),
+        )
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Rule criteria as key sets
+
+    fn rule_fields(&mut self, id: RuleId) -> Rc<RuleFields> {
+        let i = id.0 as usize;
+        if let Some(Some(fields)) = self.compiled.get(i) {
+            return Rc::clone(fields);
+        }
+        let fields = match self.ids.rules.get(i).copied().flatten() {
+            Some(rule) => Rc::new(self.compile_rule(rule)),
+            None => Rc::clone(&self.wild),
+        };
+        if let Some(slot) = self.compiled.get_mut(i) {
+            *slot = Some(Rc::clone(&fields));
+        }
+        fields
+    }
+
+    fn compile_rule(&mut self, rule: &Rule) -> RuleFields {
+        let src = self.side_addresses(&rule.src);
+        let dst = self.side_addresses(&rule.dst);
+        let excluded = Family::BOTH.map(|f| family_excluded(rule, f));
+        // The family exclusion goes into the source field: both fields are always probed
+        // for every flow, so one is enough.
+        let src_v4 = if excluded[0] {
+            Some(RangeSet::empty())
+        } else {
+            src.as_ref().map(|s| s.v4.clone())
+        };
+        let src_v6 = if excluded[1] {
+            Some(RangeSet::empty())
+        } else {
+            src.as_ref().map(|s| s.v6.clone())
+        };
+        let src_check = self.side_check(&rule.src);
+        let dst_check = self.side_check(&rule.dst);
+        let check = (src_check.is_some() || dst_check.is_some()).then_some(NamedCheck {
+            src: src_check,
+            dst: dst_check,
+        });
+        RuleFields {
+            src_v4,
+            src_v6,
+            dst_v4: dst.as_ref().map(|s| s.v4.clone()),
+            dst_v6: dst.map(|s| s.v6),
+            l4: l4_set(rule),
+            src_port: self.port_set(&rule.src),
+            dst_port: self.port_set(&rule.dst),
+            check,
+        }
+    }
+
+    /// nets ∩ ¬notNets ∩ selector set ∩ ¬notSelector set, or `None` with no such criterion.
+    fn side_addresses(&mut self, side: &Side) -> Option<AddrSet> {
+        if side.nets.is_empty()
+            && side.not_nets.is_empty()
+            && side.selector.is_none()
+            && side.not_selector.is_none()
+        {
+            return None;
+        }
+        let mut set = if side.nets.is_empty() {
+            AddrSet::full()
+        } else {
+            AddrSet::from_nets(&side.nets)
+        };
+        if !side.not_nets.is_empty() {
+            set = set.minus(&AddrSet::from_nets(&side.not_nets));
+        }
+        if let Some(selector) = &side.selector {
+            set = set.intersect(&self.selector_set(selector));
+        }
+        if let Some(selector) = &side.not_selector {
+            set = set.minus(&self.selector_set(selector));
+        }
+        Some(set)
+    }
+
+    /// Union of the addresses of every entity the selector matches (SPEC §5: IP-set
+    /// semantics, overlaps are a union).
+    fn selector_set(&mut self, selector: &Selector) -> Rc<AddrSet> {
+        if let Some(set) = self.selector_sets.get(selector) {
+            return Rc::clone(set);
+        }
+        let mut ranges4 = Vec::new();
+        let mut ranges6 = Vec::new();
+        for (labels, set) in &self.label_groups {
+            if selector.matches(labels) {
+                ranges4.extend_from_slice(set.v4.ranges());
+                ranges6.extend_from_slice(set.v6.ranges());
+            }
+        }
+        let set = Rc::new(AddrSet {
+            v4: RangeSet::from_ranges(ranges4),
+            v6: RangeSet::from_ranges(ranges6),
+        });
+        self.selector_sets.insert(selector.clone(), Rc::clone(&set));
+        set
+    }
+
+    /// The port keys a side accepts. Named ports are over-approximated (their numbers in
+    /// `ports`, nothing taken away in `notPorts`) and checked exactly by [`NamedCheck`].
+    fn port_set(&mut self, side: &Side) -> Option<RangeSet<u32>> {
+        if side.ports.is_empty() && side.not_ports.is_empty() {
+            return None;
+        }
+        let key_range = |lo: u16, hi: u16| (u32::from(lo) + 1, u32::from(hi) + 1);
+        let mut set = RangeSet::single(1, keys::PORT_MAX);
+        if !side.ports.is_empty() {
+            let mut accepted: Vec<(u32, u32)> = ranges_of(&side.ports)
+                .map(|(lo, hi)| key_range(lo, hi))
+                .collect();
+            let names = names_of(&side.ports);
+            if !names.is_empty() {
+                let set_id = self.named_set(side.selector.as_ref(), names);
+                accepted.extend(
+                    self.named_sets[set_id as usize]
+                        .iter()
+                        .map(|&(_, _, port)| key_range(port, port)),
+                );
+            }
+            set = set.intersect(&RangeSet::from_ranges(accepted));
+        }
+        if !side.not_ports.is_empty() {
+            let excluded = ranges_of(&side.not_ports)
+                .map(|(lo, hi)| key_range(lo, hi))
+                .collect();
+            set = set.minus(&RangeSet::from_ranges(excluded));
+        }
+        Some(set)
+    }
+
+    /// The exact port check of a side with named ports, else `None`.
+    fn side_check(&mut self, side: &Side) -> Option<SideCheck> {
+        let named = |list: &[PortMatch]| list.iter().any(|p| matches!(p, PortMatch::Named(_)));
+        if !named(&side.ports) && !named(&side.not_ports) {
+            return None;
+        }
+        let mut list = |entries: &[PortMatch]| {
+            (!entries.is_empty()).then(|| {
+                let names = names_of(entries);
+                PortList {
+                    ranges: ranges_of(entries).collect(),
+                    named: (!names.is_empty())
+                        .then(|| self.named_set(side.selector.as_ref(), names)),
+                }
+            })
+        };
+        let ports = list(&side.ports);
+        let not_ports = list(&side.not_ports);
+        Some(SideCheck { ports, not_ports })
+    }
+
+    /// The (endpoint, protocol, port) triples that named ports `names` stand for on a side
+    /// with positive selector `selector` (SPEC §5: declared by an endpoint the selector
+    /// selects, or by any endpoint without one).
+    fn named_set(&mut self, selector: Option<&Selector>, mut names: Vec<String>) -> u32 {
+        names.sort();
+        names.dedup();
+        let key = (selector.cloned(), names);
+        if let Some(&id) = self.named_index.get(&key) {
+            return id;
+        }
+        let mut triples: Vec<DeclaredPort> = self
+            .resolved
+            .endpoints
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| selector.is_none_or(|s| s.matches(&e.labels)))
+            .flat_map(|(i, e)| {
+                e.ports
+                    .iter()
+                    .filter(|p| key.1.contains(&p.name))
+                    .map(move |p| (i as u32, p.protocol, p.port))
+            })
+            .collect();
+        triples.sort_unstable();
+        triples.dedup();
+        let id = self.named_sets.len() as u32;
+        self.named_sets.push(triples);
+        self.named_index.insert(key, id);
+        id
+    }
+}
+
+/// Whether a stage's policies run for this kind of endpoint and direction (SPEC §3.3).
+fn stage_runs(stage: Stage, host: bool, direction: Direction) -> bool {
+    match stage {
+        Stage::Normal => true,
+        Stage::Untracked => host,
+        Stage::PreDnat => host && direction == Direction::Ingress,
+    }
+}
+
+/// Point the Pass entries of the block that starts at `start` (and ends with `drafts`) at
+/// the entry after it.
+fn set_pass_targets(drafts: &mut [Draft], start: usize) {
+    let end = drafts.len() as u32;
+    for d in drafts.iter_mut().skip(start).filter(|d| d.act == Act::Pass) {
+        d.target = end;
+    }
+}
+
+/// Entities grouped by identical labels, with the union of their networks.
+fn label_groups(resolved: &Resolved) -> Vec<(&Labels, AddrSet)> {
+    let mut groups: HashMap<&Labels, Vec<IpNet>> = HashMap::new();
+    let mut order: Vec<&Labels> = Vec::new();
+    for entity in &resolved.entities {
+        let nets = groups.entry(&entity.labels).or_insert_with(|| {
+            order.push(&entity.labels);
+            Vec::new()
+        });
+        nets.extend_from_slice(&entity.nets);
+    }
+    order
+        .into_iter()
+        .map(|labels| {
+            let set = groups
+                .get(labels)
+                .map(AddrSet::from_nets)
+                .unwrap_or_default();
+            (labels, set)
+        })
+        .collect()
+}
+
+/// An index from single addresses to slots: `slot` at the address, zero elsewhere.
+fn exact_table<K: super::addrset::Key>(mut addresses: Vec<(K, u32)>) -> IntervalTable<K> {
+    addresses.sort_unstable();
+    let mut breaks: Vec<(K, u32)> = Vec::with_capacity(addresses.len() * 2);
+    for (i, &(addr, slot)) in addresses.iter().enumerate() {
+        if breaks.last().is_some_and(|&(k, _)| k == addr) {
+            breaks.pop();
+        }
+        breaks.push((addr, slot));
+        let next_is_neighbour = addresses
+            .get(i + 1)
+            .is_some_and(|&(n, _)| Some(n) == addr.succ());
+        if let Some(after) = addr.succ()
+            && !next_is_neighbour
+        {
+            breaks.push((after, 0));
+        }
+    }
+    IntervalTable::from_breaks(breaks, 0)
+}
+
+/// The family rule (SPEC §5): a rule limited to the other family, or one of whose CIDR lists
+/// is non-empty with no CIDR of this family, matches nothing of this family.
+fn family_excluded(rule: &Rule, family: Family) -> bool {
+    let version = match family {
+        Family::V4 => IpVersion::V4,
+        Family::V6 => IpVersion::V6,
+    };
+    if rule.ip_version.is_some_and(|v| v != version) {
+        return true;
+    }
+    [
+        &rule.src.nets,
+        &rule.src.not_nets,
+        &rule.dst.nets,
+        &rule.dst.not_nets,
+    ]
+    .into_iter()
+    .any(|list| !list.is_empty() && !list.iter().any(|n| Family::of_net(n) == family))
+}
+
+/// The L4 keys a rule accepts: protocol, notProtocol, icmp and notICMP together.
+fn l4_set(rule: &Rule) -> Option<RangeSet<u32>> {
+    if rule.protocol.is_none()
+        && rule.not_protocol.is_none()
+        && rule.icmp.is_none()
+        && rule.not_icmp.is_none()
+    {
+        return None;
+    }
+    let block = |p: u8| RangeSet::single(keys::protocol_base(p), keys::protocol_last(p));
+    let mut set = RangeSet::full(keys::L4_MAX);
+    if let Some(p) = rule.protocol {
+        set = set.intersect(&block(p));
+    }
+    if let Some(p) = rule.not_protocol {
+        set = set.minus(&block(p));
+    }
+    if rule.icmp.is_some() || rule.not_icmp.is_some() {
+        let subs = icmp_subs(rule.icmp, rule.not_icmp);
+        let in_icmp_blocks = [keys::ICMP, keys::ICMPV6]
+            .into_iter()
+            .map(|p| subs.map_ranges(|k| k.checked_add(keys::protocol_base(p))))
+            .fold(RangeSet::empty(), |acc, s| acc.union(&s));
+        set = set.intersect(&in_icmp_blocks);
+    }
+    Some(set)
+}
+
+/// The ICMP sub-keys `icmp`/`notICMP` accept: the flow must carry a type; a criterion naming
+/// a code needs the flow's code (either criterion's code, as in the reference).
+fn icmp_subs(icmp: Option<IcmpMatch>, not_icmp: Option<IcmpMatch>) -> RangeSet<u32> {
+    let matching = |m: IcmpMatch| match m.code {
+        None => RangeSet::single(
+            keys::icmp_sub(m.icmp_type, None),
+            keys::icmp_sub(m.icmp_type, Some(255)),
+        ),
+        Some(code) => {
+            let k = keys::icmp_sub(m.icmp_type, Some(code));
+            RangeSet::single(k, k)
+        }
+    };
+    let mut set = RangeSet::single(1, keys::ICMP_SUB_MAX);
+    if let Some(m) = icmp {
+        set = set.intersect(&matching(m));
+    }
+    if let Some(m) = not_icmp {
+        set = set.minus(&matching(m));
+    }
+    let needs_code =
+        icmp.is_some_and(|m| m.code.is_some()) || not_icmp.is_some_and(|m| m.code.is_some());
+    if needs_code {
+        let with_code = (0..=255u8)
+            .map(|t| (keys::icmp_sub(t, Some(0)), keys::icmp_sub(t, Some(255))))
+            .collect();
+        set = set.intersect(&RangeSet::from_ranges(with_code));
+    }
+    set
+}
+
+fn ranges_of(list: &[PortMatch]) -> impl Iterator<Item = (u16, u16)> + '_ {
+    list.iter().filter_map(|p| match p {
+        PortMatch::Range(lo, hi) => Some((*lo, *hi)),
+        PortMatch::Named(_) => None,
+    })
+}
+
+fn names_of(list: &[PortMatch]) -> Vec<String> {
+    list.iter()
+        .filter_map(|p| match p {
+            PortMatch::Named(n) => Some(n.clone()),
+            PortMatch::Range(..) => None,
+        })
+        .collect()
+}

@@ -1,0 +1,268 @@
+//! A compiled program: what one endpoint direction runs, as a flat list of entries, and the
+//! walk over it.
+//!
+//! The entries of a program are, in evaluation order: the rules of each applicable tier's
+//! applicable policies for every stage that runs (untracked and preDNAT for host endpoints,
+//! then normal), a synthetic always-matching Deny at the end of each normal-stage tier whose
+//! default action is Deny, the rules of each profile, and a final always-matching entry with
+//! the endpoint default. A Pass entry carries the index where evaluation resumes: the first
+//! entry after its tier (or profile). An untracked or preDNAT tier simply has no end entry:
+//! its implicit Pass falls through to what follows, which is exactly "next tier, else next
+//! stage". Failsafe ports are checked before the program, as in the reference.
+//!
+//! The walk asks the field bitsets for the first entry at or after a cursor that every field
+//! accepts; Log records and moves the cursor one on, Pass moves it to its target, Allow and
+//! Deny decide. Entries with named ports are over-approximated in the port fields and
+//! checked exactly here when the walk lands on them.
+
+use std::net::IpAddr;
+
+use super::bitset::{FieldBits, Probe, first_match};
+use super::table::IntervalTable;
+use crate::snapshot::RuleId;
+
+/// What an entry does when it matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Act {
+    Allow,
+    Deny,
+    Pass,
+    Log,
+}
+
+/// Index of the program direction arrays: ingress programs see the endpoint as destination.
+pub(crate) const INGRESS: usize = 0;
+pub(crate) const EGRESS: usize = 1;
+
+/// One entry of a program.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub act: Act,
+    /// For Pass: the entry evaluation resumes at.
+    pub target: u32,
+    pub rule: RuleId,
+    /// Index into [`Program::checks`], or [`NO_CHECK`].
+    pub check: u32,
+}
+
+pub(crate) const NO_CHECK: u32 = u32::MAX;
+
+/// A `ports` or `notPorts` list that holds named ports, for the exact check.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct PortList {
+    pub ranges: Box<[(u16, u16)]>,
+    /// Index into [`NamedPorts`] of the (endpoint, protocol, port) triples its names stand
+    /// for, or `None` when the list has no named entry.
+    pub named: Option<u32>,
+}
+
+/// The port criteria of one side of a rule that uses named ports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) struct SideCheck {
+    pub ports: Option<PortList>,
+    pub not_ports: Option<PortList>,
+}
+
+/// The exact port check of an entry whose rule uses named ports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Default)]
+pub(crate) struct NamedCheck {
+    pub src: Option<SideCheck>,
+    pub dst: Option<SideCheck>,
+}
+
+/// A port declared by name on an endpoint: (endpoint, protocol, port).
+pub(crate) type DeclaredPort = (u32, u8, u16);
+
+/// Named ports resolved per endpoint: for each distinct (side selector, names) pair, the
+/// sorted ports a flow's address, protocol and port must equal one of.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct NamedPorts {
+    pub sets: Box<[Box<[DeclaredPort]>]>,
+}
+
+/// What the exact check needs of the flow.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PortFacts {
+    pub protocol: u8,
+    pub src_port: Option<u16>,
+    pub dst_port: Option<u16>,
+    /// Endpoints owning the source and destination addresses.
+    pub src_endpoint: Option<u32>,
+    pub dst_endpoint: Option<u32>,
+}
+
+impl NamedPorts {
+    fn has(&self, set: u32, endpoint: Option<u32>, protocol: u8, port: u16) -> bool {
+        let Some(endpoint) = endpoint else {
+            return false;
+        };
+        self.sets
+            .get(set as usize)
+            .is_some_and(|s| s.binary_search(&(endpoint, protocol, port)).is_ok())
+    }
+
+    /// The reference's port matching for one side: a range contains the port, or a named
+    /// entry is declared by the endpoint at that address with the flow's protocol and port.
+    fn side_matches(
+        &self,
+        check: &SideCheck,
+        endpoint: Option<u32>,
+        protocol: u8,
+        port: Option<u16>,
+    ) -> bool {
+        let Some(port) = port else {
+            return false;
+        };
+        let hit = |list: &PortList| {
+            list.ranges.iter().any(|&(lo, hi)| lo <= port && port <= hi)
+                || list
+                    .named
+                    .is_some_and(|set| self.has(set, endpoint, protocol, port))
+        };
+        check.ports.as_ref().is_none_or(hit) && !check.not_ports.as_ref().is_some_and(hit)
+    }
+
+    pub fn check(&self, check: &NamedCheck, facts: &PortFacts) -> bool {
+        let src = check.src.as_ref().is_none_or(|c| {
+            self.side_matches(c, facts.src_endpoint, facts.protocol, facts.src_port)
+        });
+        src && check.dst.as_ref().is_none_or(|c| {
+            self.side_matches(c, facts.dst_endpoint, facts.protocol, facts.dst_port)
+        })
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.sets.len() * std::mem::size_of::<Box<[DeclaredPort]>>()
+            + self
+                .sets
+                .iter()
+                .map(|s| s.len() * std::mem::size_of::<DeclaredPort>())
+                .sum::<usize>()
+    }
+}
+
+/// A field with its lookup table.
+#[derive(Debug, Clone)]
+pub(crate) struct Field<K> {
+    pub bits: FieldBits,
+    pub table: IntervalTable<K>,
+}
+
+impl<K: super::addrset::Key> Field<K> {
+    /// The probe for `key`, if the field constrains anything.
+    #[inline]
+    pub fn probe(&self, key: K) -> Option<Probe<'_>> {
+        self.bits.is_active().then(|| Probe {
+            bits: &self.bits,
+            id: self.table.lookup(key) as usize,
+        })
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.bits.heap_bytes() + self.table.heap_bytes()
+    }
+}
+
+/// One compiled endpoint direction.
+#[derive(Debug, Clone)]
+pub(crate) struct Program {
+    pub entries: Box<[Entry]>,
+    /// The endpoint's own address (destination of ingress, source of egress), per family.
+    /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
+    pub local: [FieldBits; 2],
+    /// The other address, per family.
+    pub remote_v4: Field<u32>,
+    pub remote_v6: Field<u128>,
+    pub l4: Field<u32>,
+    pub src_port: Field<u32>,
+    pub dst_port: Field<u32>,
+    pub checks: Box<[NamedCheck]>,
+}
+
+impl Program {
+    /// Walk the program. Returns the deciding entry; `log` sees every matching Log entry
+    /// before it, in order.
+    pub fn run(
+        &self,
+        probes: &[Probe<'_>],
+        named: &NamedPorts,
+        facts: &PortFacts,
+        log: &mut impl FnMut(RuleId),
+    ) -> Option<&Entry> {
+        let mut cursor = 0;
+        loop {
+            let i = first_match(probes, cursor, self.entries.len())?;
+            let entry = &self.entries[i];
+            cursor = i + 1;
+            if entry.check != NO_CHECK
+                && !self
+                    .checks
+                    .get(entry.check as usize)
+                    .is_some_and(|c| named.check(c, facts))
+            {
+                continue;
+            }
+            match entry.act {
+                Act::Allow | Act::Deny => return Some(entry),
+                Act::Log => log(entry.rule),
+                Act::Pass => cursor = entry.target as usize,
+            }
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.len() * std::mem::size_of::<Entry>()
+            + self.local.iter().map(FieldBits::heap_bytes).sum::<usize>()
+            + self.remote_v4.heap_bytes()
+            + self.remote_v6.heap_bytes()
+            + self.l4.heap_bytes()
+            + self.src_port.heap_bytes()
+            + self.dst_port.heap_bytes()
+            + self.checks.len() * std::mem::size_of::<NamedCheck>()
+            + self.checks.iter().map(check_heap_bytes).sum::<usize>()
+    }
+}
+
+fn check_heap_bytes(check: &NamedCheck) -> usize {
+    let list = |l: &Option<PortList>| l.as_ref().map_or(0, |l| l.ranges.len() * 4);
+    [&check.src, &check.dst]
+        .into_iter()
+        .flatten()
+        .map(|s| std::mem::size_of::<SideCheck>() + list(&s.ports) + list(&s.not_ports))
+        .sum()
+}
+
+/// A failsafe port, ahead of all policy on a host endpoint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FailsafePort {
+    pub protocol: u8,
+    pub port: u16,
+    /// The remote address must be in this range when set.
+    pub net: Option<NetRange>,
+}
+
+/// An inclusive address range of one family.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NetRange {
+    V4(u32, u32),
+    V6(u128, u128),
+}
+
+impl NetRange {
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        match (self, addr) {
+            (NetRange::V4(lo, hi), IpAddr::V4(a)) => (*lo..=*hi).contains(&u32::from(a)),
+            (NetRange::V6(lo, hi), IpAddr::V6(a)) => (*lo..=*hi).contains(&u128::from(a)),
+            _ => false,
+        }
+    }
+}
+
+impl FailsafePort {
+    #[inline]
+    pub fn admits(&self, protocol: u8, dst_port: Option<u16>, remote: IpAddr) -> bool {
+        self.protocol == protocol
+            && dst_port == Some(self.port)
+            && self.net.is_none_or(|n| n.contains(remote))
+    }
+}

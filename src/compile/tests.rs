@@ -1,0 +1,614 @@
+//! The compiled snapshot against the reference evaluator: a table of policy directories
+//! written as YAML, each feature in its own case, each decided for a grid of flows (every
+//! pair of interesting addresses, both families, across protocols, ports and ICMP types).
+//! The compiled `Decision` must equal the reference `Decision` exactly, trace included.
+//! A few structural checks follow (program sharing, the hot-path verdict, memory).
+
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::path::Path;
+
+use super::{compile, evaluate, flow_key};
+use crate::model::load::load_str;
+use crate::model::validate::validate;
+use crate::model::{Limits, Settings, load_model};
+use crate::policy::resolve::{VerdictSettings, resolve_resources};
+use crate::policy::{Flow, Resolved, evaluate as reference};
+use crate::snapshot::{FlowOutcome, RuleAction, SnapshotHandle};
+
+/// Endpoints, sets and a profile most cases build on.
+const WORLD: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: { name: prod, labels: { team: a } }
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: { name: h1, labels: { role: web } }
+spec:
+  node: n1
+  expectedIPs: ["192.0.2.10", "2001:db8::10"]
+  ports:
+    - { name: http, port: 80, protocol: TCP }
+    - { name: dns, port: 53, protocol: UDP }
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: { name: h2, labels: { role: web } }
+spec:
+  node: n2
+  expectedIPs: ["192.0.2.11"]
+  ports:
+    - { name: http, port: 8080, protocol: TCP }
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: { name: db, labels: { role: db } }
+spec:
+  node: n3
+  expectedIPs: ["192.0.2.20", "2001:db8::20"]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: { name: pod-a, namespace: prod, labels: { app: api } }
+spec:
+  orchestrator: k8s
+  interfaceName: cali0
+  serviceAccountName: sa1
+  ipNetworks: ["192.0.2.30/32", "2001:db8::30/128"]
+  ports:
+    - { name: http, port: 8081, protocol: TCP }
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: { name: pod-b, namespace: prod, labels: { app: api } }
+spec:
+  orchestrator: k8s
+  interfaceName: cali1
+  serviceAccountName: sa1
+  ipNetworks: ["192.0.2.31"]
+---
+apiVersion: projectcalico.org/v3
+kind: WorkloadEndpoint
+metadata: { name: pod-c, namespace: dev, labels: { app: web } }
+spec:
+  orchestrator: k8s
+  interfaceName: cali2
+  ipNetworks: ["192.0.2.40"]
+  profiles: [p1, p2]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata: { name: partners, labels: { trust: partner } }
+spec:
+  nets: ["198.51.100.0/26"]
+---
+apiVersion: projectcalico.org/v3
+kind: NetworkSet
+metadata: { name: ext, namespace: prod, labels: { kind: ext } }
+spec:
+  nets: ["198.51.100.0/24", "2001:db8:ff::/48"]
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: { name: p1 }
+spec:
+  ingress:
+    - { action: Log, protocol: TCP }
+    - { action: Pass, protocol: TCP, destination: { ports: [22] } }
+    - { action: Deny, protocol: UDP }
+  egress:
+    - { action: Allow, protocol: UDP }
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: { name: p2 }
+spec:
+  ingress:
+    - { action: Allow, protocol: TCP, destination: { ports: ["1:1000"] } }
+"#;
+
+/// One case per feature: (name, YAML added to the world, whether to add the world).
+const CASES: &[(&str, &str, bool)] = &[
+    ("no policy: endpoint and profile defaults", "", true),
+    (
+        "tier ends deny, Pass skips to the next applicable tier",
+        r#"
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: { name: security }
+spec: { order: 100 }
+---
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: { name: empty }
+spec: { order: 200 }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: security.screen }
+spec:
+  tier: security
+  order: 1
+  selector: all()
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Deny, protocol: TCP, destination: { ports: [23] } }
+    - { action: Pass, protocol: TCP }
+    - { action: Pass, protocol: ICMP }
+    - { action: Allow, protocol: UDP, destination: { ports: [53] } }
+  egress:
+    - { action: Pass }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: security.later }
+spec:
+  tier: security
+  order: 2
+  selector: role == 'web'
+  ingress:
+    - { action: Allow, protocol: UDP }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: empty.other }
+spec:
+  tier: empty
+  selector: role == 'nothing'
+  ingress: [{ action: Deny }]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: web }
+spec:
+  selector: role == 'web' || app == 'api'
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Allow, protocol: TCP, destination: { ports: [80, 443] } }
+  egress:
+    - { action: Deny, protocol: UDP }
+"#,
+        true,
+    ),
+    (
+        "tier with defaultAction Pass, and Log never decides",
+        r#"
+apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: { name: soft }
+spec: { order: 10, defaultAction: Pass }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: soft.log }
+spec:
+  tier: soft
+  selector: all()
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Log }
+    - { action: Log, protocol: TCP }
+    - { action: Deny, protocol: TCP, destination: { ports: [25] } }
+    - { action: Log, protocol: UDP }
+    - { action: Pass, protocol: UDP }
+    - { action: Log }
+  egress:
+    - { action: Log, destination: { nets: ["198.51.100.0/24"] } }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: after }
+spec:
+  order: 5
+  selector: has(role)
+  ingress:
+    - { action: Log, protocol: UDP }
+    - { action: Allow, protocol: TCP, destination: { ports: ["80:90"] } }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: deny-only }
+spec:
+  order: 6
+  selector: app == 'api'
+  ingress:
+    - { action: Deny, protocol: UDP }
+"#,
+        true,
+    ),
+    (
+        "host stages: untracked, preDNAT, normal; failsafe ports",
+        r#"
+apiVersion: projectcalico.org/v3
+kind: FelixConfiguration
+metadata: { name: default }
+spec:
+  failsafeInboundHostPorts:
+    - { protocol: tcp, port: 22 }
+    - { protocol: tcp, port: 179, net: "198.51.100.0/28" }
+  failsafeOutboundHostPorts:
+    - { protocol: udp, port: 53 }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: untracked }
+spec:
+  order: 1
+  selector: has(role)
+  doNotTrack: true
+  applyOnForward: true
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Allow, protocol: UDP, destination: { ports: [123] } }
+    - { action: Log, protocol: TCP }
+    - { action: Deny, protocol: TCP, destination: { ports: [7] } }
+  egress:
+    - { action: Deny, protocol: UDP, destination: { ports: [9] } }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: pre }
+spec:
+  order: 2
+  selector: role == 'web'
+  preDNAT: true
+  applyOnForward: true
+  ingress:
+    - { action: Deny, source: { nets: ["198.51.100.0/24"] } }
+    - { action: Pass, protocol: TCP, destination: { ports: [8] } }
+    - { action: Allow, protocol: TCP, destination: { ports: [8, 9] } }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: normal }
+spec:
+  order: 3
+  selector: has(role) || has(app)
+  ingress:
+    - { action: Allow, protocol: TCP, destination: { ports: [80] } }
+"#,
+        true,
+    ),
+    (
+        "named ports resolve per endpoint, per protocol, within the side's selector",
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: named }
+spec:
+  selector: all()
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Deny, protocol: TCP, source: { ports: [http] } }
+    - { action: Allow, protocol: TCP, destination: { ports: [http], selector: role == 'web' } }
+    - { action: Allow, destination: { ports: [dns] } }
+    - { action: Allow, protocol: TCP, destination: { notPorts: [http, "1:79"] } }
+    - { action: Allow, protocol: UDP, destination: { ports: [http, 9999] } }
+  egress:
+    - { action: Allow, protocol: TCP, destination: { ports: [http, "8000:8079"] } }
+    - { action: Deny, protocol: UDP, destination: { notPorts: [dns] } }
+"#,
+        true,
+    ),
+    (
+        "family rule: nets of one family never match the other; ipVersion; ICMP families",
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: family }
+spec:
+  selector: all()
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Deny, source: { notNets: ["203.0.113.0/24"] }, protocol: UDP }
+    - { action: Allow, source: { nets: ["198.51.100.0/24"] } }
+    - { action: Allow, ipVersion: 6, protocol: UDP }
+    - { action: Allow, protocol: ICMP }
+    - { action: Deny, destination: { notNets: ["2001:db8::30/128"] } }
+  egress:
+    - { action: Deny, notProtocol: ICMPv6, destination: { nets: ["2001:db8::/64"] } }
+    - { action: Allow, notProtocol: TCP }
+"#,
+        true,
+    ),
+    (
+        "selectors: union of overlapping sets, notSelector, namespace scoping",
+        r#"
+apiVersion: projectcalico.org/v3
+kind: NetworkPolicy
+metadata: { name: scoped, namespace: prod }
+spec:
+  selector: app == 'api'
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Deny, source: { notSelector: kind == 'ext' }, protocol: UDP }
+    - { action: Allow, source: { selector: all() }, protocol: TCP }
+    - { action: Allow, source: { namespaceSelector: global() }, protocol: UDP }
+    - { action: Allow, source: { serviceAccounts: { names: [sa1] } } }
+  egress:
+    - { action: Allow, destination: { selector: trust == 'partner', namespaceSelector: global() } }
+    - { action: Deny, destination: { notSelector: role == 'db' } }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: sets }
+spec:
+  selector: has(role)
+  ingress:
+    - { action: Deny, source: { selector: trust == 'partner' }, protocol: UDP }
+    - { action: Allow, source: { selector: kind == 'ext' } }
+    - { action: Allow, source: { selector: role == 'web', notSelector: has(nothing) } }
+    - { action: Allow, source: { selector: "trust != 'x'" }, protocol: ICMP }
+"#,
+        true,
+    ),
+    (
+        "ICMP types and codes",
+        r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: icmp }
+spec:
+  selector: all()
+  ingress:
+    - { action: Deny, protocol: ICMP, icmp: { type: 3, code: 4 } }
+    - { action: Allow, protocol: ICMP, icmp: { type: 3 } }
+    - { action: Allow, protocol: ICMP, notICMP: { type: 8 } }
+    - { action: Allow, protocol: ICMPv6, notICMP: { type: 1, code: 3 } }
+    - { action: Log, protocol: ICMPv6, icmp: { type: 128 } }
+    - { action: Allow, notProtocol: ICMP }
+"#,
+        true,
+    ),
+    (
+        "Kubernetes policies and unmatched traffic allowed",
+        r#"
+apiVersion: portcullis/v1
+kind: GatewayConfiguration
+metadata: { name: default }
+spec: { unmatchedTrafficAction: Allow }
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: { name: k, namespace: prod }
+spec:
+  podSelector: { matchLabels: { app: api } }
+  ingress:
+    - from: [{ ipBlock: { cidr: 198.51.100.0/24, except: [198.51.100.0/28] } }]
+      ports: [{ port: 80 }, { protocol: UDP, port: 53, endPort: 60 }]
+    - from: [{ podSelector: {} }]
+  egress:
+    - to: [{ namespaceSelector: {} }]
+"#,
+        true,
+    ),
+];
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+/// Load, validate and resolve one YAML text; panics with the problems if it is invalid.
+fn resolve_yaml(text: &str) -> Resolved {
+    let (resources, mut problems) = load_str("test.yaml", text, &limits());
+    problems.extend(validate(&resources, &limits()));
+    assert!(problems.is_empty(), "invalid test YAML: {problems:#?}");
+    let settings = Settings::from_resources(&resources).unwrap();
+    resolve_resources(&resources, VerdictSettings::from_settings(&settings)).unwrap()
+}
+
+/// Addresses worth trying: every endpoint address, the first and last address of every set,
+/// and addresses outside everything, in both families.
+fn addresses(r: &Resolved) -> Vec<IpAddr> {
+    let mut set: BTreeSet<IpAddr> = r.address_index().keys().copied().collect();
+    for entity in &r.entities {
+        for net in &entity.nets {
+            set.insert(net.network());
+            set.insert(net.broadcast());
+        }
+    }
+    for extra in ["203.0.113.250", "198.51.100.3", "2001:db8:1::1", "10.0.0.1"] {
+        set.insert(extra.parse().unwrap());
+    }
+    set.into_iter().collect()
+}
+
+/// Protocol/port/ICMP variants of a flow, given its addresses.
+fn variants(src: IpAddr, dst: IpAddr, ports: &[u16]) -> Vec<Flow> {
+    let mut flows = Vec::new();
+    for &port in ports {
+        flows.push(Flow::tcp(src, 40000, dst, port));
+        flows.push(Flow::udp(src, 40000, dst, port));
+    }
+    // Source ports that are named ports somewhere.
+    flows.push(Flow::tcp(src, 80, dst, 5000));
+    flows.push(Flow::tcp(src, 8081, dst, 80));
+    flows.push(Flow::with_ports(132, src, 1, dst, 80));
+    flows.push(Flow::bare(47, src, dst));
+    flows.push(Flow::bare(6, src, dst));
+    for protocol in [1, 58] {
+        for (t, c) in [
+            (None, None),
+            (Some(3), Some(4)),
+            (Some(3), Some(13)),
+            (Some(3), None),
+            (Some(8), Some(0)),
+            (Some(1), Some(3)),
+            (Some(128), Some(0)),
+            (None, Some(2)),
+        ] {
+            flows.push(Flow {
+                icmp_type: t,
+                icmp_code: c,
+                ..Flow::bare(protocol, src, dst)
+            });
+        }
+    }
+    flows
+}
+
+/// Ports worth trying: the ones the cases mention and every named port number.
+fn ports(r: &Resolved) -> Vec<u16> {
+    let mut ports: BTreeSet<u16> = [
+        1, 7, 8, 9, 22, 23, 25, 53, 60, 79, 80, 85, 90, 123, 179, 443, 999, 1000, 1001, 8000, 8079,
+        9999, 65535,
+    ]
+    .into();
+    for e in &r.endpoints {
+        ports.extend(e.ports.iter().map(|p| p.port));
+    }
+    ports.into_iter().collect()
+}
+
+/// Every flow of the grid; returns how many were compared.
+fn assert_same_decisions(name: &str, r: &Resolved) -> usize {
+    let snapshot = compile(r, 1);
+    let addrs = addresses(r);
+    let ports = ports(r);
+    let mut compared = 0;
+    for &src in &addrs {
+        for &dst in &addrs {
+            if src == dst {
+                continue;
+            }
+            for flow in variants(src, dst, &ports) {
+                let want = reference(r, &flow);
+                let got = evaluate(&snapshot, &flow);
+                assert_eq!(got, want, "{name}: {flow:?}");
+                let fast = snapshot.decide(&flow_key(&flow));
+                assert_eq!(fast.allowed, want.is_allowed(), "{name}: {flow:?}");
+                compared += 1;
+            }
+        }
+    }
+    compared
+}
+
+#[test]
+fn compiled_decisions_equal_the_reference_for_every_case() {
+    for &(name, yaml, with_world) in CASES {
+        let text = if with_world {
+            format!("{WORLD}\n---\n{yaml}")
+        } else {
+            yaml.to_owned()
+        };
+        let r = resolve_yaml(&text);
+        let compared = assert_same_decisions(name, &r);
+        assert!(compared > 1000, "{name}: only {compared} flows");
+    }
+}
+
+#[test]
+fn compiled_decisions_equal_the_reference_on_the_example_config() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("config");
+    let model = load_model(&dir, &limits()).unwrap();
+    let r = crate::policy::resolve(&model).unwrap();
+    assert_same_decisions("config/", &r);
+}
+
+#[test]
+fn endpoints_with_the_same_policies_share_one_program() {
+    let r = resolve_yaml(&format!("{WORLD}\n---\n{}", CASES[1].1));
+    let snapshot = compile(&r, 7);
+    let program = |addr: &str| {
+        let id = snapshot.endpoint_at(addr.parse().unwrap()).unwrap();
+        snapshot.endpoints[id.0 as usize].programs
+    };
+    // pod-a and pod-b: same labels, kind and profiles. h1 and h2: same labels, different
+    // named ports (resolved per address, not per program).
+    assert_eq!(program("192.0.2.30"), program("192.0.2.31"));
+    assert_eq!(program("192.0.2.10"), program("192.0.2.11"));
+    assert_ne!(program("192.0.2.10"), program("192.0.2.20"));
+    assert_ne!(
+        program("192.0.2.30"),
+        program("192.0.2.40"),
+        "profiles differ"
+    );
+    // Six endpoints, two directions: fewer programs than sides.
+    assert!(
+        snapshot.program_count() < 12,
+        "{}",
+        snapshot.program_count()
+    );
+    assert_eq!(snapshot.generation(), 7);
+}
+
+#[test]
+fn the_hot_path_verdict_names_the_deciding_and_logged_rules() {
+    let r = resolve_yaml(&format!("{WORLD}\n---\n{}", CASES[2].1));
+    let snapshot = compile(&r, 1);
+    let flow = Flow::udp(
+        "203.0.113.250".parse().unwrap(),
+        1,
+        "192.0.2.10".parse().unwrap(),
+        53,
+    );
+    let v = snapshot.decide(&flow_key(&flow));
+    let want = reference(&r, &flow);
+    assert_eq!(v.outcome, FlowOutcome::Evaluated);
+    assert!(v.egress.is_none());
+    let ingress = v.ingress.unwrap();
+    assert_eq!(
+        snapshot.endpoint_name(ingress.endpoint),
+        Some("HostEndpoint/h1")
+    );
+    let trace = &want.trace[0];
+    let rule = snapshot.rule(ingress.rule).unwrap();
+    assert_eq!(rule.policy, trace.policy.as_deref());
+    assert_eq!(rule.index.map(|i| i as usize), trace.rule);
+    let logged: Vec<(Option<&str>, usize)> = ingress
+        .logged
+        .iter()
+        .map(|id| {
+            let info = snapshot.rule(id).unwrap();
+            assert_eq!(info.action, RuleAction::Log);
+            (info.policy, info.index.unwrap() as usize)
+        })
+        .collect();
+    let want_logged: Vec<(Option<&str>, usize)> = trace
+        .logged
+        .iter()
+        .map(|l| (Some(l.policy.as_str()), l.rule))
+        .collect();
+    assert_eq!(ingress.logged.total() as usize, want_logged.len());
+    assert!(want_logged.len() >= 3, "{want_logged:?}");
+    assert_eq!(logged, want_logged);
+}
+
+#[test]
+fn unmatched_and_mixed_family_flows() {
+    let r = resolve_yaml(WORLD);
+    let snapshot = compile(&r, 1);
+    let outside = Flow::tcp(
+        "203.0.113.250".parse().unwrap(),
+        1,
+        "10.0.0.1".parse().unwrap(),
+        80,
+    );
+    let v = snapshot.decide(&flow_key(&outside));
+    assert!(matches!(v.outcome, FlowOutcome::Unmatched(_)));
+    assert!(!v.allowed);
+    let mixed = Flow::tcp(
+        "192.0.2.30".parse().unwrap(),
+        1,
+        "2001:db8::30".parse().unwrap(),
+        80,
+    );
+    let v = snapshot.decide(&flow_key(&mixed));
+    assert_eq!(v.outcome, FlowOutcome::MixedFamilies);
+    assert!(!v.allowed);
+    assert_eq!(evaluate(&snapshot, &mixed), reference(&r, &mixed));
+}
+
+#[test]
+fn the_handle_publishes_whole_snapshots() {
+    let r = resolve_yaml(WORLD);
+    let handle = SnapshotHandle::new(compile(&r, 1));
+    let before = handle.load_full();
+    handle.publish(compile(&r, 2));
+    assert_eq!(before.generation(), 1, "a loaded snapshot stays as it was");
+    assert_eq!(handle.load().generation(), 2);
+    assert_eq!(handle.generation(), 2);
+    assert!(before.memory_bytes() > 0);
+}
