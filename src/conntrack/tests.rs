@@ -604,7 +604,11 @@ fn the_table_never_holds_more_than_its_maximum() {
 
 #[test]
 fn a_flood_of_new_flows_keeps_the_table_short_and_open() {
-    let ct = Conntrack::new(&config(1024, 1)).unwrap();
+    // A fixed hash key: the longest cluster depends on where the keys land, and a random
+    // key would make the bound below hold only most of the time.
+    let fixed =
+        std::hash::BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default();
+    let ct = Conntrack::with_hasher(&config(1024, 1), fixed).unwrap();
     let mut x: u64 = 0x5EED_CAFE_F00D_0002;
     for _ in 0..100_000 {
         // xorshift64: distinct flows from all over the address space.
@@ -621,9 +625,11 @@ fn a_flood_of_new_flows_keeps_the_table_short_and_open() {
     }
     let stats = ct.stats();
     assert_eq!((stats.entries, stats.insert_failures), (1024, 0));
-    // Evictions must fall evenly: uneven ones pile entries into long clusters.
+    // Evictions must fall evenly: uneven ones pile entries into clusters of many hundreds of
+    // slots. At 80% load, linear probing alone leaves clusters of about a hundred (122 with
+    // this fixed key), so the bound sits well above that and well below the failure.
     let longest = ct.shards[0].0.lock().table.longest_cluster();
-    assert!(longest < 100, "a cluster of {longest} slots");
+    assert!(longest < 250, "a cluster of {longest} slots");
 }
 
 #[test]
