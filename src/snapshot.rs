@@ -16,8 +16,8 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, Guard};
 
 use crate::compile::classify;
-use crate::compile::program::{FailsafePort, NamedPorts, Program};
-use crate::compile::table::IntervalTable;
+use crate::compile::program::{FailsafePorts, NamedPorts, Program};
+use crate::compile::table::AddressIndex;
 
 /// What the classifier looks at for the first packet of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -170,35 +170,28 @@ pub(crate) struct RuleMeta {
     pub default: Option<DefaultKind>,
 }
 
-/// An endpoint as the classifier needs it.
-#[derive(Debug, Clone)]
-pub(crate) struct EndpointEntry {
-    pub name: String,
-    pub host: bool,
-    /// Program of each direction (`program::INGRESS`, `program::EGRESS`).
-    pub programs: [u32; 2],
-}
-
-/// One endpoint address: its endpoint and, for each direction, the bitset id of the
-/// address in that program's own-address field (resolved at compile time: the address of
-/// the endpoint a program runs for is always this one).
+/// One endpoint address, with what the classifier needs of its endpoint so that one index
+/// probe is enough: the endpoint, its kind, its program per direction and, per direction, the
+/// bitset id of this address in that program's own-address field (resolved at compile time:
+/// the address of the endpoint a program runs for is always this one).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AddressEntry {
     pub endpoint: u32,
+    pub host: bool,
+    pub programs: [u32; 2],
     pub local: [u32; 2],
 }
 
 /// An immutable compiled policy set.
 pub struct Snapshot {
     pub(crate) generation: u64,
-    /// Endpoint address → index into `addresses` plus one (zero: not an endpoint).
-    pub(crate) index_v4: IntervalTable<u32>,
-    pub(crate) index_v6: IntervalTable<u128>,
-    pub(crate) addresses: Box<[AddressEntry]>,
-    pub(crate) endpoints: Box<[EndpointEntry]>,
+    pub(crate) index_v4: AddressIndex<u32, AddressEntry>,
+    pub(crate) index_v6: AddressIndex<u128, AddressEntry>,
+    /// Endpoint names by [`EndpointId`].
+    pub(crate) endpoint_names: Box<[String]>,
     pub(crate) programs: Box<[Program]>,
     /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).
-    pub(crate) failsafe: [Box<[FailsafePort]>; 2],
+    pub(crate) failsafe: [FailsafePorts; 2],
     pub(crate) named_ports: NamedPorts,
     pub(crate) unmatched_allowed: bool,
     pub(crate) unmatched_rule: RuleId,
@@ -214,7 +207,7 @@ impl fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Snapshot")
             .field("generation", &self.generation)
-            .field("endpoints", &self.endpoints.len())
+            .field("endpoints", &self.endpoint_names.len())
             .field("programs", &self.programs.len())
             .field("entries", &self.compiled_entries)
             .field("rules", &self.rules.len())
@@ -232,7 +225,7 @@ impl Snapshot {
 
     /// Decide the first packet of a flow. No allocation, no lock.
     pub fn decide(&self, key: &FlowKey) -> FlowVerdict {
-        classify::decide(self, key)
+        classify::classify(self, key, &mut |_, _| {})
     }
 
     /// An honest estimate of the heap bytes the snapshot holds.
@@ -245,12 +238,7 @@ impl Snapshot {
         std::mem::size_of::<Snapshot>()
             + self.index_v4.heap_bytes()
             + self.index_v6.heap_bytes()
-            + self.addresses.len() * std::mem::size_of::<AddressEntry>()
-            + self
-                .endpoints
-                .iter()
-                .map(|e| std::mem::size_of::<EndpointEntry>() + e.name.capacity())
-                .sum::<usize>()
+            + strings(&self.endpoint_names)
             + self
                 .programs
                 .iter()
@@ -259,7 +247,7 @@ impl Snapshot {
             + self
                 .failsafe
                 .iter()
-                .map(|f| f.len() * std::mem::size_of::<FailsafePort>())
+                .map(FailsafePorts::heap_bytes)
                 .sum::<usize>()
             + self.named_ports.heap_bytes()
             + self.rules.len() * std::mem::size_of::<RuleMeta>()
@@ -274,7 +262,7 @@ impl Snapshot {
 
     /// Number of endpoints.
     pub fn endpoint_count(&self) -> usize {
-        self.endpoints.len()
+        self.endpoint_names.len()
     }
 
     /// Number of distinct compiled programs (endpoints with the same policies share one).
@@ -305,7 +293,7 @@ impl Snapshot {
 
     /// `HostEndpoint/NAME` or `WorkloadEndpoint/NAMESPACE/NAME`.
     pub fn endpoint_name(&self, id: EndpointId) -> Option<&str> {
-        self.endpoints.get(id.0 as usize).map(|e| e.name.as_str())
+        self.endpoint_names.get(id.0 as usize).map(String::as_str)
     }
 
     /// The endpoint that owns `addr`, if any.

@@ -24,7 +24,12 @@ pub(crate) trait Key: Copy + Ord + Eq + Hash + Debug + Send + Sync + 'static {
     fn bits_above(self, lo: Self) -> u32;
     /// `((self - lo) >> shift)`, at most `last`; `self >= lo`.
     fn bucket(self, lo: Self, shift: u32, last: usize) -> usize;
+    /// A well-mixed 64-bit hash (Fibonacci hashing: use the high bits).
+    fn mix(self) -> u64;
 }
+
+/// 2^64 / φ: multiplying by it spreads neighbouring keys over the high bits.
+const FIBONACCI: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl Key for u32 {
     const ZERO: u32 = 0;
@@ -41,6 +46,10 @@ impl Key for u32 {
     #[inline]
     fn bucket(self, lo: u32, shift: u32, last: usize) -> usize {
         (self.wrapping_sub(lo).checked_shr(shift).unwrap_or(0) as usize).min(last)
+    }
+    #[inline]
+    fn mix(self) -> u64 {
+        u64::from(self).wrapping_mul(FIBONACCI)
     }
 }
 
@@ -61,6 +70,11 @@ impl Key for u128 {
         let d = self.wrapping_sub(lo).checked_shr(shift).unwrap_or(0);
         // Compare before narrowing: the offset of a key far above the table can exceed usize.
         if d >= last as u128 { last } else { d as usize }
+    }
+    #[inline]
+    fn mix(self) -> u64 {
+        let folded = (self as u64) ^ ((self >> 64) as u64).rotate_left(29);
+        folded.wrapping_mul(FIBONACCI)
     }
 }
 

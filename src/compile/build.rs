@@ -18,10 +18,10 @@ use super::addrset::{AddrSet, Family, RangeSet};
 use super::bitset::build_field;
 use super::keys;
 use super::program::{
-    Act, DeclaredPort, EGRESS, Entry, FailsafePort, Field, INGRESS, NO_CHECK, NamedCheck,
+    Act, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK, NamedCheck,
     NamedPorts, NetRange, PortList, Program, SideCheck,
 };
-use super::table::IntervalTable;
+use super::table::{AddressIndex, IntervalTable};
 use crate::model::resources::Labels;
 use crate::model::settings::UnmatchedTrafficAction;
 use crate::model::settings::{FailsafePort as SettingsFailsafePort, FailsafeProtocol};
@@ -31,7 +31,7 @@ use crate::policy::{
 };
 use crate::selector::Selector;
 use crate::snapshot::{
-    AddressEntry, DefaultKind, EndpointEntry, RuleAction, RuleId, RuleMeta, RuleStage, Snapshot,
+    AddressEntry, DefaultKind, RuleAction, RuleId, RuleMeta, RuleStage, Snapshot,
 };
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
@@ -47,24 +47,18 @@ fn direction_index(direction: Direction) -> usize {
 pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
     let mut b = Builder::new(resolved);
     let endpoint_programs = b.assign_programs();
-    let (index_v4, index_v6, addresses) = b.index_addresses(&endpoint_programs);
-    let endpoints = resolved
+    let (index_v4, index_v6) = b.index_addresses(&endpoint_programs);
+    let endpoint_names = resolved
         .endpoints
         .iter()
-        .zip(&endpoint_programs)
-        .map(|(e, &programs)| EndpointEntry {
-            name: e.display_name.clone(),
-            host: e.kind == EndpointKind::Host,
-            programs,
-        })
+        .map(|e| e.display_name.clone())
         .collect();
     let compiled_entries = b.programs.iter().map(|p| p.program.entries.len()).sum();
     Snapshot {
         generation,
         index_v4,
         index_v6,
-        addresses,
-        endpoints,
+        endpoint_names,
         programs: b.programs.into_iter().map(|p| p.program).collect(),
         failsafe: [
             compile_failsafe(&resolved.settings.failsafe_inbound),
@@ -88,18 +82,14 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
     }
 }
 
-fn compile_failsafe(ports: &[SettingsFailsafePort]) -> Box<[FailsafePort]> {
-    ports
-        .iter()
-        .map(|p| FailsafePort {
-            protocol: match p.protocol {
-                FailsafeProtocol::Tcp => keys_protocol::TCP,
-                FailsafeProtocol::Udp => keys_protocol::UDP,
-            },
-            port: p.port,
-            net: p.net.as_ref().map(net_range),
-        })
-        .collect()
+fn compile_failsafe(ports: &[SettingsFailsafePort]) -> FailsafePorts {
+    FailsafePorts::new(ports.iter().map(|p| {
+        let protocol = match p.protocol {
+            FailsafeProtocol::Tcp => keys_protocol::TCP,
+            FailsafeProtocol::Udp => keys_protocol::UDP,
+        };
+        (protocol, p.port, p.net.as_ref().map(net_range))
+    }))
 }
 
 mod keys_protocol {
@@ -541,6 +531,7 @@ impl<'a> Builder<'a> {
         BuiltProgram {
             program: Program {
                 entries,
+                dense: l4.is_dense(),
                 local: [local4, local6],
                 remote_v4: Field {
                     bits: remote4,
@@ -550,10 +541,10 @@ impl<'a> Builder<'a> {
                     bits: remote6,
                     table: remote6_table,
                 },
-                l4: Field {
+                l4: L4Field::new(Field {
                     bits: l4,
                     table: l4_table,
-                },
+                }),
                 src_port: Field {
                     bits: sp,
                     table: sp_table,
@@ -575,8 +566,10 @@ impl<'a> Builder<'a> {
     fn index_addresses(
         &self,
         endpoint_programs: &[[u32; 2]],
-    ) -> (IntervalTable<u32>, IntervalTable<u128>, Box<[AddressEntry]>) {
-        let mut addresses = Vec::new();
+    ) -> (
+        AddressIndex<u32, AddressEntry>,
+        AddressIndex<u128, AddressEntry>,
+    ) {
         let mut v4 = Vec::new();
         let mut v6 = Vec::new();
         for (e, endpoint) in self.resolved.endpoints.iter().enumerate() {
@@ -589,22 +582,19 @@ impl<'a> Builder<'a> {
                         IpAddr::V6(a) => built.local_v6.lookup(u128::from(a)),
                     }
                 });
-                addresses.push(AddressEntry {
+                let entry = AddressEntry {
                     endpoint: e as u32,
+                    host: endpoint.kind == EndpointKind::Host,
+                    programs,
                     local,
-                });
-                let slot = addresses.len() as u32;
+                };
                 match addr {
-                    IpAddr::V4(a) => v4.push((u32::from(a), slot)),
-                    IpAddr::V6(a) => v6.push((u128::from(a), slot)),
+                    IpAddr::V4(a) => v4.push((u32::from(a), entry)),
+                    IpAddr::V6(a) => v6.push((u128::from(a), entry)),
                 }
             }
         }
-        (
-            exact_table(v4),
-            exact_table(v6),
-            addresses.into_boxed_slice(),
-        )
+        (AddressIndex::new(&v4), AddressIndex::new(&v6))
     }
 
     // -----------------------------------------------------------------------------------------
@@ -831,27 +821,6 @@ fn label_groups(resolved: &Resolved) -> Vec<(&Labels, AddrSet)> {
             (labels, set)
         })
         .collect()
-}
-
-/// An index from single addresses to slots: `slot` at the address, zero elsewhere.
-fn exact_table<K: super::addrset::Key>(mut addresses: Vec<(K, u32)>) -> IntervalTable<K> {
-    addresses.sort_unstable();
-    let mut breaks: Vec<(K, u32)> = Vec::with_capacity(addresses.len() * 2);
-    for (i, &(addr, slot)) in addresses.iter().enumerate() {
-        if breaks.last().is_some_and(|&(k, _)| k == addr) {
-            breaks.pop();
-        }
-        breaks.push((addr, slot));
-        let next_is_neighbour = addresses
-            .get(i + 1)
-            .is_some_and(|&(n, _)| Some(n) == addr.succ());
-        if let Some(after) = addr.succ()
-            && !next_is_neighbour
-        {
-            breaks.push((after, 0));
-        }
-    }
-    IntervalTable::from_breaks(breaks, 0)
 }
 
 /// The family rule (SPEC §5): a rule limited to the other family, or one of whose CIDR lists

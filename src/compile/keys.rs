@@ -38,6 +38,13 @@ pub(crate) fn l4_key(protocol: u8, icmp_type: Option<u8>, icmp_code: Option<u8>)
     protocol_base(protocol) | sub
 }
 
+/// The protocol of an L4 key whose ICMP part is empty: every non-ICMP flow, and ICMP flows
+/// without a type.
+#[inline]
+pub(crate) fn bare_protocol(key: u32) -> Option<usize> {
+    (key & ((1 << L4_SHIFT) - 1) == 0).then_some((key >> L4_SHIFT) as usize)
+}
+
 /// The first L4 key of a protocol; its keys are `base ..= base + ICMP_SUB_MAX`.
 #[inline]
 pub(crate) fn protocol_base(protocol: u8) -> u32 {

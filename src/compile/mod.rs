@@ -33,8 +33,9 @@ use crate::policy::eval::MIXED_FAMILIES_NOTE;
 use crate::policy::{
     Decision, DefaultReason, Flow, LoggedRule, Resolved, TraceEntry, TraceSide, TraceStage, Verdict,
 };
-use crate::snapshot::{DefaultKind, FlowKey, FlowOutcome, RuleId, RuleStage, Snapshot};
-use classify::{Classified, Side};
+use crate::snapshot::{
+    DefaultKind, FlowKey, FlowOutcome, RuleId, RuleStage, SideVerdict, Snapshot,
+};
 
 /// Compile a resolved policy set into an immutable snapshot tagged with `generation`. The
 /// caller numbers generations (the config thread counts its reloads); the snapshot only
@@ -46,13 +47,19 @@ pub fn compile(resolved: &Resolved, generation: u64) -> Snapshot {
 /// Decide `flow` with the compiled snapshot, with the same trace as the reference evaluator.
 pub fn evaluate(snapshot: &Snapshot, flow: &Flow) -> Decision {
     let key = flow_key(flow);
-    let c: Classified<Vec<RuleId>> = classify::classify(snapshot, &key);
-    let verdict = if c.allowed(snapshot) {
+    // Every Log rule, per direction: the verdict itself keeps only the first few.
+    let mut logged: [Vec<RuleId>; 2] = [Vec::new(), Vec::new()];
+    let v = classify::classify(snapshot, &key, &mut |direction, rule| {
+        if let Some(list) = logged.get_mut(direction) {
+            list.push(rule);
+        }
+    });
+    let verdict = if v.allowed {
         Verdict::Allow
     } else {
         Verdict::Deny
     };
-    match c.outcome {
+    match v.outcome {
         FlowOutcome::MixedFamilies => Decision {
             verdict: Verdict::Deny,
             trace: Vec::new(),
@@ -71,25 +78,23 @@ pub fn evaluate(snapshot: &Snapshot, flow: &Flow) -> Decision {
             note: None,
         },
         FlowOutcome::Evaluated => {
-            let side = |which: TraceSide, s: Option<Side<Vec<RuleId>>>| {
+            let side = |which: TraceSide, s: Option<SideVerdict>, logged: &[RuleId]| {
                 s.map(|s| {
                     let action = if s.allowed {
                         Verdict::Allow
                     } else {
                         Verdict::Deny
                     };
-                    let endpoint = snapshot
-                        .endpoints
-                        .get(s.endpoint as usize)
-                        .map(|e| e.name.clone());
-                    trace_entry(snapshot, which, endpoint, action, s.rule, &s.logged)
+                    let endpoint = snapshot.endpoint_name(s.endpoint).map(str::to_owned);
+                    trace_entry(snapshot, which, endpoint, action, s.rule, logged)
                 })
             };
+            let [ingress_logged, egress_logged] = &logged;
             Decision {
                 verdict,
                 trace: [
-                    side(TraceSide::Egress, c.egress),
-                    side(TraceSide::Ingress, c.ingress),
+                    side(TraceSide::Egress, v.egress, egress_logged),
+                    side(TraceSide::Ingress, v.ingress, ingress_logged),
                 ]
                 .into_iter()
                 .flatten()

@@ -149,13 +149,12 @@ pub(crate) struct Field<K> {
 }
 
 impl<K: super::addrset::Key> Field<K> {
-    /// The probe for `key`, if the field constrains anything.
+    /// The bitset of `key`, if the field constrains anything.
     #[inline]
     pub fn probe(&self, key: K) -> Option<Probe<'_>> {
-        self.bits.is_active().then(|| Probe {
-            bits: &self.bits,
-            id: self.table.lookup(key) as usize,
-        })
+        self.bits
+            .is_active()
+            .then(|| Probe::new(&self.bits, self.table.lookup(key) as usize))
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -163,17 +162,52 @@ impl<K: super::addrset::Key> Field<K> {
     }
 }
 
+/// The protocol/ICMP field: most flows carry no ICMP type, and their bitset id is read from
+/// a 256-entry array by protocol number instead of searching the table.
+#[derive(Debug, Clone)]
+pub(crate) struct L4Field {
+    pub field: Field<u32>,
+    pub by_protocol: Box<[u32]>,
+}
+
+impl L4Field {
+    pub fn new(field: Field<u32>) -> L4Field {
+        let by_protocol = (0..=255u8)
+            .map(|p| field.table.lookup(super::keys::protocol_base(p)))
+            .collect();
+        L4Field { field, by_protocol }
+    }
+
+    #[inline]
+    pub fn probe(&self, key: u32) -> Option<Probe<'_>> {
+        if !self.field.bits.is_active() {
+            return None;
+        }
+        let id = match super::keys::bare_protocol(key) {
+            Some(p) => self.by_protocol.get(p).copied().unwrap_or(0),
+            None => self.field.table.lookup(key),
+        };
+        Some(Probe::new(&self.field.bits, id as usize))
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.field.heap_bytes() + self.by_protocol.len() * 4
+    }
+}
+
 /// One compiled endpoint direction.
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
     pub entries: Box<[Entry]>,
+    /// Whether the fields keep plain bitsets (see [`FieldBits`]); the same for all of them.
+    pub dense: bool,
     /// The endpoint's own address (destination of ingress, source of egress), per family.
     /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
     pub local: [FieldBits; 2],
     /// The other address, per family.
     pub remote_v4: Field<u32>,
     pub remote_v6: Field<u128>,
-    pub l4: Field<u32>,
+    pub l4: L4Field,
     pub src_port: Field<u32>,
     pub dst_port: Field<u32>,
     pub checks: Box<[NamedCheck]>,
@@ -182,6 +216,7 @@ pub(crate) struct Program {
 impl Program {
     /// Walk the program. Returns the deciding entry; `log` sees every matching Log entry
     /// before it, in order.
+    #[inline]
     pub fn run(
         &self,
         probes: &[Probe<'_>],
@@ -191,7 +226,7 @@ impl Program {
     ) -> Option<&Entry> {
         let mut cursor = 0;
         loop {
-            let i = first_match(probes, cursor, self.entries.len())?;
+            let i = first_match(probes, self.dense, cursor, self.entries.len())?;
             let entry = &self.entries[i];
             cursor = i + 1;
             if entry.check != NO_CHECK
@@ -232,13 +267,54 @@ fn check_heap_bytes(check: &NamedCheck) -> usize {
         .sum()
 }
 
-/// A failsafe port, ahead of all policy on a host endpoint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FailsafePort {
-    pub protocol: u8,
-    pub port: u16,
-    /// The remote address must be in this range when set.
-    pub net: Option<NetRange>,
+/// The failsafe ports of one direction, ahead of all policy on a host endpoint: each
+/// `protocol << 16 | port` in a packed array (scanned in a few instructions), with the
+/// network the remote address must be in, if any.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct FailsafePorts {
+    /// Bit `port % 64` of every failsafe port: most flows miss here, in one test.
+    port_bits: u64,
+    pub keys: Box<[u32]>,
+    pub nets: Box<[Option<NetRange>]>,
+}
+
+impl FailsafePorts {
+    pub fn new(ports: impl IntoIterator<Item = (u8, u16, Option<NetRange>)>) -> FailsafePorts {
+        let (keys, nets): (Vec<u32>, Vec<Option<NetRange>>) = ports
+            .into_iter()
+            .map(|(protocol, port, net)| (failsafe_key(protocol, port), net))
+            .unzip();
+        FailsafePorts {
+            port_bits: keys.iter().fold(0, |bits, &k| bits | 1 << (k & 63)),
+            keys: keys.into_boxed_slice(),
+            nets: nets.into_boxed_slice(),
+        }
+    }
+
+    /// Whether a flow to `dst_port` over `protocol`, with `remote` the other address, is
+    /// admitted (by destination port only: a failsafe source port opens nothing).
+    #[inline]
+    pub fn admits(&self, protocol: u8, dst_port: Option<u16>, remote: IpAddr) -> bool {
+        let Some(port) = dst_port else {
+            return false;
+        };
+        if self.port_bits & (1 << (port & 63)) == 0 {
+            return false;
+        }
+        let key = failsafe_key(protocol, port);
+        self.keys
+            .iter()
+            .zip(self.nets.iter())
+            .any(|(&k, net)| k == key && net.is_none_or(|n| n.contains(remote)))
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.keys.len() * 4 + self.nets.len() * std::mem::size_of::<Option<NetRange>>()
+    }
+}
+
+fn failsafe_key(protocol: u8, port: u16) -> u32 {
+    u32::from(protocol) << 16 | u32::from(port)
 }
 
 /// An inclusive address range of one family.
@@ -255,14 +331,5 @@ impl NetRange {
             (NetRange::V6(lo, hi), IpAddr::V6(a)) => (*lo..=*hi).contains(&u128::from(a)),
             _ => false,
         }
-    }
-}
-
-impl FailsafePort {
-    #[inline]
-    pub fn admits(&self, protocol: u8, dst_port: Option<u16>, remote: IpAddr) -> bool {
-        self.protocol == protocol
-            && dst_port == Some(self.port)
-            && self.net.is_none_or(|n| n.contains(remote))
     }
 }

@@ -21,10 +21,11 @@ pub(crate) struct IntervalTable<K> {
     /// `values[0]` for keys below `bounds[0]`, `values[i]` for `bounds[i-1] <= key < bounds[i]`.
     values: Box<[u32]>,
     /// The radix index: the first bound, the bucket width in bits, and for each bucket the
-    /// number of bounds below its start (one more entry holding the number of bounds).
+    /// number of bounds below its start with the value at its start (one more entry holding
+    /// the number of bounds). Most buckets hold no bound, and then that value is the answer.
     lo: K,
     shift: u32,
-    buckets: Box<[u32]>,
+    buckets: Box<[(u32, u32)]>,
 }
 
 impl<K: Key> IntervalTable<K> {
@@ -44,7 +45,16 @@ impl<K: Key> IntervalTable<K> {
                 values.push(value);
             }
         }
-        let (lo, shift, buckets) = radix_index(&bounds);
+        let (lo, shift, starts) = radix_index(&bounds);
+        let buckets = starts
+            .iter()
+            .map(|&start| {
+                (
+                    start,
+                    values.get(start as usize).copied().unwrap_or(default),
+                )
+            })
+            .collect();
         IntervalTable {
             bounds: bounds.into_boxed_slice(),
             values: values.into_boxed_slice(),
@@ -62,9 +72,12 @@ impl<K: Key> IntervalTable<K> {
         }
         let last = self.buckets.len() - 2;
         let b = key.bucket(self.lo, self.shift, last);
-        let (start, end) = (self.buckets[b] as usize, self.buckets[b + 1] as usize);
-        let within = self.bounds[start..end].partition_point(|&bound| bound <= key);
-        self.values[start + within]
+        let (start, first) = self.buckets[b];
+        let (start, end) = (start as usize, self.buckets[b + 1].0 as usize);
+        match self.bounds[start..end].partition_point(|&bound| bound <= key) {
+            0 => first,
+            within => self.values[start + within],
+        }
     }
 
     /// Number of intervals.
@@ -76,8 +89,61 @@ impl<K: Key> IntervalTable<K> {
     pub fn heap_bytes(&self) -> usize {
         self.bounds.len() * std::mem::size_of::<K>()
             + self.values.len() * 4
-            + self.buckets.len() * 4
+            + self.buckets.len() * 8
     }
+}
+
+/// Exact lookup of single keys (endpoint addresses): open addressing with linear probing,
+/// at most half full, so a lookup is one probe most of the time. The interval tables'
+/// radix index suits spread-out bounds; endpoint addresses come in dense runs (a pod CIDR,
+/// a host subnet) that would crowd a few of its buckets. Values sit in the slots, so a hit
+/// costs one cache line.
+#[derive(Debug, Clone)]
+pub(crate) struct AddressIndex<K, V> {
+    slots: Box<[Option<(K, V)>]>,
+    /// `64 - log2(slots.len())`: the hash's high bits pick the slot.
+    shift: u32,
+}
+
+impl<K: Key, V: Copy> AddressIndex<K, V> {
+    /// From entries with distinct keys (a repeated key keeps its last value).
+    pub fn new(entries: &[(K, V)]) -> AddressIndex<K, V> {
+        let len = (entries.len() * 2).next_power_of_two().max(8);
+        let mut slots = vec![None; len].into_boxed_slice();
+        let shift = 64 - len.trailing_zeros();
+        for &(key, value) in entries {
+            let mut i = slot_of(key, shift);
+            while slots[i].is_some_and(|(k, _)| k != key) {
+                i = (i + 1) & (len - 1);
+            }
+            slots[i] = Some((key, value));
+        }
+        AddressIndex { slots, shift }
+    }
+
+    /// The value of `key`.
+    #[inline]
+    pub fn lookup(&self, key: K) -> Option<&V> {
+        let mask = self.slots.len() - 1;
+        let mut i = slot_of(key, self.shift);
+        // Terminates: at most half the slots are used, so an empty one is always reached.
+        loop {
+            match &self.slots[i] {
+                None => return None,
+                Some((k, value)) if *k == key => return Some(value),
+                Some(_) => i = (i + 1) & mask,
+            }
+        }
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.len() * std::mem::size_of::<Option<(K, V)>>()
+    }
+}
+
+#[inline]
+fn slot_of<K: Key>(key: K, shift: u32) -> usize {
+    (key.mix() >> shift) as usize
 }
 
 /// The radix index over sorted `bounds`: (first bound, shift, bucket starts).
@@ -155,6 +221,30 @@ mod tests {
         for key in probes {
             assert_eq!(table.lookup(key), naive(&breaks, 3, key), "key {key:#x}");
         }
+    }
+
+    #[test]
+    fn address_index_finds_exactly_its_keys() {
+        // Dense runs, as endpoint addresses come, plus scattered keys.
+        let keys: Vec<u32> = (0..300u32)
+            .map(|i| 0x0a01_0000 + i)
+            .chain((0..300).map(|i| 0x0a02_0000 + i * 7919))
+            .collect();
+        let entries: Vec<(u32, u32)> = keys.iter().zip(1..).map(|(&k, v)| (k, v)).collect();
+        let index = AddressIndex::new(&entries);
+        for &(k, v) in &entries {
+            assert_eq!(index.lookup(k), Some(&v));
+        }
+        let absent = (0..5000u32).map(|i| i.wrapping_mul(2_654_435_761));
+        for k in absent.filter(|k| !keys.contains(k)) {
+            assert_eq!(index.lookup(k), None, "{k:#x}");
+        }
+        let v6 = AddressIndex::new(&[(u128::MAX, 3), (1u128 << 64, 4), (0, 5)]);
+        assert_eq!(
+            [u128::MAX, 1 << 64, 0, 1].map(|k| v6.lookup(k).copied()),
+            [Some(3), Some(4), Some(5), None]
+        );
+        assert_eq!(AddressIndex::<u32, u8>::new(&[]).lookup(0), None);
     }
 
     #[test]

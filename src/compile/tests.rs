@@ -512,8 +512,9 @@ fn endpoints_with_the_same_policies_share_one_program() {
     let r = resolve_yaml(&format!("{WORLD}\n---\n{}", CASES[1].1));
     let snapshot = compile(&r, 7);
     let program = |addr: &str| {
-        let id = snapshot.endpoint_at(addr.parse().unwrap()).unwrap();
-        snapshot.endpoints[id.0 as usize].programs
+        super::classify::address_entry(&snapshot, addr.parse().unwrap())
+            .unwrap()
+            .programs
     };
     // pod-a and pod-b: same labels, kind and profiles. h1 and h2: same labels, different
     // named ports (resolved per address, not per program).
@@ -611,4 +612,232 @@ fn the_handle_publishes_whole_snapshots() {
     assert_eq!(handle.load().generation(), 2);
     assert_eq!(handle.generation(), 2);
     assert!(before.memory_bytes() > 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Scale: a quick release-mode timing (the criterion benches live in bench/)
+
+/// Deterministic pseudo-random numbers (xorshift64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// A policy directory with `rules` rules over a fixed population of 50 host endpoints, 200
+/// workloads in 4 namespaces and 20 network sets. Rules come ten to a policy, in two tiers;
+/// they match on protocol, destination ports (single or ranges), source CIDRs or
+/// selectors, with some Log and Pass among Allow and Deny.
+fn scale_yaml(rules: usize, seed: u64) -> String {
+    let mut rng = Rng(seed);
+    let mut y = String::new();
+    for i in 0..50 {
+        y += &format!(
+            "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata: {{ name: h{i}, labels: {{ role: r{} }} }}\nspec: {{ node: n, expectedIPs: [\"10.1.0.{i}\", \"2001:db8:1::{i:x}\"], ports: [{{ name: http, port: {}, protocol: TCP }}] }}\n---\n",
+            i % 5,
+            8000 + i
+        );
+    }
+    for i in 0..200 {
+        y += &format!(
+            "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {{ name: w{i}, namespace: ns{}, labels: {{ app: a{} }} }}\nspec: {{ interfaceName: c{i}, orchestrator: k8s, ipNetworks: [\"10.2.{}.{}\"] }}\n---\n",
+            i % 4,
+            i % 10,
+            i / 100,
+            i % 100
+        );
+    }
+    for i in 0..20 {
+        y += &format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkSet\nmetadata: {{ name: s{i}, labels: {{ zone: z{} }} }}\nspec: {{ nets: [\"172.{}.0.0/16\"] }}\n---\n",
+            i % 7,
+            16 + i
+        );
+    }
+    y += "apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata: { name: sec }\nspec: { order: 10 }\n---\n";
+    let selectors = [
+        "all()",
+        "has(role)",
+        "has(app)",
+        "role == 'r1'",
+        "app in {'a1', 'a2'}",
+    ];
+    for p in 0..rules.div_ceil(10) {
+        let tier = if p % 4 == 0 { "sec" } else { "default" };
+        let name = if tier == "sec" {
+            format!("sec.p{p}")
+        } else {
+            format!("p{p}")
+        };
+        y += &format!(
+            "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{ name: {name} }}\nspec:\n  tier: {tier}\n  order: {p}\n  selector: \"{}\"\n  types: [Ingress, Egress]\n  ingress:\n",
+            selectors[p % selectors.len()]
+        );
+        let mut rule = |y: &mut String| {
+            let action = match rng.below(20) {
+                0 => "Log",
+                1 if tier == "sec" => "Pass",
+                n if n < 12 => "Allow",
+                _ => "Deny",
+            };
+            let protocol = if rng.below(2) == 0 { "TCP" } else { "UDP" };
+            let port = 1000 + rng.below(4000);
+            let ports = if rng.below(4) == 0 {
+                format!("\"{port}:{}\"", port + rng.below(50))
+            } else {
+                port.to_string()
+            };
+            let source = match rng.below(4) {
+                0 => format!(
+                    ", source: {{ nets: [\"10.{}.{}.0/24\"] }}",
+                    128 + rng.below(128),
+                    rng.below(256)
+                ),
+                1 => format!(", source: {{ selector: \"zone == 'z{}'\" }}", rng.below(7)),
+                _ => String::new(),
+            };
+            *y += &format!(
+                "    - {{ action: {action}, protocol: {protocol}{source}, destination: {{ ports: [{ports}] }} }}\n"
+            );
+        };
+        let count = (rules - p * 10).min(10);
+        for _ in 0..count.div_ceil(2) {
+            rule(&mut y);
+        }
+        y += "  egress:\n";
+        for _ in 0..count / 2 {
+            rule(&mut y);
+        }
+        y += "---\n";
+    }
+    y
+}
+
+/// Random flows: sources outside (CIDR-matched ranges, network sets) or workloads,
+/// destinations host endpoints or workloads, TCP or UDP to ports the rules use.
+fn scale_flows(count: usize, seed: u64) -> Vec<Flow> {
+    let mut rng = Rng(seed);
+    (0..count)
+        .map(|_| {
+            let src: IpAddr = match rng.below(3) {
+                0 => format!(
+                    "10.{}.{}.{}",
+                    128 + rng.below(128),
+                    rng.below(256),
+                    rng.below(256)
+                ),
+                1 => format!("172.{}.1.{}", 16 + rng.below(24), rng.below(256)),
+                _ => format!("10.2.{}.{}", rng.below(2), rng.below(100)),
+            }
+            .parse()
+            .unwrap();
+            let dst: IpAddr = if rng.below(2) == 0 {
+                format!("10.1.0.{}", rng.below(50))
+            } else {
+                format!("10.2.{}.{}", rng.below(2), rng.below(100))
+            }
+            .parse()
+            .unwrap();
+            let port = 1000 + rng.below(4100) as u16;
+            if rng.below(2) == 0 {
+                Flow::tcp(src, 40000, dst, port)
+            } else {
+                Flow::udp(src, 40000, dst, port)
+            }
+        })
+        .collect()
+}
+
+/// ns per verdict: median and 99th percentile over batches of 8 consecutive flows (so that
+/// the timer's own ~30 ns is spread thin), and the mean of the fastest of several passes over
+/// every flow (the machine is shared: the fastest pass is the least disturbed).
+fn time_verdicts(
+    snapshot: &crate::snapshot::Snapshot,
+    keys: &[crate::snapshot::FlowKey],
+) -> (f64, f64, f64) {
+    use std::hint::black_box;
+    use std::time::Instant;
+    const BATCH: usize = 8;
+    let mut best = f64::MAX;
+    for _ in 0..7 {
+        let start = Instant::now();
+        for key in keys {
+            black_box(snapshot.decide(black_box(key)));
+        }
+        best = best.min(start.elapsed().as_nanos() as f64 / keys.len() as f64);
+    }
+    let mut samples = Vec::new();
+    for _ in 0..10 {
+        for batch in keys.chunks_exact(BATCH) {
+            let t = Instant::now();
+            for key in batch {
+                black_box(snapshot.decide(black_box(key)));
+            }
+            samples.push(t.elapsed().as_nanos() as f64 / BATCH as f64);
+        }
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() as f64 - 1.0) * q) as usize];
+    (at(0.5), at(0.99), best)
+}
+
+#[test]
+#[ignore = "timing: run with --release -- --ignored --nocapture"]
+fn scale_timing() {
+    let flows = scale_flows(20_000, 7);
+    let keys: Vec<_> = flows.iter().map(flow_key).collect();
+    for rules in [10, 100, 1000, 10_000] {
+        let r = resolve_yaml(&scale_yaml(rules, 42));
+        let start = std::time::Instant::now();
+        let snapshot = compile(&r, 1);
+        let compile_ms = start.elapsed().as_secs_f64() * 1e3;
+        // The fast path must agree with the reference on what it times.
+        for flow in flows.iter().step_by(97) {
+            assert_eq!(evaluate(&snapshot, flow), reference(&r, flow), "{flow:?}");
+        }
+        let allowed = keys.iter().filter(|k| snapshot.decide(k).allowed).count();
+        let (median, p99, mean) = time_verdicts(&snapshot, &keys);
+        println!(
+            "rules {rules:>6}: median {median:>6.1} ns  p99 {p99:>6.1} ns  mean {mean:>6.1} ns  \
+             compile {compile_ms:>7.1} ms  memory {:>9} B  programs {:>3}  entries {:>6}  allowed {:.0}%",
+            snapshot.memory_bytes(),
+            snapshot.program_count(),
+            snapshot.entry_count(),
+            100.0 * allowed as f64 / keys.len() as f64
+        );
+    }
+}
+
+#[test]
+#[ignore = "profiling aid: PORTCULLIS_RULES=N PORTCULLIS_ROUNDS=M, run under perf with --release"]
+fn scale_profile() {
+    let number = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (rules, rounds) = (
+        number("PORTCULLIS_RULES", 10_000),
+        number("PORTCULLIS_ROUNDS", 500),
+    );
+    let r = resolve_yaml(&scale_yaml(rules, 42));
+    let snapshot = compile(&r, 1);
+    let keys: Vec<_> = scale_flows(20_000, 7).iter().map(flow_key).collect();
+    let mut allowed = 0;
+    for _ in 0..rounds {
+        for key in &keys {
+            allowed += usize::from(std::hint::black_box(&snapshot).decide(key).allowed);
+        }
+    }
+    assert!(allowed < rounds * keys.len() || rounds == 0);
 }
