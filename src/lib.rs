@@ -1,12 +1,15 @@
 //! portcullis: a userspace bump-in-the-wire gateway that enforces Calico network policy.
 //!
-//! Data flow, left to right on the control side:
+//! Data flow: the control side (left) builds an immutable snapshot; the packet side (right)
+//! only reads it.
 //!
 //! ```text
-//!  YAML directory ──► model ──► selector ──► policy ──► (compile ──► snapshot)
-//!   files, docs       typed       label        which policies
-//!                     resources,  selectors    apply, ordering,
-//!                     validation               reference evaluator
+//!  YAML directory ──► model ──► selector ──► policy ──► compile ──► snapshot ◄── pipeline ◄── packet
+//!   files, docs      typed      label        which        per-field            (per frame)    frame
+//!                    resources, selectors    policies     lookup      ▲                       bytes
+//!                    validation              apply,       tables      │ arc-swap, one load    │
+//!                                            reference                │ per batch             │
+//!                                            evaluator             conntrack          dataplane (ports)
 //! ```
 //!
 //! - [`model`]: reads every `*.yaml`/`*.yml` of a directory into typed resources, each with its
@@ -15,11 +18,22 @@
 //! - [`policy`]: resolution of the validated model (effective labels, effective selectors,
 //!   ordered tiers and policies, Kubernetes conversion, failsafe ports) and the slow, obviously
 //!   right reference evaluator that decides one flow.
+//! - [`compile`]: resolved policy → [`snapshot::Snapshot`]: per-endpoint programs of tiers,
+//!   policies and rules with per-field lookup tables, so a flow is decided at a cost that does
+//!   not grow with the number of rules.
+//! - [`snapshot`]: the immutable compiled policy and the `arc-swap` handle the packet path
+//!   loads once per batch.
+//! - [`packet`]: frame bytes to `PacketMeta`, or the numbered `DropReason` of a malformed frame.
+//! - [`dataplane`]: backends that move frames between the two ports.
+//! - [`conntrack`]: connection tracking: sharded flow table, TCP states, timeouts, fragments.
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
 pub mod compile;
+pub mod conntrack;
+pub mod dataplane;
 pub mod model;
+pub mod packet;
 pub mod policy;
 pub mod selector;
 pub mod snapshot;

@@ -1,6 +1,8 @@
 //! Runs the `portcullis` binary the way users do: exit codes, output formats, and the
 //! verdicts of the shipped `config/` directory.
 
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -90,10 +92,7 @@ fn validate_reports_every_problem_with_file_line_resource_and_field() {
             format!("{bad}:8: GlobalNetworkPolicy/bad-one: spec.ingress[0].action: "),
             "allow",
         ),
-        (
-            format!("{other}:6: Tier/t: spec.defaultAction: "),
-            "Allow",
-        ),
+        (format!("{other}:6: Tier/t: spec.defaultAction: "), "Allow"),
     ];
     for (prefix, fragment) in &expect {
         assert!(
@@ -124,7 +123,11 @@ fn selector_prints_match_and_exits_zero() {
         ("role == 'db'", "role=db", "true"),
         ("role == 'db'", "role=web", "false"),
         ("role != 'db'", "", "true"),
-        ("has(tier) && env in {'prod','staging'}", "tier=a,env=prod", "true"),
+        (
+            "has(tier) && env in {'prod','staging'}",
+            "tier=a,env=prod",
+            "true",
+        ),
     ];
     for (expr, labels, expected) in cases {
         let out = bin()
@@ -419,4 +422,26 @@ fn explain_walks_tiers_and_names_the_decision() {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
     assert!(text.to_lowercase().contains("deny"), "{text}");
+}
+
+#[test]
+fn eval_compiled_and_reference_give_identical_lines() {
+    let input: String = CONFIG_FLOWS
+        .iter()
+        .map(|(flow, _, _)| format!("{flow}\n"))
+        .collect();
+    let run = |extra: &[&str]| {
+        let mut cmd = bin();
+        cmd.arg("eval")
+            .arg("--config")
+            .arg(repo_path("config"))
+            .args(extra);
+        let out = run_with_stdin(cmd, &input);
+        assert!(out.status.success());
+        stdout_lines(&out)
+    };
+    let compiled = run(&[]);
+    let reference = run(&["--reference"]);
+    assert_eq!(compiled.len(), CONFIG_FLOWS.len());
+    assert_eq!(compiled, reference);
 }

@@ -596,7 +596,7 @@ fn default_spec(kind: Kind) -> Spec {
 }
 
 /// How problems name a resource, read straight from its nodes so that it works even when
-/// its metadata does not decode: the same form as [`Resource::display_name`].
+/// its metadata does not decode: the same form as [`Resource::problem_label`].
 fn resource_label(kind: Kind, object: Node<'_>) -> String {
     let metadata = object.get("metadata");
     let text_of = |key: &str| {
@@ -619,7 +619,7 @@ fn resource_label(kind: Kind, object: Node<'_>) -> String {
         spec: default_spec(kind),
         fields: FieldLines::default(),
     };
-    resource.display_name()
+    resource.problem_label()
 }
 
 fn unknown_kind_message(api_version: &str, kind: &str) -> String {
@@ -891,8 +891,8 @@ mod tests {
         assert_eq!(
             messages(&problems),
             [
-                "test.yaml:10: NetworkPolicy/default/web: extra: unknown field \"extra\"; expected one of apiVersion, kind, metadata, spec",
-                "test.yaml:8: NetworkPolicy/default/web: spec.ingress[0].sauce: unknown field \"sauce\"; expected one of action, protocol, notProtocol, icmp, notICMP, ipVersion, source, destination, http, metadata",
+                "test.yaml:10: NetworkPolicy/web: extra: unknown field \"extra\"; expected one of apiVersion, kind, metadata, spec",
+                "test.yaml:8: NetworkPolicy/web: spec.ingress[0].sauce: unknown field \"sauce\"; expected one of action, protocol, notProtocol, icmp, notICMP, ipVersion, source, destination, http, metadata",
             ]
         );
         let (_, problems) =
@@ -915,7 +915,7 @@ mod tests {
     }
 
     #[test]
-    fn labels_match_the_display_names_of_resources() {
+    fn labels_match_the_problem_labels_of_resources() {
         let text = concat!(
             "apiVersion: projectcalico.org/v3\nkind: NetworkSet\nmetadata: {name: a}\n---\n",
             "apiVersion: projectcalico.org/v3\nkind: WorkloadEndpoint\nmetadata: {name: b, namespace: x}\n---\n",
@@ -929,7 +929,7 @@ mod tests {
             let root = document.as_ref().unwrap().root();
             assert_eq!(
                 resource_label(resource.kind(), root),
-                resource.display_name()
+                resource.problem_label()
             );
         }
         assert_eq!(
@@ -937,6 +937,16 @@ mod tests {
             [
                 "NetworkSet/default/a",
                 "WorkloadEndpoint/x/b",
+                "HostEndpoint/c",
+                "policy/?"
+            ]
+        );
+        let labels: Vec<String> = resources.iter().map(Resource::problem_label).collect();
+        assert_eq!(
+            labels,
+            [
+                "NetworkSet/a",
+                "WorkloadEndpoint/b",
                 "HostEndpoint/c",
                 "policy/?"
             ]

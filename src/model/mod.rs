@@ -61,8 +61,20 @@ impl Resource {
         }
     }
 
-    /// How problems and traces name this resource: `KIND/NAME`, or `KIND/NAMESPACE/NAME`
-    /// for namespaced kinds.
+    /// How problem lines name this resource: `KIND/NAME` exactly, as the `validate` output
+    /// format `FILE:LINE: KIND/NAME: FIELD: message` says; the namespace is not part of it
+    /// (the file and line already tell two same-named resources apart).
+    pub fn problem_label(&self) -> String {
+        let name = if self.name().is_empty() {
+            "?"
+        } else {
+            self.name()
+        };
+        format!("{}/{}", self.kind().name(), name)
+    }
+
+    /// How traces and cross-references name this resource: `KIND/NAME`, or
+    /// `KIND/NAMESPACE/NAME` for namespaced kinds.
     pub fn display_name(&self) -> String {
         let name = if self.name().is_empty() {
             "?"
@@ -87,7 +99,7 @@ impl Resource {
         Problem {
             file: self.origin.file.clone(),
             line: self.line_of(field_path),
-            resource: self.display_name(),
+            resource: self.problem_label(),
             field: field_path.to_owned(),
             message: message.into(),
         }
@@ -99,7 +111,7 @@ impl Resource {
 pub struct Problem {
     pub file: String,
     pub line: usize,
-    /// `KIND/NAME` (or `KIND/NAMESPACE/NAME`); `-` when the problem is not inside a resource
+    /// `KIND/NAME` (the namespace is not part of it); `-` when the problem is not inside a resource
     /// (unreadable file, YAML syntax error, document with no kind).
     pub resource: String,
     /// Field path such as `spec.ingress[0].protocol`; `-` when the problem is not about one field.

@@ -94,11 +94,6 @@ pub struct Flow {
     pub icmp_code: Option<u8>,
 }
 
-/// Field names of an `eval` input line.
-const FIELDS: [&str; 7] = [
-    "src", "dst", "protocol", "srcPort", "dstPort", "icmpType", "icmpCode",
-];
-
 impl Flow {
     /// A TCP flow.
     pub fn tcp(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> Flow {
@@ -163,9 +158,12 @@ impl Flow {
     /// Parse one `eval` input line, for example
     /// `{"src":"198.51.100.10","dst":"203.0.113.5","protocol":"tcp","srcPort":40000,"dstPort":6379}`.
     ///
-    /// Strict: unknown fields, wrong JSON types, out-of-range numbers, ports on a protocol
-    /// without ports and ICMP fields on a protocol other than ICMP/ICMPv6 are all errors, so a
-    /// typo never silently turns into a different question.
+    /// Malformed JSON, a missing or invalid address or protocol, and out-of-range numbers are
+    /// errors. What cannot change the question is accepted, so that flow files written by other
+    /// tools read as they mean: fields other than the seven known ones are ignored (callers tag
+    /// lines with ids or expectations), `null` means absent, numbers may be digit strings as the
+    /// protocol may, and ports or ICMP type/code given for a protocol that does not carry them
+    /// are dropped (a generator that always writes `"dstPort":0` still asks about ICMP).
     pub fn from_json_line(line: &str) -> Result<Flow, String> {
         let value: Value =
             serde_json::from_str(line).map_err(|e| format!("not valid JSON: {e}"))?;
@@ -179,15 +177,9 @@ impl Flow {
     }
 
     fn from_json_object(object: &Map<String, Value>) -> Result<Flow, String> {
-        if let Some(unknown) = object.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-            return Err(format!(
-                "unknown field {unknown:?} (expected one of {})",
-                FIELDS.join(", ")
-            ));
-        }
         let src = required_address(object, "src")?;
         let dst = required_address(object, "dst")?;
-        let protocol = match object.get("protocol") {
+        let protocol = match present(object, "protocol") {
             Some(v) => parse_protocol(v)?,
             None => return Err("missing field \"protocol\"".to_owned()),
         };
@@ -205,29 +197,21 @@ impl Flow {
             icmp_type: icmp_type.and_then(|t| u8::try_from(t).ok()),
             icmp_code: icmp_code.and_then(|c| u8::try_from(c).ok()),
         };
-        flow.check_fields_fit_protocol()?;
-        Ok(flow)
+        Ok(flow.without_fields_the_protocol_lacks())
     }
 
-    fn check_fields_fit_protocol(&self) -> Result<(), String> {
-        let name = protocol::display(self.protocol);
-        let has_port = self.src_port.is_some() || self.dst_port.is_some();
-        if has_port && !protocol::has_ports(self.protocol) {
-            return Err(format!(
-                "srcPort/dstPort given for protocol {name}, which has no ports \
-                 (ports go with tcp, udp, sctp or udplite)"
-            ));
+    /// Ports only exist for TCP, UDP, SCTP and UDPLite, a type and code only for ICMP and
+    /// ICMPv6; anything else given is not part of the packet, so no rule may look at it.
+    fn without_fields_the_protocol_lacks(self) -> Flow {
+        let ports = protocol::has_ports(self.protocol);
+        let icmp = protocol::is_icmp(self.protocol);
+        Flow {
+            src_port: self.src_port.filter(|_| ports),
+            dst_port: self.dst_port.filter(|_| ports),
+            icmp_type: self.icmp_type.filter(|_| icmp),
+            icmp_code: self.icmp_code.filter(|_| icmp),
+            ..self
         }
-        let has_icmp = self.icmp_type.is_some() || self.icmp_code.is_some();
-        if has_icmp && !protocol::is_icmp(self.protocol) {
-            return Err(format!(
-                "icmpType/icmpCode given for protocol {name} (they go with icmp or icmpv6)"
-            ));
-        }
-        if self.icmp_code.is_some() && self.icmp_type.is_none() {
-            return Err("icmpCode given without icmpType".to_owned());
-        }
-        Ok(())
     }
 
     /// Whether source and destination are of different address families (undefined; denied).
@@ -261,8 +245,13 @@ fn write_endpoint(f: &mut fmt::Formatter<'_>, addr: IpAddr, port: Option<u16>) -
     }
 }
 
+/// A field's value, `null` counting as absent.
+fn present<'a>(object: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    object.get(field).filter(|v| !v.is_null())
+}
+
 fn required_address(object: &Map<String, Value>, field: &str) -> Result<IpAddr, String> {
-    match object.get(field) {
+    match present(object, field) {
         None => Err(format!("missing field {field:?}")),
         Some(Value::String(text)) => text
             .parse::<IpAddr>()
@@ -304,12 +293,20 @@ fn optional_number(
     field: &str,
     max: u64,
 ) -> Result<Option<u64>, String> {
-    match object.get(field) {
+    match present(object, field) {
         None => Ok(None),
         Some(Value::Number(n)) => match n.as_u64() {
             Some(v) if v <= max => Ok(Some(v)),
             _ => Err(format!("{field}: {n} is out of range (0-{max})")),
         },
+        Some(Value::String(text))
+            if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) =>
+        {
+            match text.parse::<u64>() {
+                Ok(v) if v <= max => Ok(Some(v)),
+                _ => Err(format!("{field}: {text} is out of range (0-{max})")),
+            }
+        }
         Some(other) => Err(format!(
             "{field}: expected a number, found {}",
             json_type_name(other)
@@ -381,6 +378,35 @@ mod tests {
             (
                 r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"sctp","srcPort":0,"dstPort":65535}"#,
                 Flow::with_ports(protocol::SCTP, ip("192.0.2.1"), 0, ip("192.0.2.2"), 65535),
+            ),
+            (
+                r#"{"id":"row-7","expect":"allow","src":"198.51.100.10","dst":"203.0.113.5","protocol":"tcp","dstPort":80}"#,
+                Flow {
+                    src_port: None,
+                    ..Flow::tcp(ip("198.51.100.10"), 0, ip("203.0.113.5"), 80)
+                },
+            ),
+            (
+                r#"{"src":"198.51.100.10","dst":"203.0.113.5","protocol":"tcp","srcPort":null,"dstPort":"80","icmpType":null,"icmpCode":0}"#,
+                Flow {
+                    src_port: None,
+                    ..Flow::tcp(ip("198.51.100.10"), 0, ip("203.0.113.5"), 80)
+                },
+            ),
+            (
+                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"icmp","srcPort":0,"dstPort":0,"icmpType":"8","icmpCode":0}"#,
+                Flow::icmp(ip("192.0.2.1"), ip("192.0.2.2"), 8, 0),
+            ),
+            (
+                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"icmp","icmpCode":3}"#,
+                Flow {
+                    icmp_code: Some(3),
+                    ..Flow::bare(protocol::ICMP, ip("192.0.2.1"), ip("192.0.2.2"))
+                },
+            ),
+            (
+                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":47,"dstPort":80}"#,
+                Flow::bare(47, ip("192.0.2.1"), ip("192.0.2.2")),
             ),
             (
                 r#"  {"protocol":"udplite","dst":"192.0.2.2","src":"192.0.2.1","dstPort":9}  "#,
@@ -458,24 +484,20 @@ mod tests {
                 "srcPort: -5 is out of range",
             ),
             (
-                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"tcp","dstPort":"80"}"#,
+                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"tcp","dstPort":"http"}"#,
                 "dstPort: expected a number, found a string",
             ),
             (
-                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"tcp","dst_port":80}"#,
-                "unknown field \"dst_port\"",
+                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"tcp","dstPort":"65536"}"#,
+                "dstPort: 65536 is out of range (0-65535)",
             ),
             (
-                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"icmp","dstPort":80}"#,
-                "srcPort/dstPort given for protocol icmp, which has no ports",
+                r#"{"src":null,"dst":"192.0.2.2","protocol":"tcp"}"#,
+                "missing field \"src\"",
             ),
             (
-                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"tcp","icmpType":8}"#,
-                "icmpType/icmpCode given for protocol tcp",
-            ),
-            (
-                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"icmp","icmpCode":0}"#,
-                "icmpCode given without icmpType",
+                r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":null}"#,
+                "missing field \"protocol\"",
             ),
             (
                 r#"{"src":"192.0.2.1","dst":"192.0.2.2","protocol":"icmp","icmpType":256}"#,

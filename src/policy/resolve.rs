@@ -128,6 +128,17 @@ pub struct Endpoint {
     pub origin: Origin,
 }
 
+impl Endpoint {
+    /// `KIND/NAME`, as problem lines name a resource.
+    pub fn problem_label(&self) -> String {
+        let kind = match self.kind {
+            EndpointKind::Workload => "WorkloadEndpoint",
+            EndpointKind::Host => "HostEndpoint",
+        };
+        format!("{kind}/{}", self.name)
+    }
+}
+
 /// A port declared by name on an endpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct NamedPort {
@@ -582,7 +593,7 @@ fn index_addresses(endpoints: &[Endpoint]) -> Result<BTreeMap<IpAddr, usize>, Ve
                 problems.push(Problem {
                     file: endpoint.origin.file.clone(),
                     line: endpoint.origin.line,
-                    resource: endpoint.display_name.clone(),
+                    resource: endpoint.problem_label(),
                     field: "-".to_owned(),
                     message: format!("address {addr} is also an address of {owner}"),
                 });

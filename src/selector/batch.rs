@@ -8,8 +8,9 @@ use super::Selector;
 
 /// Evaluates one input line `{"selector": "...", "labels": {"k": "v", ...}}` and returns
 /// the output line (without a newline): `{"match":true}`, `{"match":false}` or
-/// `{"error":"..."}`. Both fields are required; other fields are ignored. There is no
-/// policy context here, so `global()` is accepted and true (SPEC B §1.4). Never panics.
+/// `{"error":"..."}`. `selector` is required; `labels` missing or `null` means no labels (an
+/// entity may have none); other fields are ignored. There is no policy context here, so
+/// `global()` is accepted and true (SPEC B §1.4). Never panics.
 pub fn batch_line(line: &str) -> String {
     let reply = match evaluate_line(line) {
         Ok(matched) => json!({ "match": matched }),
@@ -31,8 +32,8 @@ fn evaluate_line(line: &str) -> Result<bool, String> {
     };
     let labels = match fields.get("labels") {
         Some(Value::Object(labels)) => string_map(labels)?,
+        None | Some(Value::Null) => BTreeMap::new(),
         Some(_) => return Err("\"labels\" must be an object".to_owned()),
-        None => return Err("missing field \"labels\"".to_owned()),
     };
     let selector = Selector::parse(text).map_err(|error| format!("invalid selector: {error}"))?;
     Ok(selector.matches(&labels))
@@ -84,6 +85,12 @@ mod tests {
                 r#"  {"selector": "has(a)", "labels": {"a": ""}}  "#,
                 r#"{"match":true}"#,
             ),
+            (r#"{"selector": "has(a)"}"#, r#"{"match":false}"#),
+            (r#"{"selector": "a != 'x'"}"#, r#"{"match":true}"#),
+            (
+                r#"{"selector": "a not in {}", "labels": null}"#,
+                r#"{"match":true}"#,
+            ),
             (
                 r#"{"selector": "a == 'caf\u00e9'", "labels": {"a": "café"}}"#,
                 r#"{"match":true}"#,
@@ -107,7 +114,6 @@ mod tests {
             (r#"["has(a)", {}]"#, "expected a JSON object"),
             ("null", "expected a JSON object"),
             (r#"{"labels": {}}"#, "missing field \\\"selector\\\""),
-            (r#"{"selector": "has(a)"}"#, "missing field \\\"labels\\\""),
             (
                 r#"{"selector": 3, "labels": {}}"#,
                 "\\\"selector\\\" must be a string",
@@ -115,10 +121,6 @@ mod tests {
             (r#"{"selector": null, "labels": {}}"#, "must be a string"),
             (
                 r#"{"selector": "has(a)", "labels": []}"#,
-                "must be an object",
-            ),
-            (
-                r#"{"selector": "has(a)", "labels": null}"#,
                 "must be an object",
             ),
             (

@@ -94,11 +94,13 @@ pub(super) fn check_tier(check: &mut Check, spec: &TierSpec) {
     if check.resource.name() != DEFAULT_TIER {
         return;
     }
-    // Unset values take the default tier's own, so only a different explicit value is wrong.
-    if spec.order.is_some_and(|order| order != DEFAULT_TIER_ORDER) {
+    // As Calico's CRD rule says, a declared default tier states its order: a tier without one
+    // would sort last, which the default tier never does. An unset defaultAction is Deny, the
+    // default of every tier, so only a different explicit value is wrong there.
+    if spec.order != Some(DEFAULT_TIER_ORDER) {
         check.report(
             "spec.order",
-            "the default tier's order must be 1000000: remove spec.order or set it to 1000000",
+            "the default tier's order must be 1000000: set spec.order to 1000000",
         );
     }
     if spec.default_action.as_deref().is_some_and(|a| a != "Deny") {

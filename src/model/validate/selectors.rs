@@ -19,13 +19,13 @@ const MAX_QUOTED: usize = 80;
 /// cap, so a hostile selector costs no more than the cap.
 pub(super) fn check(check: &mut Check, field: impl FnOnce() -> String, text: &str, place: Place) {
     let max = check.limits.max_selector_len;
-    if text.len() > max {
+    // The limit is in characters, as Kubernetes counts a CRD string's maxLength, not bytes:
+    // a selector comparing against UTF-8 values may hold more bytes than characters.
+    let length = text.chars().count();
+    if length > max {
         check.report(
             &field(),
-            format!(
-                "selector is {} characters long; at most {max} are allowed",
-                text.len()
-            ),
+            format!("selector is {length} characters long; at most {max} are allowed"),
         );
         return;
     }

@@ -929,9 +929,23 @@ fn policy_stages_orders_tiers_and_unsupported_features() {
                 vec![named(
                     Kind::Tier,
                     "default",
-                    json!({"defaultAction": "Pass"}),
+                    json!({"order": 1_000_000, "defaultAction": "Pass"}),
                 )],
                 &[("spec.defaultAction", "must be Deny")],
+            ),
+            case(
+                "default tier without order",
+                vec![named(
+                    Kind::Tier,
+                    "default",
+                    json!({"defaultAction": "Deny"}),
+                )],
+                &[("spec.order", "must be 1000000")],
+            ),
+            case(
+                "default tier without defaultAction",
+                vec![named(Kind::Tier, "default", json!({"order": 1_000_000}))],
+                &[],
             ),
             case(
                 "http match",
@@ -1708,6 +1722,11 @@ fn selectors() {
             case(
                 "at the length limit",
                 vec![gnp(json!({"selector": "a == '0123456789abc'"}))],
+                &[],
+            ),
+            case(
+                "at the length limit in characters, over it in bytes",
+                vec![gnp(json!({"selector": "a == 'ééééééééééééé'"}))],
                 &[],
             ),
             case(
