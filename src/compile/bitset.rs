@@ -41,6 +41,9 @@ pub(crate) struct FieldBits {
     rows: Box<[u32]>,
     /// Indexed: bitset `id`'s summary is `summaries[id * stride ..][..stride]`.
     summaries: Box<[u64]>,
+    /// Mean share of entries a bitset holds, in 1/1024ths (1024 when inactive): how little
+    /// the field tells entries apart.
+    density: u32,
 }
 
 impl FieldBits {
@@ -73,6 +76,11 @@ impl FieldBits {
             probe.indexed_word(e >> 6)
         };
         word >> (e & 63) & 1 == 1
+    }
+
+    /// Mean share of entries a bitset holds, in 1/1024ths.
+    pub fn density(&self) -> u32 {
+        self.density
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -293,7 +301,7 @@ fn build_field_with<K: Key>(
         breaks.push((key, store.intern(&current)));
     }
     let table = IntervalTable::from_breaks(breaks, empty);
-    (store.finish(active), table)
+    (store.finish(active, entries), table)
 }
 
 /// The distinct bitsets of a field while it is built, in either layout.
@@ -305,6 +313,8 @@ struct Store {
     word_ids: HashMap<u64, u32>,
     rows: Vec<u32>,
     summaries: Vec<u64>,
+    /// Entries over all distinct bitsets.
+    members: u64,
 }
 
 impl Store {
@@ -317,6 +327,7 @@ impl Store {
             word_ids: HashMap::new(),
             rows: Vec::new(),
             summaries: Vec::new(),
+            members: 0,
         }
     }
 
@@ -326,6 +337,7 @@ impl Store {
             return id;
         }
         let id = self.ids.len() as u32;
+        self.members += bits.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
         if self.dense {
             self.pool.extend_from_slice(bits);
         } else {
@@ -347,8 +359,14 @@ impl Store {
         id
     }
 
-    fn finish(self, active: bool) -> FieldBits {
+    fn finish(self, active: bool, entries: usize) -> FieldBits {
+        let possible = (self.ids.len() * entries).max(1) as u64;
         FieldBits {
+            density: if active {
+                (self.members * 1024 / possible) as u32
+            } else {
+                1024
+            },
             active,
             dense: self.dense,
             words: self.words,

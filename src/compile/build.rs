@@ -19,7 +19,7 @@ use super::bitset::build_field;
 use super::keys;
 use super::program::{
     Act, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK, NamedCheck,
-    NamedPorts, NetRange, PortList, Program, SideCheck,
+    NamedPorts, NetRange, PortList, ProbeField, Program, SideCheck,
 };
 use super::table::{AddressIndex, IntervalTable};
 use crate::model::resources::Labels;
@@ -254,9 +254,9 @@ struct RuleFields {
     src_v6: Option<RangeSet<u128>>,
     dst_v4: Option<RangeSet<u32>>,
     dst_v6: Option<RangeSet<u128>>,
-    l4: Option<RangeSet<u32>>,
+    service: Option<RangeSet<u32>>,
+    icmp: Option<RangeSet<u32>>,
     src_port: Option<RangeSet<u32>>,
-    dst_port: Option<RangeSet<u32>>,
     check: Option<NamedCheck>,
 }
 
@@ -514,9 +514,9 @@ impl<'a> Builder<'a> {
         let src6 = build_field(&column6(|r| r.src_v6.as_ref()), u128::MAX);
         let dst4 = build_field(&column4(|r| r.dst_v4.as_ref()), u32::MAX);
         let dst6 = build_field(&column6(|r| r.dst_v6.as_ref()), u128::MAX);
-        let (l4, l4_table) = build_field(&column4(|r| r.l4.as_ref()), keys::L4_MAX);
+        let (service, service_table) = build_field(&column4(|r| r.service.as_ref()), keys::L4_MAX);
+        let (icmp, icmp_table) = build_field(&column4(|r| r.icmp.as_ref()), keys::L4_MAX);
         let (sp, sp_table) = build_field(&column4(|r| r.src_port.as_ref()), keys::PORT_MAX);
-        let (dp, dp_table) = build_field(&column4(|r| r.dst_port.as_ref()), keys::PORT_MAX);
         // Ingress runs for the destination endpoint, egress for the source one.
         let (
             (local4, local4_table),
@@ -528,10 +528,25 @@ impl<'a> Builder<'a> {
         } else {
             (src4, dst4, src6, dst6)
         };
+        // Probe the sparsest fields first (the walk stops AND-ing a word at its first zero),
+        // and only fields that constrain something: own and other address in either family.
+        let mut order: Vec<(ProbeField, u32)> = [
+            (ProbeField::Local, &local4, &local6),
+            (ProbeField::Remote, &remote4, &remote6),
+            (ProbeField::Service, &service, &service),
+            (ProbeField::SrcPort, &sp, &sp),
+            (ProbeField::Icmp, &icmp, &icmp),
+        ]
+        .into_iter()
+        .filter(|(_, a, b)| a.is_active() || b.is_active())
+        .map(|(field, a, b)| (field, a.density().min(b.density())))
+        .collect();
+        order.sort_by_key(|&(_, density)| density);
         BuiltProgram {
             program: Program {
                 entries,
-                dense: l4.is_dense(),
+                dense: service.is_dense(),
+                order: order.into_iter().map(|(field, _)| field).collect(),
                 local: [local4, local6],
                 remote_v4: Field {
                     bits: remote4,
@@ -541,17 +556,17 @@ impl<'a> Builder<'a> {
                     bits: remote6,
                     table: remote6_table,
                 },
-                l4: L4Field::new(Field {
-                    bits: l4,
-                    table: l4_table,
+                service: Field {
+                    bits: service,
+                    table: service_table,
+                },
+                icmp: L4Field::new(Field {
+                    bits: icmp,
+                    table: icmp_table,
                 }),
                 src_port: Field {
                     bits: sp,
                     table: sp_table,
-                },
-                dst_port: Field {
-                    bits: dp,
-                    table: dp_table,
                 },
                 checks: checks.into_boxed_slice(),
             },
@@ -642,9 +657,9 @@ impl<'a> Builder<'a> {
             src_v6,
             dst_v4: dst.as_ref().map(|s| s.v4.clone()),
             dst_v6: dst.map(|s| s.v6),
-            l4: l4_set(rule),
+            service: service_set(rule, self.port_set(&rule.dst)),
+            icmp: icmp_set(rule),
             src_port: self.port_set(&rule.src),
-            dst_port: self.port_set(&rule.dst),
             check,
         }
     }
@@ -843,32 +858,54 @@ fn family_excluded(rule: &Rule, family: Family) -> bool {
     .any(|list| !list.is_empty() && !list.iter().any(|n| Family::of_net(n) == family))
 }
 
-/// The L4 keys a rule accepts: protocol, notProtocol, icmp and notICMP together.
-fn l4_set(rule: &Rule) -> Option<RangeSet<u32>> {
-    if rule.protocol.is_none()
-        && rule.not_protocol.is_none()
-        && rule.icmp.is_none()
-        && rule.not_icmp.is_none()
-    {
+/// The service keys a rule accepts: its protocols (protocol, notProtocol) times its
+/// destination ports, or `None` when it constrains neither.
+fn service_set(rule: &Rule, ports: Option<RangeSet<u32>>) -> Option<RangeSet<u32>> {
+    if rule.protocol.is_none() && rule.not_protocol.is_none() && ports.is_none() {
         return None;
     }
-    let block = |p: u8| RangeSet::single(keys::protocol_base(p), keys::protocol_last(p));
-    let mut set = RangeSet::full(keys::L4_MAX);
+    let mut protocols = RangeSet::full(255u32);
     if let Some(p) = rule.protocol {
-        set = set.intersect(&block(p));
+        protocols = protocols.intersect(&RangeSet::single(u32::from(p), u32::from(p)));
     }
     if let Some(p) = rule.not_protocol {
-        set = set.minus(&block(p));
+        protocols = protocols.minus(&RangeSet::single(u32::from(p), u32::from(p)));
     }
-    if rule.icmp.is_some() || rule.not_icmp.is_some() {
-        let subs = icmp_subs(rule.icmp, rule.not_icmp);
-        let in_icmp_blocks = [keys::ICMP, keys::ICMPV6]
-            .into_iter()
-            .map(|p| subs.map_ranges(|k| k.checked_add(keys::protocol_base(p))))
-            .fold(RangeSet::empty(), |acc, s| acc.union(&s));
-        set = set.intersect(&in_icmp_blocks);
+    let base = |p: u32| keys::protocol_base(p as u8);
+    let last = |p: u32| keys::protocol_last(p as u8);
+    let product = match ports {
+        // Every port: whole protocol blocks, one range per run of protocols.
+        None => protocols
+            .ranges()
+            .iter()
+            .map(|&(lo, hi)| (base(lo), last(hi)))
+            .collect(),
+        Some(ports) => protocols
+            .ranges()
+            .iter()
+            .flat_map(|&(lo, hi)| lo..=hi)
+            .flat_map(|p| {
+                ports
+                    .ranges()
+                    .iter()
+                    .map(move |&(a, b)| (base(p) | a, base(p) | b))
+            })
+            .collect(),
+    };
+    Some(RangeSet::from_ranges(product))
+}
+
+/// The L4 keys `icmp`/`notICMP` accept (the protocol itself is the service field's).
+fn icmp_set(rule: &Rule) -> Option<RangeSet<u32>> {
+    if rule.icmp.is_none() && rule.not_icmp.is_none() {
+        return None;
     }
-    Some(set)
+    let subs = icmp_subs(rule.icmp, rule.not_icmp);
+    let in_icmp_blocks = [keys::ICMP, keys::ICMPV6]
+        .into_iter()
+        .map(|p| subs.map_ranges(|k| k.checked_add(keys::protocol_base(p))))
+        .fold(RangeSet::empty(), |acc, s| acc.union(&s));
+    Some(in_icmp_blocks)
 }
 
 /// The ICMP sub-keys `icmp`/`notICMP` accept: the flow must carry a type; a criterion naming

@@ -11,7 +11,7 @@ use std::net::IpAddr;
 use super::addrset::Key;
 use super::bitset::{Probe, ProbeList};
 use super::keys;
-use super::program::{Act, EGRESS, Field, INGRESS, PortFacts, Program};
+use super::program::{Act, EGRESS, Field, INGRESS, PortFacts, ProbeField, Program};
 use super::table::AddressIndex;
 use crate::snapshot::{
     AddressEntry, EndpointId, FlowKey, FlowOutcome, FlowVerdict, LoggedRules, RuleId, SideVerdict,
@@ -103,6 +103,7 @@ fn classify_in<K: FamilyKey>(
     let flow = FlowFields {
         key,
         l4: keys::l4_key(key.protocol, key.icmp_type, key.icmp_code),
+        service: keys::service_key(key.protocol, key.dst_port),
         facts: PortFacts {
             protocol: key.protocol,
             src_port: key.src_port,
@@ -125,6 +126,7 @@ fn classify_in<K: FamilyKey>(
 struct FlowFields<'a> {
     key: &'a FlowKey,
     l4: u32,
+    service: u32,
     facts: PortFacts,
 }
 
@@ -152,19 +154,21 @@ fn run_side<K: FamilyKey>(
         return verdict;
     };
 
-    // Most selective fields first (ports and addresses tell rules apart, protocols hardly
-    // do): the walk stops AND-ing a word at its first zero.
-    let mut probes = ProbeList::new(Probe::new(&program.l4.field.bits, 0));
-    probes.push(program.dst_port.probe(keys::port_key(flow.key.dst_port)));
-    probes.push(K::remote(program).probe(remote));
-    let local = &program.local[K::FAMILY];
-    probes.push(
-        local
-            .is_active()
-            .then(|| Probe::new(local, address.local[direction] as usize)),
-    );
-    probes.push(program.src_port.probe(keys::port_key(flow.key.src_port)));
-    probes.push(program.l4.probe(flow.l4));
+    let mut probes = ProbeList::new(Probe::new(&program.service.bits, 0));
+    for &field in &program.order {
+        probes.push(match field {
+            ProbeField::Local => {
+                let local = &program.local[K::FAMILY];
+                local
+                    .is_active()
+                    .then(|| Probe::new(local, address.local[direction] as usize))
+            }
+            ProbeField::Remote => K::remote(program).probe(remote),
+            ProbeField::Service => program.service.probe(flow.service),
+            ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
+            ProbeField::Icmp => program.icmp.probe(flow.l4),
+        });
+    }
     decide_with(
         program,
         probes.as_slice(),

@@ -5,19 +5,23 @@
 //! - Addresses: IPv4 as `u32`, IPv6 as `u128`, in network order.
 //! - Ports: `0` when the flow has no port on that side, else `port + 1`. A port criterion
 //!   never matches a flow without the port, so "no port" needs its own key.
-//! - Protocol and ICMP together ("L4 key"): `protocol << 17 | sub`, where `sub` is `0` for
-//!   every protocol other than ICMP (1) and ICMPv6 (58) and, for those two, `0` when the flow
+//! - Protocol and destination port together ("service key"): `protocol << 17 | port key`.
+//!   Rules name the two together (`protocol: TCP` with `ports: [443]`), so one field that
+//!   holds both is far more selective than two that each hold half: an ICMP rule no longer
+//!   passes the port field of every TCP flow. The product of a rule's protocols and ports
+//!   stays small because port criteria need a protocol (named ports aside).
+//! - ICMP type and code ("L4 key"): `protocol << 17 | sub`, where `sub` is `0` for every
+//!   protocol other than ICMP (1) and ICMPv6 (58) and, for those two, `0` when the flow
 //!   carries no ICMP type, else `1 + type * 257 + c` with `c = 0` for no code and `code + 1`
-//!   otherwise. Folding ICMP into the protocol key saves one bitset AND per verdict; the
-//!   protocol number is part of the key because `icmp`/`notICMP` look at ICMP and ICMPv6
-//!   flows of either family alike.
+//!   otherwise. The protocol number is part of the key because `icmp`/`notICMP` look at ICMP
+//!   and ICMPv6 flows of either family alike.
 
 /// IP protocol numbers the classifier treats specially.
 pub(crate) const ICMP: u8 = 1;
 pub(crate) const ICMPV6: u8 = 58;
 
 const L4_SHIFT: u32 = 17;
-/// Largest L4 key.
+/// Largest L4 key, and largest service key.
 pub(crate) const L4_MAX: u32 = (256 << L4_SHIFT) - 1;
 /// Largest ICMP sub-key (type 255, code 255).
 pub(crate) const ICMP_SUB_MAX: u32 = 256 * 257;
@@ -62,6 +66,12 @@ pub(crate) fn icmp_sub(icmp_type: u8, icmp_code: Option<u8>) -> u32 {
     1 + u32::from(icmp_type) * 257 + icmp_code.map_or(0, |c| u32::from(c) + 1)
 }
 
+/// The service key of a flow.
+#[inline]
+pub(crate) fn service_key(protocol: u8, dst_port: Option<u16>) -> u32 {
+    protocol_base(protocol) | port_key(dst_port)
+}
+
 /// The key of a port, or of its absence.
 #[inline]
 pub(crate) fn port_key(port: Option<u16>) -> u32 {
@@ -102,6 +112,9 @@ mod tests {
         assert_eq!(l4_key(ICMP, None, Some(4)), protocol_base(ICMP));
         assert_eq!(icmp_sub(255, Some(255)), ICMP_SUB_MAX);
         assert_eq!(port_key(None), 0);
+        assert_eq!(service_key(6, Some(80)), protocol_base(6) + 81);
+        assert!(service_key(255, Some(65535)) <= L4_MAX);
+        assert!(service_key(6, Some(65535)) < protocol_base(7));
         assert_eq!(port_key(Some(65535)), PORT_MAX);
     }
 }

@@ -162,8 +162,8 @@ impl<K: super::addrset::Key> Field<K> {
     }
 }
 
-/// The protocol/ICMP field: most flows carry no ICMP type, and their bitset id is read from
-/// a 256-entry array by protocol number instead of searching the table.
+/// The ICMP field: most flows carry no ICMP type, and their bitset id is read from a
+/// 256-entry array by protocol number instead of searching the table.
 #[derive(Debug, Clone)]
 pub(crate) struct L4Field {
     pub field: Field<u32>,
@@ -195,21 +195,36 @@ impl L4Field {
     }
 }
 
+/// The fields a program can probe, in the order its walk probes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ProbeField {
+    /// The endpoint's own address.
+    Local,
+    /// The other address.
+    Remote,
+    /// Protocol and destination port.
+    Service,
+    SrcPort,
+    Icmp,
+}
+
 /// One compiled endpoint direction.
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
     pub entries: Box<[Entry]>,
     /// Whether the fields keep plain bitsets (see [`FieldBits`]); the same for all of them.
     pub dense: bool,
+    /// The active fields by increasing density of their bitsets: the sparsest first.
+    pub order: Box<[ProbeField]>,
     /// The endpoint's own address (destination of ingress, source of egress), per family.
     /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
     pub local: [FieldBits; 2],
     /// The other address, per family.
     pub remote_v4: Field<u32>,
     pub remote_v6: Field<u128>,
-    pub l4: L4Field,
+    pub service: Field<u32>,
+    pub icmp: L4Field,
     pub src_port: Field<u32>,
-    pub dst_port: Field<u32>,
     pub checks: Box<[NamedCheck]>,
 }
 
@@ -250,9 +265,9 @@ impl Program {
             + self.local.iter().map(FieldBits::heap_bytes).sum::<usize>()
             + self.remote_v4.heap_bytes()
             + self.remote_v6.heap_bytes()
-            + self.l4.heap_bytes()
+            + self.service.heap_bytes()
+            + self.icmp.heap_bytes()
             + self.src_port.heap_bytes()
-            + self.dst_port.heap_bytes()
             + self.checks.len() * std::mem::size_of::<NamedCheck>()
             + self.checks.iter().map(check_heap_bytes).sum::<usize>()
     }
