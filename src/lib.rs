@@ -24,6 +24,7 @@
 //! - [`snapshot`]: the immutable compiled policy and the `arc-swap` handle the packet path
 //!   loads once per batch.
 //! - [`packet`]: frame bytes to `PacketMeta`, or the numbered `DropReason` of a malformed frame.
+//! - [`pipeline`]: the path of one frame: parse, stages, conntrack, verdict, counters.
 //! - [`dataplane`]: backends that move frames between the two ports.
 //! - [`conntrack`]: connection tracking: sharded flow table, TCP states, timeouts, fragments.
 //! - [`cli`]: the subcommands.
@@ -34,6 +35,7 @@ pub mod conntrack;
 pub mod dataplane;
 pub mod model;
 pub mod packet;
+pub mod pipeline;
 pub mod policy;
 pub mod selector;
 pub mod snapshot;
