@@ -10,6 +10,7 @@ use std::fmt;
 use std::time::Duration;
 
 pub mod afpacket;
+pub mod afxdp;
 pub mod netns;
 
 /// One of the gateway's two ports.
