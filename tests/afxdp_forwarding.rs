@@ -4,15 +4,12 @@
 //! addresses. Every wait has a time limit.
 //!
 //! Needs root; skips with a message without it, fails under `CI=true`.
-//!
-//! Not covered here: several workers on several queues. The harness's veths have one queue
-//! each (a veth's queue count is fixed when it is created), and with one queue every worker
-//! but the first has nothing to bind to.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::{Child, Command, Stdio};
@@ -569,6 +566,86 @@ fn a_gateway_killed_with_sigkill_is_replaced_on_restart() {
     gateway.stop();
     let left = PortSide::BOTH.map(|side| xdp_program(&topology, side));
     assert_eq!(left, [None, None], "programs left after a clean stop");
+}
+
+/// Two workers, each on its own queue of both ports: the veths get a second queue (`ethtool
+/// -L`, up to the queue count they were created with), the outside host spreads its flows
+/// over its two TX queues by hash, and each flow crosses on the worker of its queue.
+#[test]
+fn two_workers_forward_the_flows_of_their_queues() {
+    const WORKERS: usize = 2;
+    const FLOWS: u16 = 64;
+    const FIRST_SOURCE_PORT: u16 = 41000;
+    const DESTINATION_PORT: u16 = 42000;
+    let Some(topology) = Topology::new("xtwo") else {
+        return;
+    };
+    let interfaces = [
+        (Side::Gateway, topology.port(PortSide::Outside)),
+        (Side::Gateway, topology.port(PortSide::Inside)),
+        (Side::Outside, topology.host_interface(PortSide::Outside)),
+        (Side::Inside, topology.host_interface(PortSide::Inside)),
+    ];
+    for (side, interface) in &interfaces {
+        let output = topology.exec(*side, &["ethtool", "-L", interface, "rx", "2", "tx", "2"]);
+        if !output.status.success() {
+            let reason = format!(
+                "{interface} cannot have two queues: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            assert!(std::env::var("CI").as_deref() != Ok("true"), "{reason}");
+            eprintln!("SKIPPED two_workers_forward_the_flows_of_their_queues: {reason}");
+            return;
+        }
+    }
+    let per_worker: Arc<Mutex<BTreeMap<usize, u64>>> = Arc::default();
+    let counter = per_worker.clone();
+    let gateway = Gateway::start_with(&topology, WORKERS, afxdp::open, move |worker, _, frame| {
+        let flows = FIRST_SOURCE_PORT..FIRST_SOURCE_PORT + FLOWS;
+        if let Some((source, DESTINATION_PORT)) = udp_ports(frame) {
+            if flows.contains(&source) {
+                *counter.lock().unwrap().entry(worker).or_default() += 1;
+            }
+        }
+        Disposition::Forward
+    });
+    assert!(
+        topology.ping(Side::Outside, INSIDE_V4[1]),
+        "no path before the flows"
+    );
+    let receiver = bind_udp(&topology, Side::Inside, INSIDE_V4[1], DESTINATION_PORT);
+    let target = SocketAddr::new(INSIDE_V4[1].parse().unwrap(), DESTINATION_PORT);
+    for source in FIRST_SOURCE_PORT..FIRST_SOURCE_PORT + FLOWS {
+        send_udp(&topology, Side::Outside, OUTSIDE_V4[1], source, 1, target);
+    }
+    let arrived = receive_udp(&receiver, usize::from(FLOWS));
+    let totals = Totals::sum(&gateway.stop());
+
+    let per_worker = per_worker.lock().unwrap().clone();
+    assert_eq!(
+        per_worker.values().sum::<u64>(),
+        u64::from(FLOWS),
+        "{per_worker:?}"
+    );
+    assert_eq!(
+        per_worker.len(),
+        WORKERS,
+        "the flows did not spread: {per_worker:?}"
+    );
+    assert_eq!(
+        arrived,
+        usize::from(FLOWS),
+        "datagrams that reached the inside host"
+    );
+    assert_eq!(totals.tx_failed, [0, 0], "{totals:?}");
+    for side in PortSide::BOTH {
+        assert_eq!(
+            xdp_program(&topology, side),
+            None,
+            "XDP program left on the {} port after both workers stopped",
+            side.name()
+        );
+    }
 }
 
 /// Opening on ports another live gateway process holds is refused, not a takeover.
