@@ -9,6 +9,7 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -98,6 +99,23 @@ fn spawn_in(namespace: &str, args: &[&str]) -> Child {
         .unwrap()
 }
 
+/// Waits until `child` says on stderr that it is ready (its sockets open, or its first
+/// counters read); panics if it ends first. Every mode is bounded in time, so this is too.
+fn wait_until_ready(mut child: Child) -> Child {
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut said = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!("ended before it was ready: {said}");
+        }
+        if line.contains(": ready") {
+            return child;
+        }
+        said.push_str(&line);
+    }
+}
+
 /// Waits for `child` (every mode is bounded in time) and parses its JSON line.
 fn report_of(child: Child) -> serde_json::Value {
     let output = child.wait_with_output().unwrap();
@@ -118,9 +136,18 @@ fn mac_of(topology: &Topology, side: Side, interface: &str) -> String {
 }
 
 #[test]
-fn generated_frames_cross_the_do_nothing_forwarder_and_are_counted_by_the_sink() {
+fn generated_frames_cross_the_afpacket_do_nothing_forwarder_and_are_counted_by_the_sink() {
+    through_the_do_nothing_forwarder("pgp", "afpacket");
+}
+
+#[test]
+fn generated_frames_cross_the_afxdp_do_nothing_forwarder_and_are_counted_by_the_sink() {
+    through_the_do_nothing_forwarder("pgx", "afxdp");
+}
+
+fn through_the_do_nothing_forwarder(tag: &str, backend: &str) {
     const FRAMES: u64 = 5000;
-    let Some(topology) = Topology::new("pg") else {
+    let Some(topology) = Topology::new(tag) else {
         return;
     };
     let outside_host = topology.host_interface(PortSide::Outside);
@@ -135,6 +162,8 @@ fn generated_frames_cross_the_do_nothing_forwarder_and_are_counted_by_the_sink()
         &topology.namespace(Side::Gateway),
         &[
             "forward",
+            "--backend",
+            backend,
             "--outside",
             &gateway_out,
             "--inside",
@@ -159,8 +188,7 @@ fn generated_frames_cross_the_do_nothing_forwarder_and_are_counted_by_the_sink()
             "5",
         ],
     );
-    // The forwarder and sink open their sockets and first counters meanwhile.
-    std::thread::sleep(Duration::from_millis(300));
+    let (forward, sink) = (wait_until_ready(forward), wait_until_ready(sink));
     let generator = spawn_in(
         &topology.namespace(Side::Outside),
         &[

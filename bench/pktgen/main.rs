@@ -26,6 +26,7 @@ use serde::Serialize;
 use counters::{CpuTimes, InterfaceCounters};
 use frames::{FramePool, FrameSpec};
 use portcullis::dataplane::afpacket::{self, AfPacketPort};
+use portcullis::dataplane::afxdp;
 use portcullis::dataplane::{BackendConfig, BatchStats, Disposition, PortPair};
 
 /// Longest a generator or sink window may last.
@@ -114,14 +115,16 @@ struct SinkArgs {
     /// (for loss: the total against what the generator sent), instead of a rate window.
     #[arg(long)]
     until_idle: Option<u64>,
-    /// A process whose CPU use (user + system) over the window to report: the middle.
+    /// Processes or threads whose CPU use (user + system) over the window to report, summed:
+    /// the middle. May be repeated.
     #[arg(long)]
-    pid: Option<u32>,
+    pid: Vec<u32>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Backend {
     Afpacket,
+    Afxdp,
 }
 
 #[derive(clap::Args, Debug)]
@@ -342,7 +345,7 @@ struct SinkReport {
     cpu_busy: Vec<f64>,
     /// Share of each CPU spent in softirq: the kernel's packet processing.
     cpu_softirq: Vec<f64>,
-    /// CPU used by --pid over the window, in CPUs (1.0 = one CPU all the time).
+    /// CPU used by the --pid processes over the window, in CPUs (1.0 = one CPU all the time).
     pid_cpu: Option<f64>,
     /// False when no frame came within --wait-start (everything else is then zero).
     traffic: bool,
@@ -355,6 +358,7 @@ fn sink(args: &SinkArgs) -> Result<String, String> {
     let read = || InterfaceCounters::read(&args.interface).map_err(|e| e.to_string());
     let cpu = || CpuTimes::read().map_err(|e| format!("/proc/stat: {e}"));
     let initial = read()?;
+    eprintln!("sink: ready, counting on {}", args.interface);
     let poll = Duration::from_millis(2);
     let waiting = Instant::now();
     let traffic = loop {
@@ -366,7 +370,15 @@ fn sink(args: &SinkArgs) -> Result<String, String> {
         }
         std::thread::sleep(poll);
     };
-    let pid_ticks = || args.pid.and_then(|pid| counters::process_ticks(pid).ok());
+    // A process that ended meanwhile counts for nothing rather than failing the measurement.
+    let pid_ticks = || {
+        (!args.pid.is_empty()).then(|| {
+            args.pid
+                .iter()
+                .filter_map(|&pid| counters::process_ticks(pid).ok())
+                .sum::<u64>()
+        })
+    };
     let (first, cpu_first, start) = match args.until_idle {
         Some(_) => (initial, cpu()?, waiting),
         None if traffic => {
@@ -451,6 +463,10 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
     match args.backend {
         Backend::Afpacket => {
             let pair = afpacket::open(&config, 0).map_err(|e| e.to_string())?;
+            forward_with(pair, duration, idle)
+        }
+        Backend::Afxdp => {
+            let pair = afxdp::open(&config, 0).map_err(|e| e.to_string())?;
             forward_with(pair, duration, idle)
         }
     }
