@@ -158,6 +158,9 @@ struct RulesArgs {
     /// Directory to write `calico/policy.yaml`, `bridge.nft` and `inet.nft` into.
     #[arg(long)]
     out: PathBuf,
+    /// Name of the nftables tables (bridge and inet family).
+    #[arg(long, default_value = "pcbench")]
+    table: String,
 }
 
 fn parse_mac(text: &str) -> Result<[u8; 6], String> {
@@ -519,6 +522,13 @@ struct RulesReport {
 }
 
 fn write_rules(args: &RulesArgs) -> Result<String, String> {
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    if args.table.is_empty() || args.table.len() > 64 || !args.table.chars().all(name_ok) {
+        return Err(format!(
+            "table name {:?}: letters, digits and '_', at most 64",
+            args.table
+        ));
+    }
     let rules = rules::rules(args.count, args.dst_port).map_err(|e| e.to_string())?;
     let calico = args.out.join("calico");
     std::fs::create_dir_all(&calico).map_err(|e| format!("{}: {e}", calico.display()))?;
@@ -527,8 +537,14 @@ fn write_rules(args: &RulesArgs) -> Result<String, String> {
             calico.join("policy.yaml"),
             rules::calico_yaml(&rules, args.sink),
         ),
-        (args.out.join("bridge.nft"), rules::nft_bridge(&rules)),
-        (args.out.join("inet.nft"), rules::nft_inet(&rules)),
+        (
+            args.out.join("bridge.nft"),
+            rules::nft_bridge(&rules, &args.table),
+        ),
+        (
+            args.out.join("inet.nft"),
+            rules::nft_inet(&rules, &args.table),
+        ),
     ];
     for (path, text) in &files {
         std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;

@@ -109,13 +109,13 @@ fn nft_set(rules: &[Rule]) -> String {
     set
 }
 
-/// Table `bridge pcbench`: the set, a chain of linear rules and a chain doing one set lookup.
+/// Table `bridge TABLE`: the set, a chain of linear rules and a chain doing one set lookup.
 /// Neither is hooked: the benchmark adds a `forward` base chain that jumps to one of them, and
 /// deletes it for the unfiltered bridge, which then pays for no hook at all. Loading the file
 /// replaces any earlier version of the table.
-pub fn nft_bridge(rules: &[Rule]) -> String {
+pub fn nft_bridge(rules: &[Rule], table: &str) -> String {
     let mut text =
-        String::from("table bridge pcbench\ndelete table bridge pcbench\ntable bridge pcbench {\n");
+        format!("table bridge {table}\ndelete table bridge {table}\ntable bridge {table} {{\n");
     text.push_str(&nft_set(rules));
     text.push_str("  chain linear {\n");
     for rule in rules {
@@ -131,11 +131,11 @@ pub fn nft_bridge(rules: &[Rule]) -> String {
     text
 }
 
-/// Table `inet pcbench`: the kernel's best stateful set-up for routed traffic, established and
+/// Table `inet TABLE`: the kernel's best stateful set-up for routed traffic, established and
 /// related first, then one set lookup, anything else dropped.
-pub fn nft_inet(rules: &[Rule]) -> String {
+pub fn nft_inet(rules: &[Rule], table: &str) -> String {
     let mut text =
-        String::from("table inet pcbench\ndelete table inet pcbench\ntable inet pcbench {\n");
+        format!("table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n");
     text.push_str(&nft_set(rules));
     text.push_str(
         "  chain forward {\n    type filter hook forward priority 0; policy drop;\n    \
@@ -186,8 +186,10 @@ mod tests {
     fn every_rendering_holds_every_rule() {
         let rules = rules(10, 5201).unwrap();
         let yaml = calico_yaml(&rules, Ipv4Addr::new(203, 0, 113, 10));
-        let bridge = nft_bridge(&rules);
-        let inet = nft_inet(&rules);
+        let bridge = nft_bridge(&rules, "pcb_10");
+        let inet = nft_inet(&rules, "pcb_10");
+        assert!(bridge.starts_with("table bridge pcb_10\ndelete table bridge pcb_10\n"));
+        assert!(inet.starts_with("table inet pcb_10\ndelete table inet pcb_10\n"));
         assert_eq!(yaml.matches("action: Allow").count(), 10);
         assert!(yaml.contains("nets: [\"192.0.2.0/24\"]\n    destination:\n      ports: [5201]"));
         assert_eq!(
