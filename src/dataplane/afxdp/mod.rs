@@ -29,9 +29,10 @@
 //! back on their fill ring in one go, then wakes the kernel where it asked to be.
 //!
 //! **Frames longer than a UMEM frame** (4096 bytes by default; a veth with XDP attached caps
-//! its MTU below that) are dropped by the kernel before we see them; the socket's
-//! `rx_dropped` statistic, read when a poll finds nothing to do, adds them to `received` and
-//! `truncated`. Multi-buffer frames are not asked for.
+//! its MTU below that) are dropped by the kernel before we see them; the socket's statistics,
+//! read when a poll finds nothing to do, add them to `received` and `truncated`. Multi-buffer
+//! frames are not asked for. Frames the kernel dropped because the gateway did not keep up
+//! (fill ring empty, RX ring full) are in [`AfXdpPair::kernel_drops`].
 //!
 //! **VLAN tags** reach `decide` as they are in the frame's bytes. A tag that the sending
 //! side's offload put into packet metadata rather than into the bytes (a veth peer's VLAN
@@ -86,6 +87,10 @@ impl Default for AfXdpOptions {
 
 /// One worker's AF_XDP sockets on both gateway ports, on one UMEM.
 ///
+/// Drop it on a thread in the network namespace it was opened in: closing the sockets
+/// detaches the XDP program from the ports by interface index, which means something only
+/// there.
+///
 /// `BatchStats::forwarded` counts frames put on the other port's TX ring; `tx_failed` those
 /// the ring had no room for (they go back to the fill ring). Frames the kernel dropped for
 /// being longer than a UMEM frame are counted in `received` and `truncated`.
@@ -102,8 +107,20 @@ pub struct AfXdpPair {
 /// What a pair knows about one of its ports.
 struct Port {
     interface: String,
-    /// The kernel's count of frames dropped on this socket, as last read.
-    kernel_dropped: u64,
+    /// The kernel's counts for this socket, as last read.
+    kernel: KernelDrops,
+}
+
+/// Frames the kernel dropped on a port's socket before the gateway could see them, since the
+/// pair was opened (from the socket's `XDP_STATISTICS`, read when a poll finds nothing to do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    /// Longer than a UMEM frame; also counted in `BatchStats::truncated`.
+    pub too_long: u64,
+    /// No free frame on the fill ring: the gateway did not keep up.
+    pub fill_ring_empty: u64,
+    /// The RX ring was full: the gateway did not keep up.
+    pub rx_ring_full: u64,
 }
 
 /// How one port's socket runs.
@@ -163,7 +180,7 @@ pub fn open_with(
         frames,
         ports: names.map(|interface| Port {
             interface: interface.to_string(),
-            kernel_dropped: 0,
+            kernel: KernelDrops::default(),
         }),
         _claims: claims,
         worker,
@@ -305,7 +322,7 @@ fn interface_index(interface: &str) -> Result<u32, BackendError> {
 }
 
 fn claim_port(interface: &str, queue: u32, ifindex: u32) -> Result<Arc<PortClaim>, BackendError> {
-    program::claim(interface, ifindex).map_err(|error| match error {
+    program::claim(ifindex).map_err(|error| match error {
         ClaimError::Busy => BackendError::Io {
             interface: interface.to_string(),
             queue,
@@ -619,8 +636,8 @@ impl AfXdpPair {
         Ok(())
     }
 
-    /// Adds frames the kernel dropped since the last look (longer than a UMEM frame, or the
-    /// RX ring full) to `received` and `truncated`.
+    /// Reads the sockets' kernel statistics; frames dropped for being longer than a UMEM
+    /// frame since the last look go into `received` and `truncated`.
     fn count_kernel_drops(&mut self, stats: &mut BatchStats) -> Result<(), BackendError> {
         for side in PortSide::BOTH {
             let statistics = self
@@ -630,15 +647,29 @@ impl AfXdpPair {
             let Some(statistics) = statistics else {
                 continue;
             };
+            // The kernel's `rx_dropped` counts frames too long for a UMEM frame and frames
+            // that found the fill ring empty; the latter are also in `rx_fill_ring_empty`.
+            let now = KernelDrops {
+                too_long: statistics
+                    .rx_dropped()
+                    .saturating_sub(statistics.rx_fill_ring_empty_descs()),
+                fill_ring_empty: statistics.rx_fill_ring_empty_descs(),
+                rx_ring_full: statistics.rx_ring_full(),
+            };
             let port = &mut self.ports[side.index()];
-            let dropped = statistics.rx_dropped();
-            let new = dropped.saturating_sub(port.kernel_dropped);
-            port.kernel_dropped = dropped;
+            let new = now.too_long.saturating_sub(port.kernel.too_long);
+            port.kernel = now;
             let new = u32::try_from(new).unwrap_or(u32::MAX);
             stats.received[side.index()] += new;
             stats.truncated[side.index()] += new;
         }
         Ok(())
+    }
+
+    /// Frames the kernel dropped on each port's socket (outside, inside) before the gateway
+    /// saw them, as of the last poll that found nothing to do.
+    pub fn kernel_drops(&self) -> [KernelDrops; 2] {
+        [self.ports[0].kernel, self.ports[1].kernel]
     }
 }
 
