@@ -1,5 +1,6 @@
 //! The AF_XDP backend, the default: frames go from one port's RX ring to the other port's TX
-//! ring by descriptor, never copied by the gateway.
+//! ring by descriptor, never copied by the gateway (in copy mode the kernel copies them into
+//! the UMEM on receive and out of it on send; in zero-copy mode nobody does).
 //!
 //! ```text
 //!  outside NIC queue i ──XDP redirect──▶ RX(outside) ─┐            ┌─▶ TX(inside) ──▶ inside NIC
@@ -11,15 +12,17 @@
 //!
 //! Each worker opens one AF_XDP socket per port on queue `worker`, both on one UMEM
 //! (`XDP_SHARED_UMEM` across two interfaces: libxdp gives the second socket its own fill and
-//! completion rings, which xsk-rs hands back). Which frame is where lives in [`frames`], the
+//! completion rings, which xsk-rs hands back). Which frame is where lives in `frames.rs`, the
 //! one module that touches the rings. The XDP program that redirects to the sockets is
-//! libxdp's; [`program`] makes sure a program left by a killed gateway is replaced rather
+//! libxdp's; `program.rs` makes sure a program left by a killed gateway is replaced rather
 //! than reused (see there for what libxdp leaves behind).
 //!
 //! **Modes.** Each port tries native (driver) XDP with zero-copy, then native with copy, then
 //! generic (skb) XDP with copy, and the pair reports what it got, e.g.
 //! `afxdp (native, copy, need_wakeup)`. A veth gets native copy: veth runs XDP programs but
-//! cannot bind a zero-copy socket. `need_wakeup` is always asked for; the kernel is woken
+//! cannot bind a zero-copy socket. The second port's socket shares the first one's UMEM and
+//! so its copy mode: if the first got zero-copy and the second cannot follow, both are bound
+//! again in copy mode. `need_wakeup` is always asked for; the kernel is woken
 //! only when it sets the flag (in copy mode it always does for TX, since the `sendto` is what
 //! sends).
 //!
