@@ -27,12 +27,15 @@
 //! - [`pipeline`]: the path of one frame: parse, stages, conntrack, verdict, counters.
 //! - [`dataplane`]: backends that move frames between the two ports.
 //! - [`conntrack`]: connection tracking: sharded flow table, TCP states, timeouts, fragments.
+//! - [`gateway`]: `portcullis run`: workers driving the dataplane through the pipeline,
+//!   housekeeping, signals and reloads.
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
 pub mod compile;
 pub mod conntrack;
 pub mod dataplane;
+pub mod gateway;
 pub mod model;
 pub mod packet;
 pub mod pipeline;
