@@ -11,6 +11,7 @@ use std::time::Duration;
 
 pub mod affinity;
 pub mod afpacket;
+pub mod afxdp;
 pub mod netns;
 
 /// One of the gateway's two ports.
