@@ -176,7 +176,11 @@ mod tests {
             (explicit, missing(), false),
         ];
         for (choice, error, expected) in cases {
-            assert_eq!(fallback_allowed(choice, &error), expected, "{choice:?} {error}");
+            assert_eq!(
+                fallback_allowed(choice, &error),
+                expected,
+                "{choice:?} {error}"
+            );
         }
     }
 }
