@@ -21,7 +21,6 @@
 //! opened, and a reload only ever replaces one valid snapshot with another.
 
 mod backend;
-mod clock;
 mod counters;
 pub(crate) mod log;
 pub mod reload;
@@ -39,13 +38,12 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 pub use backend::{BackendChoice, BackendKind};
-pub use clock::clock_now;
 pub use counters::Totals;
 pub use reload::{Loaded, ReloadOutcome, ReloadReport, Reloader, ResourceCounts, load_snapshot};
 pub use worker::{BackendCounters, POLL_TIMEOUT, WorkerHandle};
 
 use crate::dataplane::{BackendConfig, affinity};
-use crate::pipeline::{PathShared, WorkerCounters};
+use crate::pipeline::{PathShared, WorkerCounters, clock_now};
 use crate::snapshot::SnapshotHandle;
 use log::{error, info, warning};
 

@@ -20,11 +20,10 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::clock::clock_now;
 use super::log::{error, info, warning};
 use crate::compile;
 use crate::model::{self, Limits, Problem, Settings};
-use crate::pipeline::PathShared;
+use crate::pipeline::{PathShared, clock_now};
 use crate::policy;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
@@ -171,22 +170,21 @@ impl Reloader {
             );
         }
         if settings.revalidate_on_reload {
-            revalidate_established(&self.shared, generation);
+            revalidate_established(&self.shared, &self.snapshots.load(), generation);
         }
     }
 }
 
-/// Re-checks established connections against the snapshot just published, dropping those it
-/// no longer allows (`revalidateOnReload`).
-///
-/// The hook for `PathShared::revalidate`, which the packet path does not offer yet: until it
-/// does, established connections keep flowing after a reload, as with the setting off, and
-/// the log says so.
-fn revalidate_established(shared: &PathShared, generation: u64) {
-    let _ = (shared, clock_now());
-    warning!(
-        "reload: generation {generation}: revalidateOnReload is set, but this build cannot \
-         re-check established connections yet; they keep flowing"
+/// Re-checks tracked connections against the snapshot just published and removes those it
+/// no longer allows (`revalidateOnReload`). Workers keep forwarding meanwhile: a packet of a
+/// connection about to be removed may still pass, as it would have a moment before.
+fn revalidate_established(shared: &PathShared, snapshot: &Snapshot, generation: u64) {
+    let started = Instant::now();
+    let removed = shared.revalidate(snapshot, clock_now());
+    info!(
+        "reload: generation {generation}: revalidateOnReload: {removed} tracked connection(s) \
+         no longer allowed, removed; {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
     );
 }
 
@@ -220,11 +218,12 @@ fn log_report(dir: &Path, trigger: &str, report: &ReloadReport) {
     }
 }
 
-/// Names of the settings that differ between `old` and `new` and that the packet path reads
-/// only when it is built (connection table sizes and timeouts, frame filters, listeners).
-/// Settings compiled into the snapshot (failsafe ports, unmatched traffic) apply at once.
+/// Names of the settings that differ between `old` and `new` and that are read only at start
+/// (the connection table's and fragment tracker's sizes and timeouts, log severity,
+/// listeners). Settings compiled into the snapshot (failsafe ports, unmatched traffic,
+/// anti-spoofing, inside networks, EtherTypes, the Log rate) apply with it.
 pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 11] = [
+    let checks: [(&'static str, bool); 7] = [
         (
             "conntrackMaxEntries",
             old.conntrack_max_entries != new.conntrack_max_entries,
@@ -240,16 +239,6 @@ pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str>
         (
             "fragmentTrackerMaxEntries",
             old.fragment_tracker_max_entries != new.fragment_tracker_max_entries,
-        ),
-        ("antiSpoof", old.anti_spoof != new.anti_spoof),
-        ("insideNets", old.inside_nets != new.inside_nets),
-        (
-            "allowedEtherTypes",
-            old.allowed_ether_types != new.allowed_ether_types,
-        ),
-        (
-            "logRateLimitPerSecond",
-            old.log_rate_limit_per_second != new.log_rate_limit_per_second,
         ),
         ("logSeverityScreen", old.log_severity != new.log_severity),
         (
@@ -393,12 +382,13 @@ spec:
         let new = Settings {
             conntrack_max_entries: 1000,
             anti_spoof: false,
+            tcp_loose_pickup: false,
             unmatched_traffic_action: model::settings::UnmatchedTrafficAction::Allow,
             ..Settings::default()
         };
         assert_eq!(
             restart_only_changes(&old, &new),
-            vec!["conntrackMaxEntries", "antiSpoof"]
+            vec!["conntrackMaxEntries", "tcpLoosePickup"]
         );
     }
 }
