@@ -27,6 +27,7 @@
 //! - [`pipeline`]: the path of one frame: parse, stages, conntrack, verdict, counters.
 //! - [`dataplane`]: backends that move frames between the two ports.
 //! - [`conntrack`]: connection tracking: sharded flow table, TCP states, timeouts, fragments.
+//! - [`watch`]: the config thread: watches the policy directory, debounces, calls the reload.
 //! - [`cli`]: the subcommands.
 
 pub mod cli;
@@ -39,3 +40,4 @@ pub mod pipeline;
 pub mod policy;
 pub mod selector;
 pub mod snapshot;
+pub mod watch;
