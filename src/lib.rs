@@ -28,8 +28,10 @@
 //! - [`dataplane`]: backends that move frames between the two ports.
 //! - [`conntrack`]: connection tracking: sharded flow table, TCP states, timeouts, fragments.
 //! - [`watch`]: the config thread: watches the policy directory, debounces, calls the reload.
+//! - [`admin`]: the admin HTTP listener: `/metrics`, `/liveness`, `/readiness`, `/status`.
 //! - [`cli`]: the subcommands.
 
+pub mod admin;
 pub mod cli;
 pub mod compile;
 pub mod conntrack;
