@@ -1,17 +1,19 @@
-//! The subcommands: `validate`, `eval`, `explain`, `selector`.
+//! The subcommands: `run`, `validate`, `eval`, `explain`, `selector`.
 //!
-//! Exit codes: 0 success; 1 the configuration is invalid (validate, eval, explain) or an
-//! input file could not be read; 2 bad usage or a selector that does not parse.
+//! Exit codes: 0 success (for `run`: stopped by SIGTERM/SIGINT); 1 the configuration is
+//! invalid, an input file could not be read, or the gateway could not open or keep its ports;
+//! 2 bad usage or a selector that does not parse.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
 use crate::compile;
+use crate::gateway::{self, BackendChoice, BackendKind, RunConfig};
 use crate::model::{self, Limits, Model, Problem};
 use crate::policy::eval::{TraceEntry, TraceSide};
 use crate::policy::{self, Decision, Flow};
@@ -31,6 +33,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: forward frames between --outside and --inside, enforcing the policy
+    /// of --config. Refuses to start on an invalid directory (prints every problem, exits 1).
+    /// SIGHUP reloads the directory; SIGTERM/SIGINT stop, print the final counters, exit 0.
+    Run(RunArgs),
     /// Load and validate a policy directory; print one line per problem as
     /// `FILE:LINE: KIND/NAME: FIELD: message`; exit 0 when valid, 1 otherwise.
     Validate {
@@ -43,6 +49,31 @@ enum Command {
     Explain(ExplainArgs),
     /// Evaluate a label selector against labels (or JSON lines with --batch).
     Selector(SelectorArgs),
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The policy directory (every *.yaml / *.yml file in it).
+    #[arg(long)]
+    config: PathBuf,
+    /// The port facing the untrusted network.
+    #[arg(long, value_name = "IF")]
+    outside: String,
+    /// The port facing the protected hosts.
+    #[arg(long, value_name = "IF")]
+    inside: String,
+    /// How frames are moved [default: afxdp, falling back to afpacket with a warning when
+    /// AF_XDP cannot run here; given explicitly, the backend must work or portcullis exits].
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+    /// Worker threads, one per queue of each port, each pinned to a CPU core.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Address of the admin HTTP listener (/metrics, /status, health). Accepted and recorded;
+    /// this version does not serve it yet.
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9091")]
+    admin_listen: SocketAddr,
 }
 
 #[derive(Debug, Args)]
@@ -111,6 +142,7 @@ struct SelectorArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => Ok(gateway::run(&run_config(args))),
         Command::Validate { dir } => run_validate(&dir),
         Command::Eval(args) => run_eval(&args),
         Command::Explain(args) => run_explain(&args),
@@ -122,6 +154,20 @@ pub fn main() -> ExitCode {
             eprintln!("portcullis: {err}");
             ExitCode::from(1)
         }
+    }
+}
+
+fn run_config(args: RunArgs) -> RunConfig {
+    RunConfig {
+        config_dir: args.config,
+        outside: args.outside,
+        inside: args.inside,
+        backend: match args.backend {
+            Some(kind) => BackendChoice::Explicit(kind),
+            None => BackendChoice::Default,
+        },
+        workers: usize::from(args.workers),
+        admin_listen: args.admin_listen,
     }
 }
 

@@ -9,7 +9,9 @@
 use std::fmt;
 use std::time::Duration;
 
+pub mod affinity;
 pub mod afpacket;
+pub mod afxdp;
 pub mod netns;
 
 /// One of the gateway's two ports.

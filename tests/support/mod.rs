@@ -320,8 +320,9 @@ impl Totals {
 
 pub type Decide = dyn Fn(usize, PortSide, &[u8]) -> Disposition + Send + Sync;
 
-/// The AF_PACKET backend forwarding between the topology's ports, one thread per worker in the
-/// gateway namespace, each handing frames to `decide(worker, side, frame)`.
+/// A backend forwarding between the topology's ports (AF_PACKET unless started with
+/// [`Gateway::start_with`]), one thread per worker in the gateway namespace, each handing
+/// frames to `decide(worker, side, frame)`.
 pub struct Gateway {
     stop: Arc<AtomicBool>,
     workers: Vec<NetnsThread<Result<Totals, BackendError>>>,
@@ -329,10 +330,40 @@ pub struct Gateway {
 }
 
 impl Gateway {
+    /// The AF_PACKET backend.
     pub fn start<D>(topology: &Topology, workers: usize, decide: D) -> Gateway
     where
         D: Fn(usize, PortSide, &[u8]) -> Disposition + Send + Sync + 'static,
     {
+        Gateway::start_with(topology, workers, afpacket::open, decide)
+    }
+
+    /// The backend `open` opens (e.g. `afxdp::open`); panics if a worker cannot open.
+    pub fn start_with<P, O, D>(topology: &Topology, workers: usize, open: O, decide: D) -> Gateway
+    where
+        P: PortPair + 'static,
+        O: Fn(&BackendConfig, usize) -> Result<P, BackendError> + Send + Sync + 'static,
+        D: Fn(usize, PortSide, &[u8]) -> Disposition + Send + Sync + 'static,
+    {
+        match Gateway::try_start_with(topology, workers, open, decide) {
+            Ok(gateway) => gateway,
+            Err(error) => panic!("gateway worker failed to open: {error}"),
+        }
+    }
+
+    /// [`Gateway::start_with`], returning the first worker's error to open instead.
+    pub fn try_start_with<P, O, D>(
+        topology: &Topology,
+        workers: usize,
+        open: O,
+        decide: D,
+    ) -> Result<Gateway, String>
+    where
+        P: PortPair + 'static,
+        O: Fn(&BackendConfig, usize) -> Result<P, BackendError> + Send + Sync + 'static,
+        D: Fn(usize, PortSide, &[u8]) -> Disposition + Send + Sync + 'static,
+    {
+        let open = Arc::new(open);
         let decide: Arc<Decide> = Arc::new(decide);
         let stop = Arc::new(AtomicBool::new(false));
         let namespace = topology.netns(Side::Gateway);
@@ -340,7 +371,8 @@ impl Gateway {
         let (ready_tx, ready_rx) = mpsc::channel();
         let threads = (0..workers)
             .map(|worker| {
-                let (decide, stop, config, ready) = (
+                let (open, decide, stop, config, ready) = (
+                    open.clone(),
                     decide.clone(),
                     stop.clone(),
                     config.clone(),
@@ -348,7 +380,7 @@ impl Gateway {
                 );
                 namespace
                     .spawn(&format!("gateway {worker}"), move || {
-                        run_worker(&config, worker, &*decide, &stop, &ready)
+                        run_worker(&config, worker, &*open, &*decide, &stop, &ready)
                     })
                     .unwrap()
             })
@@ -358,16 +390,27 @@ impl Gateway {
             workers: threads,
             info: String::new(),
         };
+        let mut failure = None;
         for _ in 0..workers {
             let opened = ready_rx
                 .recv_timeout(Duration::from_secs(10))
                 .expect("a gateway worker did not open its ports within 10 s");
             match opened {
                 Ok(info) => gateway.info = info,
-                Err(error) => panic!("gateway worker failed to open: {error}"),
+                Err(error) => failure = failure.or(Some(error)),
             }
         }
-        gateway
+        match failure {
+            None => Ok(gateway),
+            Some(error) => {
+                // Stop the workers that did open; those that did not have returned already.
+                gateway.stop.store(true, Ordering::Relaxed);
+                for worker in gateway.workers.drain(..) {
+                    let _ = worker.join();
+                }
+                Err(error)
+            }
+        }
     }
 
     /// The backend's description of itself (`PortPair::info`).
@@ -405,14 +448,19 @@ impl Drop for Gateway {
     }
 }
 
-fn run_worker(
+fn run_worker<P, O>(
     config: &BackendConfig,
     worker: usize,
+    open: &O,
     decide: &Decide,
     stop: &AtomicBool,
     ready: &mpsc::Sender<Result<String, String>>,
-) -> Result<Totals, BackendError> {
-    let mut pair = match afpacket::open(config, worker) {
+) -> Result<Totals, BackendError>
+where
+    P: PortPair,
+    O: Fn(&BackendConfig, usize) -> Result<P, BackendError>,
+{
+    let mut pair = match open(config, worker) {
         Ok(pair) => pair,
         Err(error) => {
             let _ = ready.send(Err(error.to_string()));

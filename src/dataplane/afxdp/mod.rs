@@ -1,0 +1,660 @@
+//! The AF_XDP backend, the default: frames go from one port's RX ring to the other port's TX
+//! ring by descriptor, never copied by the gateway.
+//!
+//! ```text
+//!  outside NIC queue i ──XDP redirect──▶ RX(outside) ─┐            ┌─▶ TX(inside) ──▶ inside NIC
+//!                                                     ├─ decide ───┤
+//!  inside NIC queue i  ──XDP redirect──▶ RX(inside)  ─┘  (drop:    └─▶ TX(outside) ─▶ outside NIC
+//!                                                        back to the fill ring it came from)
+//!                 one UMEM per worker, shared by both ports; completions refill the fill rings
+//! ```
+//!
+//! Each worker opens one AF_XDP socket per port on queue `worker`, both on one UMEM
+//! (`XDP_SHARED_UMEM` across two interfaces: libxdp gives the second socket its own fill and
+//! completion rings, which xsk-rs hands back). Which frame is where lives in [`frames`], the
+//! one module that touches the rings. The XDP program that redirects to the sockets is
+//! libxdp's; [`program`] makes sure a program left by a killed gateway is replaced rather
+//! than reused (see there for what libxdp leaves behind).
+//!
+//! **Modes.** Each port tries native (driver) XDP with zero-copy, then native with copy, then
+//! generic (skb) XDP with copy, and the pair reports what it got, e.g.
+//! `afxdp (native, copy, need_wakeup)`. A veth gets native copy: veth runs XDP programs but
+//! cannot bind a zero-copy socket. `need_wakeup` is always asked for; the kernel is woken
+//! only when it sets the flag (in copy mode it always does for TX, since the `sendto` is what
+//! sends).
+//!
+//! **A poll** reclaims completions and tops up both fill rings, takes up to one batch from
+//! each RX ring (waiting in `poll(2)` only when both are empty), hands every frame to
+//! `decide`, puts forwarded frames on the other port's TX ring in one go and dropped ones
+//! back on their fill ring in one go, then wakes the kernel where it asked to be.
+//!
+//! **Frames longer than a UMEM frame** (4096 bytes by default; a veth with XDP attached caps
+//! its MTU below that) are dropped by the kernel before we see them; the socket's
+//! `rx_dropped` statistic, read when a poll finds nothing to do, adds them to `received` and
+//! `truncated`. Multi-buffer frames are not asked for.
+//!
+//! **VLAN tags** reach `decide` as they are in the frame's bytes. A tag that the sending
+//! side's offload put into packet metadata rather than into the bytes (a veth peer's VLAN
+//! device does that) is not part of what XDP sees, in native or generic mode alike, and so is
+//! not forwarded: turn VLAN TX offload off on such peers (`ethtool -K DEV txvlan off`), and
+//! VLAN RX offload (`rxvlan`) off on NIC ports. The AF_PACKET backend restores such tags.
+
+pub(crate) mod frames;
+pub(crate) mod program;
+
+use std::io;
+use std::sync::{Arc, PoisonError};
+use std::time::Duration;
+
+use xsk_rs::config::{BindFlags, XdpFlags};
+
+use super::{
+    BackendConfig, BackendError, BackendInfo, BatchStats, Disposition, PortPair, PortSide,
+};
+use frames::{BindError, Frames, Owner, Sizes};
+use program::{AttachMode, ClaimError, PortClaim};
+
+/// Largest batch accepted: at most one ring's worth.
+const MAX_BATCH: usize = 1024;
+/// Frames the kernel sends per `sendto` in copy mode (its default TX budget is 32); a flush
+/// asks again while the ring still holds frames, up to this many times per poll.
+const MAX_TX_KICKS: usize = 64;
+/// How long a poll waits at most while frames are still being sent, so that their
+/// completions are reclaimed promptly.
+const SENDING_WAIT: Duration = Duration::from_millis(1);
+
+/// The UMEM and ring sizes of each worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AfXdpOptions {
+    /// Entries in each of the eight rings (four per port): a power of two.
+    pub ring_size: u32,
+    /// Bytes per UMEM frame, headroom included: a power of two from 2048 to the page size.
+    pub frame_size: u32,
+    /// Frames in the UMEM; 0 means enough for every ring to be full (four rings' worth).
+    pub frames: u32,
+}
+
+impl Default for AfXdpOptions {
+    fn default() -> Self {
+        AfXdpOptions {
+            ring_size: 1024,
+            frame_size: 4096,
+            frames: 0,
+        }
+    }
+}
+
+/// One worker's AF_XDP sockets on both gateway ports, on one UMEM.
+///
+/// `BatchStats::forwarded` counts frames put on the other port's TX ring; `tx_failed` those
+/// the ring had no room for (they go back to the fill ring). Frames the kernel dropped for
+/// being longer than a UMEM frame are counted in `received` and `truncated`.
+pub struct AfXdpPair {
+    /// Dropped first (declaration order): the sockets close, and libxdp detaches its program
+    /// with the last of them, before the claims on the ports are let go.
+    frames: Frames,
+    ports: [Port; 2],
+    _claims: [Arc<PortClaim>; 2],
+    worker: usize,
+    mode: String,
+}
+
+/// What a pair knows about one of its ports.
+struct Port {
+    interface: String,
+    /// The kernel's count of frames dropped on this socket, as last read.
+    kernel_dropped: u64,
+}
+
+/// How one port's socket runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct PortMode {
+    attach: AttachMode,
+    zero_copy: bool,
+}
+
+impl PortMode {
+    fn describe(self) -> String {
+        let copy = if self.zero_copy { "zero-copy" } else { "copy" };
+        format!("{}, {copy}", self.attach.name())
+    }
+}
+
+/// Opens worker `worker`'s sockets on both ports of `config`, with the default sizes. Must be
+/// called in the network namespace of the ports.
+pub fn open(config: &BackendConfig, worker: usize) -> Result<AfXdpPair, BackendError> {
+    open_with(config, worker, &AfXdpOptions::default())
+}
+
+/// [`open`] with chosen UMEM and ring sizes.
+pub fn open_with(
+    config: &BackendConfig,
+    worker: usize,
+    options: &AfXdpOptions,
+) -> Result<AfXdpPair, BackendError> {
+    let sizes = check_config(config, worker, options)?;
+    let queue = queue_number(worker);
+    let ifindexes = [
+        interface_index(&config.outside)?,
+        interface_index(&config.inside)?,
+    ];
+    program::silence_libraries();
+    let bpffs = program::ensure_bpffs();
+    // One opening at a time in this process: a port's first worker decides its mode.
+    let _opening = program::OPENING
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner);
+    let names = [config.outside.as_str(), config.inside.as_str()];
+    let claims = [
+        claim_port(names[0], queue, ifindexes[0])?,
+        claim_port(names[1], queue, ifindexes[1])?,
+    ];
+    // A zero-copy UMEM makes the second port zero-copy too (the kernel binds a socket that
+    // shares a UMEM the way the UMEM's first socket was bound): if the inside port cannot,
+    // both start again in copy mode.
+    let (frames, modes) = match bind_both(config, sizes, names, queue, &claims, true) {
+        Err(Retry::WithoutZeroCopy(_)) => bind_both(config, sizes, names, queue, &claims, false),
+        result => result,
+    }
+    .map_err(Retry::into_error)?;
+    let mode = describe_mode(config, &claims, modes.map(Some), bpffs, sizes);
+    Ok(AfXdpPair {
+        frames,
+        ports: names.map(|interface| Port {
+            interface: interface.to_string(),
+            kernel_dropped: 0,
+        }),
+        _claims: claims,
+        worker,
+        mode,
+    })
+}
+
+/// Why binding both ports failed.
+enum Retry {
+    /// The outside port took zero-copy and the inside port could not follow (its error).
+    WithoutZeroCopy(BackendError),
+    No(BackendError),
+}
+
+impl Retry {
+    fn into_error(self) -> BackendError {
+        match self {
+            Retry::WithoutZeroCopy(error) | Retry::No(error) => error,
+        }
+    }
+}
+
+/// A new UMEM with both ports' sockets bound on it, outside first.
+fn bind_both(
+    config: &BackendConfig,
+    sizes: Sizes,
+    names: [&str; 2],
+    queue: u32,
+    claims: &[Arc<PortClaim>; 2],
+    allow_zero_copy: bool,
+) -> Result<(Frames, [PortMode; 2]), Retry> {
+    let mut frames = Frames::new(sizes, config.batch_size).map_err(|error| {
+        Retry::No(bind_failure(
+            names[0],
+            queue,
+            "create the UMEM",
+            &[("", error)],
+        ))
+    })?;
+    let copies: &[bool] = if allow_zero_copy {
+        &[true, false]
+    } else {
+        &[false]
+    };
+    let outside = bind_port(
+        &mut frames,
+        PortSide::Outside,
+        names[0],
+        queue,
+        &claims[0],
+        sizes.ring,
+        copies,
+    )
+    .map_err(Retry::No)?;
+    let inside = bind_port(
+        &mut frames,
+        PortSide::Inside,
+        names[1],
+        queue,
+        &claims[1],
+        sizes.ring,
+        &[outside.zero_copy],
+    )
+    .map_err(|error| {
+        if outside.zero_copy {
+            Retry::WithoutZeroCopy(error)
+        } else {
+            Retry::No(error)
+        }
+    })?;
+    Ok((frames, [outside, inside]))
+}
+
+fn check_config(
+    config: &BackendConfig,
+    worker: usize,
+    options: &AfXdpOptions,
+) -> Result<Sizes, BackendError> {
+    let unsupported = |message: String| BackendError::Unsupported {
+        interface: config.outside.clone(),
+        message,
+    };
+    if config.outside == config.inside {
+        return Err(unsupported(
+            "is both the outside and the inside port: the gateway needs two interfaces".to_string(),
+        ));
+    }
+    if worker >= config.workers {
+        return Err(unsupported(format!(
+            "worker {worker} does not exist: {} workers configured",
+            config.workers
+        )));
+    }
+    if config.batch_size == 0 || config.batch_size > MAX_BATCH {
+        return Err(unsupported(format!(
+            "batch size {} is not within 1..={MAX_BATCH}",
+            config.batch_size
+        )));
+    }
+    let ring = options.ring_size;
+    if !ring.is_power_of_two() || (ring as usize) < config.batch_size {
+        return Err(unsupported(format!(
+            "ring size {ring} must be a power of two no smaller than the batch size {}",
+            config.batch_size
+        )));
+    }
+    if !options.frame_size.is_power_of_two() || !(2048..=65536).contains(&options.frame_size) {
+        return Err(unsupported(format!(
+            "frame size {} must be a power of two from 2048",
+            options.frame_size
+        )));
+    }
+    let frames = match options.frames {
+        0 => ring.saturating_mul(4),
+        frames => frames,
+    };
+    if (frames as usize) < 2 * config.batch_size {
+        return Err(unsupported(format!(
+            "{frames} UMEM frames cannot hold a batch of {} on each port",
+            config.batch_size
+        )));
+    }
+    Ok(Sizes {
+        frames,
+        frame_size: options.frame_size,
+        ring,
+    })
+}
+
+fn interface_index(interface: &str) -> Result<u32, BackendError> {
+    let missing = || BackendError::NoSuchInterface {
+        interface: interface.to_string(),
+    };
+    let name = std::ffi::CString::new(interface).map_err(|_| missing())?;
+    match program::interface_index(&name) {
+        0 => Err(missing()),
+        index => Ok(index),
+    }
+}
+
+fn claim_port(interface: &str, queue: u32, ifindex: u32) -> Result<Arc<PortClaim>, BackendError> {
+    program::claim(interface, ifindex).map_err(|error| match error {
+        ClaimError::Busy => BackendError::Io {
+            interface: interface.to_string(),
+            queue,
+            operation: "claim the port",
+            source: io::Error::other(
+                "another gateway process is running on this port: stop it first",
+            ),
+        },
+        ClaimError::Io(operation, source) => BackendError::Io {
+            interface: interface.to_string(),
+            queue,
+            operation,
+            source,
+        },
+    })
+}
+
+/// Binds `side`'s socket in the best mode the port offers: native (zero-copy, then copy, of
+/// those in `copies`), then generic copy. A port another worker of this process has bound
+/// keeps its attach mode.
+fn bind_port(
+    frames: &mut Frames,
+    side: PortSide,
+    interface: &str,
+    queue: u32,
+    claim: &PortClaim,
+    ring: u32,
+    copies: &[bool],
+) -> Result<PortMode, BackendError> {
+    let mut decided = claim.mode.lock().unwrap_or_else(PoisonError::into_inner);
+    let attaches: &[AttachMode] = match *decided {
+        Some(AttachMode::Native) => &[AttachMode::Native],
+        Some(AttachMode::Generic) => &[AttachMode::Generic],
+        None => &[AttachMode::Native, AttachMode::Generic],
+    };
+    let mut failures = Vec::new();
+    for &attach in attaches {
+        for &zero_copy in copies {
+            if zero_copy && attach == AttachMode::Generic {
+                continue;
+            }
+            let mode = PortMode { attach, zero_copy };
+            let (xdp, bind) = socket_flags(mode);
+            match frames.bind(side, interface, queue, (xdp, bind), ring) {
+                Ok(()) => {
+                    *decided = Some(attach);
+                    return Ok(mode);
+                }
+                Err(error) => failures.push((MODE_NAMES[mode_index(mode)], error)),
+            }
+        }
+    }
+    Err(bind_failure(
+        interface,
+        queue,
+        "bind an AF_XDP socket",
+        &failures,
+    ))
+}
+
+const MODE_NAMES: [&str; 3] = ["native zero-copy", "native copy", "generic copy"];
+
+fn mode_index(mode: PortMode) -> usize {
+    match (mode.attach, mode.zero_copy) {
+        (AttachMode::Native, true) => 0,
+        (AttachMode::Native, false) => 1,
+        (AttachMode::Generic, _) => 2,
+    }
+}
+
+fn socket_flags(mode: PortMode) -> (XdpFlags, BindFlags) {
+    let xdp = match mode.attach {
+        AttachMode::Native => XdpFlags::XDP_FLAGS_DRV_MODE,
+        AttachMode::Generic => XdpFlags::XDP_FLAGS_SKB_MODE,
+    };
+    let copy = if mode.zero_copy {
+        BindFlags::XDP_ZEROCOPY
+    } else {
+        BindFlags::XDP_COPY
+    };
+    (xdp, copy | BindFlags::XDP_USE_NEED_WAKEUP)
+}
+
+/// The error for a port on which no mode worked. "This kernel or NIC cannot do AF_XDP" is
+/// `Unsupported`, so that the runtime can fall back to AF_PACKET; anything else (permission,
+/// a busy queue, memory) is `Io`, since AF_PACKET would not fix it.
+fn bind_failure(
+    interface: &str,
+    queue: u32,
+    operation: &'static str,
+    failures: &[(&str, BindError)],
+) -> BackendError {
+    let tried = failures
+        .iter()
+        .map(|(mode, error)| {
+            if mode.is_empty() {
+                error.reason.clone()
+            } else {
+                format!("{mode}: {}", error.reason)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let errnos: Vec<i32> = failures.iter().filter_map(|(_, e)| e.errno).collect();
+    let any = |codes: &[i32]| errnos.iter().any(|errno| codes.contains(errno));
+    if any(&[libc::EBUSY]) {
+        return BackendError::Io {
+            interface: interface.to_string(),
+            queue,
+            operation,
+            source: io::Error::other(format!(
+                "queue {queue} is in use by another AF_XDP socket ({tried})"
+            )),
+        };
+    }
+    if any(&[libc::EPERM, libc::EACCES]) {
+        return BackendError::Io {
+            interface: interface.to_string(),
+            queue,
+            operation,
+            source: io::Error::other(format!(
+                "not permitted: AF_XDP needs CAP_NET_ADMIN, CAP_NET_RAW and CAP_BPF ({tried})"
+            )),
+        };
+    }
+    if any(&[libc::ENOMEM, libc::ENOBUFS]) {
+        return BackendError::Io {
+            interface: interface.to_string(),
+            queue,
+            operation,
+            source: io::Error::other(format!(
+                "out of memory: raise the locked-memory limit (ulimit -l) or use smaller rings \
+                 ({tried})"
+            )),
+        };
+    }
+    let queue_hint = if queue > 0 {
+        format!(
+            " (if the interface has fewer than {} queues, use fewer workers)",
+            queue + 1
+        )
+    } else {
+        String::new()
+    };
+    BackendError::Unsupported {
+        interface: interface.to_string(),
+        message: format!(
+            "queue {queue}: {operation}: AF_XDP not supported on this interface{queue_hint}: \
+             use --backend afpacket ({tried})"
+        ),
+    }
+}
+
+fn describe_mode(
+    config: &BackendConfig,
+    claims: &[Arc<PortClaim>; 2],
+    modes: [Option<PortMode>; 2],
+    bpffs: bool,
+    sizes: Sizes,
+) -> String {
+    let [outside, inside] = modes.map(|mode| mode.map_or_else(String::new, PortMode::describe));
+    let mut mode = if outside == inside {
+        format!("{outside}, need_wakeup")
+    } else {
+        format!("outside {outside}, inside {inside}, need_wakeup")
+    };
+    mode.push_str(&format!(
+        "; UMEM {} x {} B shared by both ports, rings {}, batch {}",
+        sizes.frames, sizes.frame_size, sizes.ring, config.batch_size
+    ));
+    if !bpffs {
+        mode.push_str("; no bpffs at /sys/fs/bpf: libxdp attaches without its dispatcher");
+    }
+    for (claim, interface) in claims.iter().zip([&config.outside, &config.inside]) {
+        if let Some(id) = claim.replaced {
+            mode.push_str(&format!(
+                "; replaced the XDP program (id {id}) a previous gateway left on {interface}"
+            ));
+        }
+    }
+    mode
+}
+
+impl PortPair for AfXdpPair {
+    fn poll<F>(&mut self, timeout: Duration, mut decide: F) -> Result<BatchStats, BackendError>
+    where
+        F: FnMut(PortSide, &[u8]) -> Disposition,
+    {
+        let mut stats = BatchStats::default();
+        self.service_rings();
+        let mut received = self.receive();
+        if received == 0 {
+            self.wait(timeout)?;
+            self.service_rings();
+            received = self.receive();
+            if received == 0 {
+                self.count_kernel_drops(&mut stats)?;
+            }
+        }
+        for side in PortSide::BOTH {
+            let decided = self.frames.decide(side, &mut decide);
+            let i = side.index();
+            stats.received[i] += decided.received;
+            stats.received_bytes[i] += decided.received_bytes;
+            stats.dropped[i] += decided.dropped;
+            stats.truncated[i] += decided.malformed;
+        }
+        for to in PortSide::BOTH {
+            let (sent, refused) = self.frames.transmit(to);
+            let from = to.other().index();
+            stats.forwarded[from] += count(sent);
+            stats.tx_failed[from] += count(refused);
+        }
+        for side in PortSide::BOTH {
+            self.frames.recycle(side);
+        }
+        self.flush_tx()?;
+        self.wake_fill()?;
+        Ok(stats)
+    }
+
+    fn info(&self) -> BackendInfo {
+        BackendInfo {
+            backend: "afxdp",
+            mode: self.mode.clone(),
+        }
+    }
+}
+
+impl AfXdpPair {
+    fn error(&self, side: PortSide, operation: &'static str, source: io::Error) -> BackendError {
+        BackendError::Io {
+            interface: self.ports[side.index()].interface.clone(),
+            queue: queue_number(self.worker),
+            operation,
+            source,
+        }
+    }
+
+    /// Frames sent are reclaimed, and the free ones go to the fill rings.
+    fn service_rings(&mut self) {
+        for side in PortSide::BOTH {
+            self.frames.reclaim_completed(side);
+        }
+        self.frames.refill_both();
+    }
+
+    fn receive(&mut self) -> usize {
+        PortSide::BOTH
+            .iter()
+            .map(|side| self.frames.receive(*side))
+            .sum()
+    }
+
+    /// Waits until a port has frames, or `timeout` (shorter while frames are being sent).
+    fn wait(&mut self, timeout: Duration) -> Result<(), BackendError> {
+        let sending = PortSide::BOTH
+            .iter()
+            .any(|side| self.frames.ledger().count(Owner::Tx(*side)) > 0);
+        let timeout = if sending {
+            timeout.min(SENDING_WAIT)
+        } else {
+            timeout
+        };
+        self.frames
+            .wait_readable(timeout)
+            .map_err(|source| BackendError::Io {
+                interface: format!(
+                    "{} and {}",
+                    self.ports[0].interface, self.ports[1].interface
+                ),
+                queue: queue_number(self.worker),
+                operation: "wait for frames (poll)",
+                source,
+            })
+    }
+
+    /// Tells the kernel to send what the TX rings hold, where it asked to be told. In copy
+    /// mode one `sendto` sends a limited number of frames, so it is repeated while the ring
+    /// still holds some and the kernel takes them.
+    fn flush_tx(&mut self) -> Result<(), BackendError> {
+        for side in PortSide::BOTH {
+            let mut queued = self.frames.tx_queued(side);
+            let mut kicks = 0;
+            while queued > 0 && kicks < MAX_TX_KICKS && self.frames.tx_needs_wakeup(side) {
+                self.frames
+                    .kick_tx(side)
+                    .map_err(|source| self.error(side, "send (sendto)", source))?;
+                kicks += 1;
+                self.frames.reclaim_completed(side);
+                let left = self.frames.tx_queued(side);
+                if left >= queued {
+                    break;
+                }
+                queued = left;
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the kernel that the fill rings have frames again, where it asked to be told.
+    fn wake_fill(&mut self) -> Result<(), BackendError> {
+        for side in PortSide::BOTH {
+            if self.frames.fill_needs_wakeup(side) {
+                self.frames
+                    .wake_rx(side)
+                    .map_err(|source| self.error(side, "wake receive (recvfrom)", source))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds frames the kernel dropped since the last look (longer than a UMEM frame, or the
+    /// RX ring full) to `received` and `truncated`.
+    fn count_kernel_drops(&mut self, stats: &mut BatchStats) -> Result<(), BackendError> {
+        for side in PortSide::BOTH {
+            let statistics = self
+                .frames
+                .kernel_statistics(side)
+                .map_err(|source| self.error(side, "read statistics (XDP_STATISTICS)", source))?;
+            let Some(statistics) = statistics else {
+                continue;
+            };
+            let port = &mut self.ports[side.index()];
+            let dropped = statistics.rx_dropped();
+            let new = dropped.saturating_sub(port.kernel_dropped);
+            port.kernel_dropped = dropped;
+            let new = u32::try_from(new).unwrap_or(u32::MAX);
+            stats.received[side.index()] += new;
+            stats.truncated[side.index()] += new;
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Debug for AfXdpPair {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AfXdpPair")
+            .field("outside", &self.ports[0].interface)
+            .field("inside", &self.ports[1].interface)
+            .field("worker", &self.worker)
+            .field("mode", &self.mode)
+            .finish()
+    }
+}
+
+fn queue_number(worker: usize) -> u32 {
+    u32::try_from(worker).unwrap_or(u32::MAX)
+}
+
+fn count(frames: usize) -> u32 {
+    u32::try_from(frames).unwrap_or(u32::MAX)
+}
