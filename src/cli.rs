@@ -6,14 +6,16 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::AdminListen;
 use crate::compile;
 use crate::gateway::{self, BackendChoice, BackendKind, RunConfig};
+use crate::logging::{LogFormat, Severity};
 use crate::model::{self, Limits, Model, Problem};
 use crate::policy::eval::{TraceEntry, TraceSide};
 use crate::policy::{self, Decision, Flow};
@@ -70,10 +72,18 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
-    /// Address of the admin HTTP listener (/metrics, /status, health). Accepted and recorded;
-    /// this version does not serve it yet.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9091")]
-    admin_listen: SocketAddr,
+    /// Address of the admin HTTP listener (/metrics, /liveness, /readiness, /status) as
+    /// HOST:PORT, or `off` [default: the settings' prometheusMetricsHost and
+    /// prometheusMetricsPort, 127.0.0.1:9091].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<AdminListen>,
+    /// Log lines on standard error as readable text or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level: Debug, Info, Warning, Error or Fatal [default: the settings'
+    /// logSeverityScreen, Info; following it across reloads].
+    #[arg(long, value_name = "SEVERITY")]
+    log_severity: Option<Severity>,
 }
 
 #[derive(Debug, Args)]
@@ -168,6 +178,8 @@ fn run_config(args: RunArgs) -> RunConfig {
         },
         workers: usize::from(args.workers),
         admin_listen: args.admin_listen,
+        log_format: args.log_format,
+        log_severity: args.log_severity,
     }
 }
 

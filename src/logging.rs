@@ -14,6 +14,8 @@ use std::io::IsTerminal;
 use std::str::FromStr;
 
 use tracing::level_filters::LevelFilter;
+
+use crate::pipeline::LogSink;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::{Layer, Registry, fmt, reload};
 
@@ -59,6 +61,18 @@ impl Severity {
 
     pub fn level(self) -> LevelFilter {
         self.0
+    }
+}
+
+/// Log-action lines (already formatted and rate-limited by the pipeline) as Info events
+/// with target `portcullis::policy_log`, so they share the log's format and destination.
+/// Formatting the event allocates; the rate limit bounds how often that happens.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TracingSink;
+
+impl LogSink for TracingSink {
+    fn write_line(&self, line: &str) {
+        tracing::info!(target: "portcullis::policy_log", "{line}");
     }
 }
 
@@ -172,6 +186,21 @@ mod tests {
         fn text(&self) -> String {
             String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
         }
+    }
+
+    #[test]
+    fn log_action_lines_go_through_the_subscriber() {
+        let capture = Capture::default();
+        let (subscriber, _) = build_subscriber(LogFormat::Json, None, capture.clone(), false);
+        tracing::subscriber::with_default(subscriber, || {
+            TracingSink.write_line("policy-log generation=1 tier=default");
+        });
+        let value: serde_json::Value = serde_json::from_str(capture.text().trim()).unwrap();
+        assert_eq!(value["target"], "portcullis::policy_log");
+        assert_eq!(
+            value["fields"]["message"],
+            "policy-log generation=1 tier=default"
+        );
     }
 
     #[test]

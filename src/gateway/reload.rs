@@ -16,13 +16,15 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
 use super::clock::clock_now;
 use super::log::{error, info, warning};
+use crate::admin::{ReloadAttempt, ReloadLog};
 use crate::compile;
+use crate::logging::Logging;
 use crate::model::{self, Limits, Problem, Settings};
 use crate::pipeline::PathShared;
 use crate::policy;
@@ -101,6 +103,10 @@ pub struct Reloader {
     /// The settings the shared path was built with at start.
     started_with: Settings,
     state: Mutex<ReloadState>,
+    /// Where each attempt is recorded for `/metrics` and `/status`.
+    record: Option<Arc<ReloadLog>>,
+    /// The log, whose level follows `logSeverityScreen`.
+    logging: Option<Arc<Logging>>,
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +129,17 @@ impl Reloader {
             shared,
             started_with,
             state: Mutex::new(ReloadState::default()),
+            record: None,
+            logging: None,
         }
+    }
+
+    /// Record every attempt in `record`, and apply `logSeverityScreen` to `logging` after
+    /// each successful one.
+    pub fn observed(mut self, record: Arc<ReloadLog>, logging: Option<Arc<Logging>>) -> Reloader {
+        self.record = Some(record);
+        self.logging = logging;
+        self
     }
 
     /// Loads the directory again, whatever changed or not, and publishes it as the next
@@ -158,10 +174,16 @@ impl Reloader {
             duration: started.elapsed(),
         };
         log_report(&self.dir, trigger, &report);
+        if let Some(record) = &self.record {
+            record.record(attempt(trigger, &report));
+        }
         report
     }
 
     fn after_publish(&self, settings: &Settings, generation: u64) {
+        if let Some(logging) = &self.logging {
+            logging.apply_setting(&settings.log_severity);
+        }
         let changed = restart_only_changes(&self.started_with, settings);
         if !changed.is_empty() {
             warning!(
@@ -188,6 +210,22 @@ fn revalidate_established(shared: &PathShared, generation: u64) {
         "reload: generation {generation}: revalidateOnReload is set, but this build cannot \
          re-check established connections yet; they keep flowing"
     );
+}
+
+/// A reload attempt as `/metrics` and `/status` show it.
+pub fn attempt(trigger: &str, report: &ReloadReport) -> ReloadAttempt {
+    let (successful, generation, problems) = match &report.outcome {
+        ReloadOutcome::Published { generation, .. } => (true, *generation, 0),
+        ReloadOutcome::Rejected { kept, problems } => (false, *kept, problems.len()),
+    };
+    ReloadAttempt {
+        at: SystemTime::now(),
+        successful,
+        trigger: trigger.to_owned(),
+        generation,
+        duration: report.duration,
+        problems,
+    }
 }
 
 fn log_new_problems(previous: &[String], problems: &[String]) {
@@ -224,7 +262,8 @@ fn log_report(dir: &Path, trigger: &str, report: &ReloadReport) {
 /// only when it is built (connection table sizes and timeouts, frame filters, listeners).
 /// Settings compiled into the snapshot (failsafe ports, unmatched traffic) apply at once.
 pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 11] = [
+    // logSeverityScreen is not here: the log level follows every reload.
+    let checks: [(&'static str, bool); 10] = [
         (
             "conntrackMaxEntries",
             old.conntrack_max_entries != new.conntrack_max_entries,
@@ -251,7 +290,6 @@ pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str>
             "logRateLimitPerSecond",
             old.log_rate_limit_per_second != new.log_rate_limit_per_second,
         ),
-        ("logSeverityScreen", old.log_severity != new.log_severity),
         (
             "prometheusMetrics*",
             (old.metrics_enabled, &old.metrics_host, old.metrics_port)
