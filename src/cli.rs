@@ -1,7 +1,8 @@
-//! The subcommands: `run`, `validate`, `eval`, `explain`, `selector`.
+//! The subcommands: `run`, `validate`, `eval`, `explain`, `selector`, `status`.
 //!
 //! Exit codes: 0 success (for `run`: stopped by SIGTERM/SIGINT); 1 the configuration is
-//! invalid, an input file could not be read, or the gateway could not open or keep its ports;
+//! invalid, an input file could not be read, the gateway could not open or keep its ports, or
+//! (`status`) no gateway answered;
 //! 2 bad usage or a selector that does not parse.
 
 use std::collections::BTreeMap;
@@ -12,7 +13,7 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::admin::AdminListen;
+use crate::admin::{self, AdminListen};
 use crate::compile;
 use crate::gateway::{self, BackendChoice, BackendKind, RunConfig};
 use crate::logging::{LogFormat, Severity};
@@ -51,6 +52,19 @@ enum Command {
     Explain(ExplainArgs),
     /// Evaluate a label selector against labels (or JSON lines with --batch).
     Selector(SelectorArgs),
+    /// Ask a running gateway for its state (GET /status of its admin listener): policy
+    /// generation, last reload, ports and backend, conntrack use, top rules by hits.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The gateway's admin listener, HOST:PORT.
+    #[arg(long, value_name = "ADDR", default_value = admin::DEFAULT_ADMIN)]
+    admin: String,
+    /// Print the JSON as the gateway sent it instead of the summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -157,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => run_eval(&args),
         Command::Explain(args) => run_explain(&args),
         Command::Selector(args) => run_selector(&args),
+        Command::Status(args) => run_status(&args),
     };
     match result {
         Ok(code) => code,
@@ -180,6 +195,35 @@ fn run_config(args: RunArgs) -> RunConfig {
         admin_listen: args.admin_listen,
         log_format: args.log_format,
         log_severity: args.log_severity,
+    }
+}
+
+fn run_status(args: &StatusArgs) -> io::Result<ExitCode> {
+    let addr = match args.admin.parse::<AdminListen>() {
+        Ok(AdminListen::At(addr)) => addr,
+        Ok(AdminListen::Off) => {
+            eprintln!("portcullis: status needs an admin listener address, not off");
+            return Ok(ExitCode::from(2));
+        }
+        Err(message) => {
+            eprintln!("portcullis: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match admin::fetch_status(addr) {
+        Ok(status) => {
+            let text = if args.json {
+                status.to_json() + "\n"
+            } else {
+                status.summary(std::time::SystemTime::now())
+            };
+            io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("portcullis: {err}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 
