@@ -16,12 +16,14 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
 use super::log::{error, info, warning};
+use crate::admin::{ReloadAttempt, ReloadLog};
 use crate::compile;
+use crate::logging::Logging;
 use crate::model::{self, Limits, Problem, Settings};
 use crate::pipeline::{PathShared, clock_now};
 use crate::policy;
@@ -100,6 +102,10 @@ pub struct Reloader {
     /// The settings the shared path was built with at start.
     started_with: Settings,
     state: Mutex<ReloadState>,
+    /// Where each attempt is recorded for `/metrics` and `/status`.
+    record: Option<Arc<ReloadLog>>,
+    /// The log, whose level follows `logSeverityScreen`.
+    logging: Option<Arc<Logging>>,
 }
 
 #[derive(Debug, Default)]
@@ -122,7 +128,17 @@ impl Reloader {
             shared,
             started_with,
             state: Mutex::new(ReloadState::default()),
+            record: None,
+            logging: None,
         }
+    }
+
+    /// Record every attempt in `record`, and apply `logSeverityScreen` to `logging` after
+    /// each successful one.
+    pub fn observed(mut self, record: Arc<ReloadLog>, logging: Option<Arc<Logging>>) -> Reloader {
+        self.record = Some(record);
+        self.logging = logging;
+        self
     }
 
     /// Loads the directory again, whatever changed or not, and publishes it as the next
@@ -157,10 +173,16 @@ impl Reloader {
             duration: started.elapsed(),
         };
         log_report(&self.dir, trigger, &report);
+        if let Some(record) = &self.record {
+            record.record(attempt(trigger, &report));
+        }
         report
     }
 
     fn after_publish(&self, settings: &Settings, generation: u64) {
+        if let Some(logging) = &self.logging {
+            logging.apply_setting(&settings.log_severity);
+        }
         let changed = restart_only_changes(&self.started_with, settings);
         if !changed.is_empty() {
             warning!(
@@ -186,6 +208,22 @@ fn revalidate_established(shared: &PathShared, snapshot: &Snapshot, generation: 
          no longer allowed, removed; {:.1} ms",
         started.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+/// A reload attempt as `/metrics` and `/status` show it.
+pub fn attempt(trigger: &str, report: &ReloadReport) -> ReloadAttempt {
+    let (successful, generation, problems) = match &report.outcome {
+        ReloadOutcome::Published { generation, .. } => (true, *generation, 0),
+        ReloadOutcome::Rejected { kept, problems } => (false, *kept, problems.len()),
+    };
+    ReloadAttempt {
+        at: SystemTime::now(),
+        successful,
+        trigger: trigger.to_owned(),
+        generation,
+        duration: report.duration,
+        problems,
+    }
 }
 
 fn log_new_problems(previous: &[String], problems: &[String]) {
@@ -219,11 +257,12 @@ fn log_report(dir: &Path, trigger: &str, report: &ReloadReport) {
 }
 
 /// Names of the settings that differ between `old` and `new` and that are read only at start
-/// (the connection table's and fragment tracker's sizes and timeouts, log severity,
+/// (the connection table's and fragment tracker's sizes and timeouts,
 /// listeners). Settings compiled into the snapshot (failsafe ports, unmatched traffic,
 /// anti-spoofing, inside networks, EtherTypes, the Log rate) apply with it.
 pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 7] = [
+    // logSeverityScreen is not here: the log level follows every reload.
+    let checks: [(&'static str, bool); 6] = [
         (
             "conntrackMaxEntries",
             old.conntrack_max_entries != new.conntrack_max_entries,
@@ -240,7 +279,6 @@ pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str>
             "fragmentTrackerMaxEntries",
             old.fragment_tracker_max_entries != new.fragment_tracker_max_entries,
         ),
-        ("logSeverityScreen", old.log_severity != new.log_severity),
         (
             "prometheusMetrics*",
             (old.metrics_enabled, &old.metrics_host, old.metrics_port)

@@ -58,6 +58,9 @@ pub struct WorkerHandle {
     pub index: usize,
     /// The backend and how it runs, e.g. `afpacket (recvmmsg/sendmmsg, batch 64, one worker)`.
     pub info: String,
+    /// The backend's name and its mode, apart, for `/status`.
+    pub backend: &'static str,
+    pub mode: String,
     pub cpu: Option<usize>,
     pub path_counters: Arc<WorkerCounters>,
     pub backend_counters: Arc<BackendCounters>,
@@ -155,6 +158,8 @@ impl SpawnWorkers {
         Ok(WorkerHandle {
             index,
             info: info.to_string(),
+            backend: info.backend,
+            mode: info.mode.clone(),
             cpu,
             path_counters,
             backend_counters,
