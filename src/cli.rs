@@ -1,7 +1,9 @@
-//! The subcommands: `validate`, `eval`, `explain`, `selector`.
+//! The subcommands: `run`, `validate`, `eval`, `explain`, `selector`, `status`.
 //!
-//! Exit codes: 0 success; 1 the configuration is invalid (validate, eval, explain) or an
-//! input file could not be read; 2 bad usage or a selector that does not parse.
+//! Exit codes: 0 success (for `run`: stopped by SIGTERM/SIGINT); 1 the configuration is
+//! invalid, an input file could not be read, the gateway could not open or keep its ports, or
+//! (`status`) no gateway answered;
+//! 2 bad usage or a selector that does not parse.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
@@ -11,7 +13,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::{self, AdminListen};
 use crate::compile;
+use crate::gateway::{self, BackendChoice, BackendKind, RunConfig};
+use crate::logging::{LogFormat, Severity};
 use crate::model::{self, Limits, Model, Problem};
 use crate::policy::eval::{TraceEntry, TraceSide};
 use crate::policy::{self, Decision, Flow};
@@ -31,6 +36,10 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the gateway: forward frames between --outside and --inside, enforcing the policy
+    /// of --config. Refuses to start on an invalid directory (prints every problem, exits 1).
+    /// SIGHUP reloads the directory; SIGTERM/SIGINT stop, print the final counters, exit 0.
+    Run(RunArgs),
     /// Load and validate a policy directory; print one line per problem as
     /// `FILE:LINE: KIND/NAME: FIELD: message`; exit 0 when valid, 1 otherwise.
     Validate {
@@ -43,6 +52,52 @@ enum Command {
     Explain(ExplainArgs),
     /// Evaluate a label selector against labels (or JSON lines with --batch).
     Selector(SelectorArgs),
+    /// Ask a running gateway for its state (GET /status of its admin listener): policy
+    /// generation, last reload, ports and backend, conntrack use, top rules by hits.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The gateway's admin listener, HOST:PORT.
+    #[arg(long, value_name = "ADDR", default_value = admin::DEFAULT_ADMIN)]
+    admin: String,
+    /// Print the JSON as the gateway sent it instead of the summary.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The policy directory (every *.yaml / *.yml file in it).
+    #[arg(long)]
+    config: PathBuf,
+    /// The port facing the untrusted network.
+    #[arg(long, value_name = "IF")]
+    outside: String,
+    /// The port facing the protected hosts.
+    #[arg(long, value_name = "IF")]
+    inside: String,
+    /// How frames are moved [default: afxdp, falling back to afpacket with a warning when
+    /// AF_XDP cannot run here; given explicitly, the backend must work or portcullis exits].
+    #[arg(long, value_enum)]
+    backend: Option<BackendKind>,
+    /// Worker threads, one per queue of each port, each pinned to a CPU core.
+    #[arg(long, value_name = "N", default_value_t = 1,
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    workers: u16,
+    /// Address of the admin HTTP listener (/metrics, /liveness, /readiness, /status) as
+    /// HOST:PORT, or `off` [default: the settings' prometheusMetricsHost and
+    /// prometheusMetricsPort, 127.0.0.1:9091].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<AdminListen>,
+    /// Log lines on standard error as readable text or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level: Debug, Info, Warning, Error or Fatal [default: the settings'
+    /// logSeverityScreen, Info; following it across reloads].
+    #[arg(long, value_name = "SEVERITY")]
+    log_severity: Option<Severity>,
 }
 
 #[derive(Debug, Args)]
@@ -111,16 +166,63 @@ struct SelectorArgs {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Run(args) => Ok(gateway::run(&run_config(args))),
         Command::Validate { dir } => run_validate(&dir),
         Command::Eval(args) => run_eval(&args),
         Command::Explain(args) => run_explain(&args),
         Command::Selector(args) => run_selector(&args),
+        Command::Status(args) => run_status(&args),
     };
     match result {
         Ok(code) => code,
         Err(err) => {
             eprintln!("portcullis: {err}");
             ExitCode::from(1)
+        }
+    }
+}
+
+fn run_config(args: RunArgs) -> RunConfig {
+    RunConfig {
+        config_dir: args.config,
+        outside: args.outside,
+        inside: args.inside,
+        backend: match args.backend {
+            Some(kind) => BackendChoice::Explicit(kind),
+            None => BackendChoice::Default,
+        },
+        workers: usize::from(args.workers),
+        admin_listen: args.admin_listen,
+        log_format: args.log_format,
+        log_severity: args.log_severity,
+    }
+}
+
+fn run_status(args: &StatusArgs) -> io::Result<ExitCode> {
+    let addr = match args.admin.parse::<AdminListen>() {
+        Ok(AdminListen::At(addr)) => addr,
+        Ok(AdminListen::Off) => {
+            eprintln!("portcullis: status needs an admin listener address, not off");
+            return Ok(ExitCode::from(2));
+        }
+        Err(message) => {
+            eprintln!("portcullis: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match admin::fetch_status(addr) {
+        Ok(status) => {
+            let text = if args.json {
+                status.to_json() + "\n"
+            } else {
+                status.summary(std::time::SystemTime::now())
+            };
+            io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("portcullis: {err}");
+            Ok(ExitCode::from(1))
         }
     }
 }

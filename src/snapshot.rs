@@ -14,6 +14,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use arc_swap::{ArcSwap, Guard};
+use ipnet::IpNet;
 
 use crate::compile::classify;
 use crate::compile::program::{FailsafePorts, NamedPorts, Program};
@@ -170,6 +171,99 @@ pub(crate) struct RuleMeta {
     pub default: Option<DefaultKind>,
 }
 
+/// Every rule id's metadata and the names it refers to. Shared (`Arc`) so that per-rule
+/// counters kept for a snapshot can still be named after the snapshot is gone.
+#[derive(Debug, Default)]
+pub struct RuleTable {
+    pub(crate) rules: Box<[RuleMeta]>,
+    pub(crate) tier_names: Box<[String]>,
+    pub(crate) policy_names: Box<[String]>,
+}
+
+impl RuleTable {
+    /// What a rule id stands for.
+    pub fn rule(&self, id: RuleId) -> Option<RuleInfo<'_>> {
+        let meta = self.rules.get(id.0 as usize)?;
+        fn name(table: &[String], i: Option<u32>) -> Option<&str> {
+            i.and_then(|i| table.get(i as usize)).map(String::as_str)
+        }
+        Some(RuleInfo {
+            stage: meta.stage,
+            tier: name(&self.tier_names, meta.tier),
+            policy: name(&self.policy_names, meta.policy),
+            index: meta.index,
+            action: meta.action,
+            default: meta.default,
+        })
+    }
+
+    /// The stage a rule belongs to, without resolving its names.
+    #[inline]
+    pub fn stage(&self, id: RuleId) -> Option<RuleStage> {
+        self.rules.get(id.0 as usize).map(|m| m.stage)
+    }
+
+    /// Number of rule ids.
+    pub fn len(&self) -> usize {
+        self.rules.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    fn heap_bytes(&self) -> usize {
+        let strings = |v: &[String]| {
+            v.iter()
+                .map(|s| s.capacity() + std::mem::size_of::<String>())
+                .sum::<usize>()
+        };
+        self.rules.len() * std::mem::size_of::<RuleMeta>()
+            + strings(&self.tier_names)
+            + strings(&self.policy_names)
+    }
+}
+
+/// Settings the packet path applies around policy, compiled in so that a reload changes
+/// them together with the policy (SPEC §A1, §A4).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathPolicy {
+    /// Anti-spoofing on: a host endpoint's address arriving on `outside` is dropped.
+    pub anti_spoof: bool,
+    /// The strict form: sources inside these arrive only on `inside`, others only on
+    /// `outside`. Empty: no strict form.
+    pub inside_nets: Box<[IpNet]>,
+    /// EtherTypes forwarded beyond IPv4, IPv6 and ARP.
+    pub allowed_ether_types: Box<[u16]>,
+    /// Log-action lines per second at most.
+    pub log_rate_limit_per_second: u32,
+}
+
+impl Default for PathPolicy {
+    fn default() -> Self {
+        PathPolicy {
+            anti_spoof: true,
+            inside_nets: Box::new([]),
+            allowed_ether_types: Box::new([]),
+            log_rate_limit_per_second: 100,
+        }
+    }
+}
+
+impl PathPolicy {
+    /// Whether frames of this EtherType (not IPv4, IPv6 or ARP) are forwarded.
+    #[inline]
+    pub fn allows_ether_type(&self, ether_type: u16) -> bool {
+        self.allowed_ether_types.contains(&ether_type)
+    }
+
+    /// Whether `addr` lies in one of the inside networks.
+    #[inline]
+    pub fn is_inside(&self, addr: IpAddr) -> bool {
+        self.inside_nets.iter().any(|net| net.contains(&addr))
+    }
+}
+
 /// One endpoint address, with what the classifier needs of its endpoint so that one index
 /// probe is enough: the endpoint, its kind, its program per direction and, per direction, the
 /// bitset id of this address in that program's own-address field (resolved at compile time:
@@ -196,9 +290,11 @@ pub struct Snapshot {
     pub(crate) unmatched_allowed: bool,
     pub(crate) unmatched_rule: RuleId,
     pub(crate) failsafe_rule: RuleId,
-    pub(crate) rules: Box<[RuleMeta]>,
-    pub(crate) tier_names: Box<[String]>,
-    pub(crate) policy_names: Box<[String]>,
+    pub(crate) rule_table: Arc<RuleTable>,
+    /// Whether any program holds an untracked (doNotTrack) rule: when none does, the
+    /// packet path can ask conntrack before policy.
+    pub(crate) has_untracked: bool,
+    pub(crate) path: PathPolicy,
     /// Rules the compiled programs hold, counting each shared program once.
     pub(crate) compiled_entries: usize,
 }
@@ -210,7 +306,7 @@ impl fmt::Debug for Snapshot {
             .field("endpoints", &self.endpoint_names.len())
             .field("programs", &self.programs.len())
             .field("entries", &self.compiled_entries)
-            .field("rules", &self.rules.len())
+            .field("rules", &self.rule_table.len())
             .field("memory_bytes", &self.memory_bytes())
             .finish()
     }
@@ -250,14 +346,18 @@ impl Snapshot {
                 .map(FailsafePorts::heap_bytes)
                 .sum::<usize>()
             + self.named_ports.heap_bytes()
-            + self.rules.len() * std::mem::size_of::<RuleMeta>()
-            + strings(&self.tier_names)
-            + strings(&self.policy_names)
+            + self.rule_table.heap_bytes()
+            + self
+                .path
+                .inside_nets
+                .len()
+                .saturating_mul(std::mem::size_of::<IpNet>())
+            + self.path.allowed_ether_types.len() * 2
     }
 
     /// Number of rule ids (policy and profile rules plus the defaults that can decide).
     pub fn rule_count(&self) -> usize {
-        self.rules.len()
+        self.rule_table.len()
     }
 
     /// Number of endpoints.
@@ -277,18 +377,38 @@ impl Snapshot {
 
     /// What a rule id stands for.
     pub fn rule(&self, id: RuleId) -> Option<RuleInfo<'_>> {
-        let meta = self.rules.get(id.0 as usize)?;
-        fn name(table: &[String], i: Option<u32>) -> Option<&str> {
-            i.and_then(|i| table.get(i as usize)).map(String::as_str)
-        }
-        Some(RuleInfo {
-            stage: meta.stage,
-            tier: name(&self.tier_names, meta.tier),
-            policy: name(&self.policy_names, meta.policy),
-            index: meta.index,
-            action: meta.action,
-            default: meta.default,
-        })
+        self.rule_table.rule(id)
+    }
+
+    /// The stage of a rule id, cheaply (no names resolved).
+    #[inline]
+    pub fn rule_stage(&self, id: RuleId) -> Option<RuleStage> {
+        self.rule_table.stage(id)
+    }
+
+    /// Every rule id's metadata, shared: per-rule counters keep it to name their rules
+    /// after this snapshot is replaced.
+    pub fn rule_table(&self) -> &Arc<RuleTable> {
+        &self.rule_table
+    }
+
+    /// Whether any untracked (doNotTrack) rule exists. When none does, no packet can be
+    /// decided in the untracked stage and conntrack may be asked before policy.
+    #[inline]
+    pub fn has_untracked_policy(&self) -> bool {
+        self.has_untracked
+    }
+
+    /// The packet-path settings compiled into this snapshot.
+    #[inline]
+    pub fn path_policy(&self) -> &PathPolicy {
+        &self.path
+    }
+
+    /// Whether `addr` belongs to a HostEndpoint (a protected host behind `inside`).
+    #[inline]
+    pub fn is_host_address(&self, addr: IpAddr) -> bool {
+        classify::address_entry(self, addr).is_some_and(|a| a.host)
     }
 
     /// `HostEndpoint/NAME` or `WorkloadEndpoint/NAMESPACE/NAME`.

@@ -11,6 +11,7 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 
@@ -25,13 +26,15 @@ use super::table::{AddressIndex, IntervalTable};
 use crate::model::resources::Labels;
 use crate::model::settings::UnmatchedTrafficAction;
 use crate::model::settings::{FailsafePort as SettingsFailsafePort, FailsafeProtocol};
+use crate::policy::resolve::PathSettings;
 use crate::policy::{
     Action, Direction, Endpoint, EndpointKind, IcmpMatch, IpVersion, Policy, PortMatch, Resolved,
     Rule, Side, Stage, TierDefaultAction,
 };
 use crate::selector::Selector;
 use crate::snapshot::{
-    AddressEntry, DefaultKind, RuleAction, RuleId, RuleMeta, RuleStage, Snapshot,
+    AddressEntry, DefaultKind, PathPolicy, RuleAction, RuleId, RuleMeta, RuleStage, RuleTable,
+    Snapshot,
 };
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
@@ -54,6 +57,14 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
         .map(|e| e.display_name.clone())
         .collect();
     let compiled_entries = b.programs.iter().map(|p| p.program.entries.len()).sum();
+    let rules = b.ids.metas.into_boxed_slice();
+    let has_untracked = b.programs.iter().any(|p| {
+        p.program.entries.iter().any(|e| {
+            rules
+                .get(e.rule.0 as usize)
+                .is_some_and(|m| m.stage == RuleStage::Untracked)
+        })
+    });
     Snapshot {
         generation,
         index_v4,
@@ -75,10 +86,23 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
             == UnmatchedTrafficAction::Allow,
         unmatched_rule: b.ids.unmatched,
         failsafe_rule: b.ids.failsafe,
-        rules: b.ids.metas.into_boxed_slice(),
-        tier_names: resolved.tiers.iter().map(|t| t.name.clone()).collect(),
-        policy_names: b.ids.policy_names.into_boxed_slice(),
+        rule_table: Arc::new(RuleTable {
+            rules,
+            tier_names: resolved.tiers.iter().map(|t| t.name.clone()).collect(),
+            policy_names: b.ids.policy_names.into_boxed_slice(),
+        }),
+        has_untracked,
+        path: path_policy(&resolved.path),
         compiled_entries,
+    }
+}
+
+fn path_policy(settings: &PathSettings) -> PathPolicy {
+    PathPolicy {
+        anti_spoof: settings.anti_spoof,
+        inside_nets: settings.inside_nets.iter().map(IpNet::trunc).collect(),
+        allowed_ether_types: settings.allowed_ether_types.clone().into_boxed_slice(),
+        log_rate_limit_per_second: settings.log_rate_limit_per_second,
     }
 }
 

@@ -9,6 +9,7 @@
 use std::fmt;
 use std::time::Duration;
 
+pub mod affinity;
 pub mod afpacket;
 pub mod afxdp;
 pub mod netns;

@@ -128,6 +128,19 @@ drop_reasons! {
     /// A new connection could not be tracked: its conntrack shard is full and nothing could be
     /// evicted.
     ConntrackFull = 33, "conntrack_full", Pipeline;
+    /// Connection tracking found the packet impossible: a TCP flag combination no stack
+    /// sends, a segment that cannot open a connection and belongs to none (a stray SYN-ACK,
+    /// FIN or RST, or any non-SYN when loose pickup is off), or one out of its connection's
+    /// state.
+    ConntrackInvalid = 34, "conntrack_invalid", Pipeline;
+    /// A fragment past the end announced by the datagram's last fragment, or a last
+    /// fragment contradicting it.
+    FragmentPastEnd = 35, "fragment_past_end", Fragment;
+    /// A datagram's fragments arrived too far out of order to be followed.
+    FragmentOutOfOrder = 36, "fragment_out_of_order", Fragment;
+    /// A fragment of a datagram already refused (overlap, past end, out of order, TCP at
+    /// offset 8): the rest of it is dropped too.
+    FragmentPoisoned = 37, "fragment_poisoned", Fragment;
 }
 
 impl DropReason {
@@ -192,6 +205,10 @@ mod tests {
         (31, "spoofed"),
         (32, "no_snapshot"),
         (33, "conntrack_full"),
+        (34, "conntrack_invalid"),
+        (35, "fragment_past_end"),
+        (36, "fragment_out_of_order"),
+        (37, "fragment_poisoned"),
     ];
 
     #[test]

@@ -47,6 +47,9 @@ pub struct Resolved {
     /// Every Profile, in directory order; endpoints refer to them by index.
     pub profiles: Vec<Profile>,
     pub settings: VerdictSettings,
+    /// Settings the packet path applies around policy. [`resolve`] fills them from the
+    /// model's settings; [`resolve_resources`] leaves the defaults.
+    pub path: PathSettings,
     /// Endpoint index of every endpoint address.
     address_index: BTreeMap<IpAddr, usize>,
 }
@@ -100,6 +103,37 @@ impl VerdictSettings {
             failsafe_outbound: settings.failsafe_outbound.clone(),
             unmatched_traffic_action: settings.unmatched_traffic_action,
         }
+    }
+}
+
+/// Settings the packet path applies around policy (SPEC §A1, §A6). They live with the
+/// policy so that a reload changes them together with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSettings {
+    /// Drop frames whose source address may not arrive on their port.
+    pub anti_spoof: bool,
+    /// The networks behind `--inside`, for the strict form of anti-spoofing.
+    pub inside_nets: Vec<IpNet>,
+    /// EtherTypes forwarded beyond IPv4, IPv6 and ARP.
+    pub allowed_ether_types: Vec<u16>,
+    /// Log-action lines written per second at most.
+    pub log_rate_limit_per_second: u32,
+}
+
+impl PathSettings {
+    pub fn from_settings(settings: &Settings) -> PathSettings {
+        PathSettings {
+            anti_spoof: settings.anti_spoof,
+            inside_nets: settings.inside_nets.clone(),
+            allowed_ether_types: settings.allowed_ether_types.clone(),
+            log_rate_limit_per_second: settings.log_rate_limit_per_second,
+        }
+    }
+}
+
+impl Default for PathSettings {
+    fn default() -> Self {
+        PathSettings::from_settings(&Settings::default())
     }
 }
 
@@ -324,10 +358,12 @@ pub fn precedence(
 
 /// Resolve a validated model. See the module documentation for when this returns problems.
 pub fn resolve(model: &Model) -> Result<Resolved, Vec<Problem>> {
-    resolve_resources(
+    let mut resolved = resolve_resources(
         &model.resources,
         VerdictSettings::from_settings(&model.settings),
-    )
+    )?;
+    resolved.path = PathSettings::from_settings(&model.settings);
+    Ok(resolved)
 }
 
 /// Resolve resources with the given verdict settings.
@@ -367,6 +403,7 @@ pub fn resolve_resources(
         tiers,
         profiles,
         settings,
+        path: PathSettings::default(),
         address_index,
     })
 }

@@ -1,0 +1,183 @@
+//! The workers: one thread per queue, pinned to a core, owning both ports' queue `i`.
+//!
+//! ```text
+//!   loop until `stop`:
+//!     snapshot = snapshots.load()          one arc-swap load per batch
+//!     now      = clock_now()               one clock read per batch
+//!     pair.poll(timeout, |port, frame| path.judge(&snapshot, now, port, frame))
+//!     count what the backend did (received, failed sends, truncated frames)
+//! ```
+//!
+//! A batch is judged by one snapshot at one time. The snapshot and the clock are read before
+//! the poll waits, so a frame that arrives during the wait is judged by a policy and a time at
+//! most [`POLL_TIMEOUT`] old: a reload applies to new connections within that much more, and
+//! connection timeouts are seconds long. Nothing in the loop allocates or takes a lock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use signal_hook::iterator::Handle as SignalsHandle;
+
+use super::backend::{BackendKind, WithPairs};
+use super::log::{error, warning};
+use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
+use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
+use crate::snapshot::SnapshotHandle;
+
+/// How long a poll waits for frames: also the longest a worker takes to notice `stop`.
+pub const POLL_TIMEOUT: Duration = Duration::from_millis(20);
+
+/// What the backend reports per batch beyond the path's own counters, per port of arrival:
+/// frames that never reached the path (truncated) or that it forwarded but the other port
+/// refused (failed sends). Written by one worker, read by anyone.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+pub struct BackendCounters {
+    pub received: [Counter; 2],
+    pub received_bytes: [Counter; 2],
+    pub tx_failed: [Counter; 2],
+    pub truncated: [Counter; 2],
+}
+
+impl BackendCounters {
+    fn add(&self, batch: &BatchStats) {
+        for side in 0..2 {
+            self.received[side].add(u64::from(batch.received[side]));
+            self.received_bytes[side].add(batch.received_bytes[side]);
+            self.tx_failed[side].add(u64::from(batch.tx_failed[side]));
+            self.truncated[side].add(u64::from(batch.truncated[side]));
+        }
+    }
+}
+
+/// What the control side needs to keep running one worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    pub index: usize,
+    /// The backend and how it runs, e.g. `afpacket (recvmmsg/sendmmsg, batch 64, one worker)`.
+    pub info: String,
+    /// The backend's name and its mode, apart, for `/status`.
+    pub backend: &'static str,
+    pub mode: String,
+    pub cpu: Option<usize>,
+    pub path_counters: Arc<WorkerCounters>,
+    pub backend_counters: Arc<BackendCounters>,
+    pub thread: JoinHandle<Result<(), BackendError>>,
+}
+
+/// Runs one worker until `stop` is set or its backend fails.
+pub fn run_worker<P: PortPair>(
+    pair: &mut P,
+    path: &mut WorkerPath,
+    snapshots: &SnapshotHandle,
+    stop: &AtomicBool,
+    counters: &BackendCounters,
+) -> Result<(), BackendError> {
+    // Relaxed: the flag carries no data; the join that follows orders everything else.
+    while !stop.load(Ordering::Relaxed) {
+        let snapshot = snapshots.load();
+        let now = clock_now();
+        let batch = pair.poll(POLL_TIMEOUT, |port, frame| {
+            path.judge(&snapshot, now, port, frame)
+        })?;
+        counters.add(&batch);
+    }
+    Ok(())
+}
+
+/// Starts one pinned thread per opened pair: the [`WithPairs`] half of the backend dispatch.
+pub struct SpawnWorkers {
+    pub shared: Arc<PathShared>,
+    pub snapshots: Arc<SnapshotHandle>,
+    pub stop: Arc<AtomicBool>,
+    /// Closed by a worker that ends, so that the control loop waiting on signals wakes up.
+    pub signals: SignalsHandle,
+    /// CPUs to pin workers to, in turn; empty to leave them unpinned.
+    pub cpus: Vec<usize>,
+}
+
+impl WithPairs for SpawnWorkers {
+    type Output = std::io::Result<Vec<WorkerHandle>>;
+
+    fn run<P: PortPair + 'static>(self, kind: BackendKind, pairs: Vec<P>) -> Self::Output {
+        let mut handles = Vec::with_capacity(pairs.len());
+        for (index, pair) in pairs.into_iter().enumerate() {
+            match self.spawn(kind, index, pair) {
+                Ok(handle) => handles.push(handle),
+                Err(error) => {
+                    self.stop.store(true, Ordering::Relaxed);
+                    for handle in handles {
+                        let _ = handle.thread.join();
+                    }
+                    return Err(error);
+                }
+            }
+        }
+        Ok(handles)
+    }
+}
+
+impl SpawnWorkers {
+    fn spawn<P: PortPair + 'static>(
+        &self,
+        kind: BackendKind,
+        index: usize,
+        mut pair: P,
+    ) -> std::io::Result<WorkerHandle> {
+        let info = pair.info();
+        debug_assert_eq!(info.backend, kind.name());
+        let mut path = WorkerPath::new(Arc::clone(&self.shared));
+        let path_counters = path.counters();
+        let backend_counters = Arc::new(BackendCounters::default());
+        let cpu = (!self.cpus.is_empty()).then(|| self.cpus[index % self.cpus.len()]);
+        let snapshots = Arc::clone(&self.snapshots);
+        let stop = Arc::clone(&self.stop);
+        let counters = Arc::clone(&backend_counters);
+        let wake = WakeOnExit {
+            stop: Arc::clone(&self.stop),
+            signals: self.signals.clone(),
+        };
+        let thread = thread::Builder::new()
+            .name(format!("worker-{index}"))
+            .spawn(move || {
+                let _wake = wake;
+                if let Some(Err(error)) = cpu.map(affinity::pin_current_thread) {
+                    warning!("worker {index}: cannot pin to a CPU ({error}); runs unpinned");
+                }
+                let result = run_worker(&mut pair, &mut path, &snapshots, &stop, &counters);
+                if let Err(error) = &result {
+                    error!("worker {index}: {error}; stopping the gateway");
+                }
+                // The pair closes here, on the worker's thread: its sockets (and any XDP
+                // program it attached) are gone before the thread is joined.
+                drop(pair);
+                result
+            })?;
+        Ok(WorkerHandle {
+            index,
+            info: info.to_string(),
+            backend: info.backend,
+            mode: info.mode.clone(),
+            cpu,
+            path_counters,
+            backend_counters,
+            thread,
+        })
+    }
+}
+
+/// Stops the gateway when a worker ends for any reason (an error, a panic): a gateway with a
+/// dead worker would silently stop forwarding that worker's share of the flows.
+struct WakeOnExit {
+    stop: Arc<AtomicBool>,
+    signals: SignalsHandle,
+}
+
+impl Drop for WakeOnExit {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.signals.close();
+    }
+}
