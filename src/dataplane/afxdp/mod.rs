@@ -67,6 +67,11 @@ const MAX_TX_KICKS: usize = 64;
 /// completions are reclaimed promptly.
 const SENDING_WAIT: Duration = Duration::from_millis(1);
 
+/// How long a bind waits at most for the kernel to release a queue that a failed attempt in
+/// another mode bound, and how often it tries meanwhile.
+const RELEASE_WAIT: Duration = Duration::from_millis(500);
+const RELEASE_POLL: Duration = Duration::from_millis(10);
+
 /// The UMEM and ring sizes of each worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AfXdpOptions {
@@ -207,6 +212,10 @@ impl Retry {
 }
 
 /// A new UMEM with both ports' sockets bound on it, outside first.
+///
+/// Each attempt on the outside port starts from a new UMEM: the outside socket is the UMEM's
+/// own socket, and when libxdp fails to attach its program after binding it, it keeps that
+/// socket open and bound, so a second attempt on the same UMEM would find the queue busy.
 fn bind_both(
     config: &BackendConfig,
     sizes: Sizes,
@@ -215,38 +224,42 @@ fn bind_both(
     claims: &[Arc<PortClaim>; 2],
     allow_zero_copy: bool,
 ) -> Result<(Frames, [PortMode; 2]), Retry> {
-    let mut frames = Frames::new(sizes, config.batch_size).map_err(|error| {
-        Retry::No(bind_failure(
-            names[0],
-            queue,
-            "create the UMEM",
-            &[("", error)],
-        ))
-    })?;
     let copies: &[bool] = if allow_zero_copy {
         &[true, false]
     } else {
         &[false]
     };
-    let outside = bind_port(
-        &mut frames,
-        PortSide::Outside,
-        names[0],
-        queue,
-        &claims[0],
-        sizes.ring,
-        copies,
-    )
+    let mut bound = None;
+    let outside = bind_port(names[0], queue, &claims[0], copies, |mode| {
+        let mut frames = Frames::new(sizes, config.batch_size)?;
+        frames.bind(
+            PortSide::Outside,
+            names[0],
+            queue,
+            socket_flags(mode),
+            sizes.ring,
+        )?;
+        bound = Some(frames);
+        Ok(())
+    })
     .map_err(Retry::No)?;
-    let inside = bind_port(
-        &mut frames,
-        PortSide::Inside,
-        names[1],
-        queue,
-        &claims[1],
-        sizes.ring,
-        &[outside.zero_copy],
-    )
+    let Some(mut frames) = bound else {
+        // `bind_port` returns a mode only after an attempt succeeded, which set `bound`.
+        return Err(Retry::No(BackendError::Unsupported {
+            interface: names[0].to_string(),
+            message: "no UMEM after a successful bind".to_string(),
+        }));
+    };
+    let inside = bind_port(names[1], queue, &claims[1], &[outside.zero_copy], |mode| {
+        // The inside socket shares the UMEM; libxdp closes it when an attempt fails.
+        frames.bind(
+            PortSide::Inside,
+            names[1],
+            queue,
+            socket_flags(mode),
+            sizes.ring,
+        )
+    })
     .map_err(|error| {
         if outside.zero_copy {
             Retry::WithoutZeroCopy(error)
@@ -343,18 +356,19 @@ fn claim_port(interface: &str, queue: u32, ifindex: u32) -> Result<Arc<PortClaim
     })
 }
 
-/// Binds `side`'s socket in the best mode the port offers: native (zero-copy, then copy, of
-/// those in `copies`), then generic copy. A port another worker of this process has bound
-/// keeps its attach mode.
-fn bind_port(
-    frames: &mut Frames,
-    side: PortSide,
+/// Binds a port's socket in the best mode it offers, by calling `attempt` with each mode in
+/// turn: native (zero-copy, then copy, of those in `copies`), then generic copy. A port that
+/// another worker of this process has bound keeps its attach mode.
+fn bind_port<F>(
     interface: &str,
     queue: u32,
     claim: &PortClaim,
-    ring: u32,
     copies: &[bool],
-) -> Result<PortMode, BackendError> {
+    mut attempt: F,
+) -> Result<PortMode, BackendError>
+where
+    F: FnMut(PortMode) -> Result<(), BindError>,
+{
     let mut decided = claim.mode.lock().unwrap_or_else(PoisonError::into_inner);
     let attaches: &[AttachMode] = match *decided {
         Some(AttachMode::Native) => &[AttachMode::Native],
@@ -368,8 +382,22 @@ fn bind_port(
                 continue;
             }
             let mode = PortMode { attach, zero_copy };
-            let (xdp, bind) = socket_flags(mode);
-            match frames.bind(side, interface, queue, (xdp, bind), ring) {
+            let mut result = attempt(mode);
+            // A failed attempt may have bound the queue before failing to attach the program;
+            // the kernel lets go of the queue in a work item after the socket closes, so the
+            // next attempt can find it busy for a moment.
+            let mut waited = Duration::ZERO;
+            while !failures.is_empty()
+                && waited < RELEASE_WAIT
+                && result
+                    .as_ref()
+                    .is_err_and(|error| error.errno == Some(libc::EBUSY))
+            {
+                std::thread::sleep(RELEASE_POLL);
+                waited += RELEASE_POLL;
+                result = attempt(mode);
+            }
+            match result {
                 Ok(()) => {
                     *decided = Some(attach);
                     return Ok(mode);
