@@ -2,16 +2,18 @@
 //!
 //! ```text
 //!   loop until `stop`:
-//!     snapshot = snapshots.load()          one arc-swap load per batch
-//!     now      = clock_now()               one clock read per batch
-//!     pair.poll(timeout, |port, frame| path.judge(&snapshot, now, port, frame))
+//!     pair.poll(timeout, |port, frame| {
+//!         at the batch's first frame: snapshot = snapshots.load(), now = clock_now()
+//!         path.judge(&snapshot, now, port, frame)
+//!     })
 //!     count what the backend did (received, failed sends, truncated frames)
 //! ```
 //!
-//! A batch is judged by one snapshot at one time. The snapshot and the clock are read before
-//! the poll waits, so a frame that arrives during the wait is judged by a policy and a time at
-//! most [`POLL_TIMEOUT`] old: a reload applies to new connections within that much more, and
-//! connection timeouts are seconds long. Nothing in the loop allocates or takes a lock.
+//! A batch is judged by one snapshot at one time: one arc-swap load and one clock read per
+//! batch. Both are read when the batch's first frame is in hand, not before the poll waits
+//! for it, so a snapshot published while a worker waits judges the very next frame (the
+//! reload tests rely on it: a published policy is in force for the next packet), and an idle
+//! worker touches neither. Nothing in the loop allocates or takes a lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -77,10 +79,12 @@ pub fn run_worker<P: PortPair>(
 ) -> Result<(), BackendError> {
     // Relaxed: the flag carries no data; the join that follows orders everything else.
     while !stop.load(Ordering::Relaxed) {
-        let snapshot = snapshots.load();
-        let now = clock_now();
+        // Loaded at the batch's first frame, not before the poll: a poll may wait up to
+        // POLL_TIMEOUT for that frame, and a snapshot published meanwhile must judge it.
+        let mut batch_view = None;
         let batch = pair.poll(POLL_TIMEOUT, |port, frame| {
-            path.judge(&snapshot, now, port, frame)
+            let (snapshot, now) = batch_view.get_or_insert_with(|| (snapshots.load(), clock_now()));
+            path.judge(snapshot, *now, port, frame)
         })?;
         counters.add(&batch);
     }
