@@ -663,6 +663,102 @@ fn two_workers_forward_the_flows_of_their_queues() {
     }
 }
 
+/// A network namespace of this test's own with two `ifb` interfaces (no driver XDP), removed on
+/// drop. No traffic: only attaching and detaching.
+struct IfbNamespace(String);
+
+impl IfbNamespace {
+    fn new() -> Option<IfbNamespace> {
+        let name = format!("xifb{}", std::process::id());
+        let added = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{added:?}");
+        let namespace = IfbNamespace(name);
+        for interface in ["xifb0", "xifb1"] {
+            let made = namespace.ip(&["link", "add", interface, "type", "ifb"]);
+            if !made.status.success() {
+                let reason = String::from_utf8_lossy(&made.stderr).trim().to_string();
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "no ifb: {reason}"
+                );
+                eprintln!("SKIPPED generic-mode test: this kernel has no ifb: {reason}");
+                return None;
+            }
+            assert!(
+                namespace
+                    .ip(&["link", "set", interface, "up"])
+                    .status
+                    .success()
+            );
+        }
+        Some(namespace)
+    }
+
+    fn ip(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn xdp_program(&self, interface: &str) -> Option<String> {
+        let output = self.ip(&["-d", "link", "show", interface]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|line| line.contains("prog/xdp"))
+            .map(|line| line.trim().to_string())
+    }
+}
+
+impl Drop for IfbNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .output();
+    }
+}
+
+/// Interfaces whose driver runs no XDP program get libxdp's program in generic (skb) mode,
+/// the pair says so, and dropping it detaches the program.
+#[test]
+fn ports_without_driver_xdp_fall_back_to_generic_mode() {
+    if !support::harness_or_skip("ports_without_driver_xdp_fall_back_to_generic_mode") {
+        return;
+    }
+    let Some(namespace) = IfbNamespace::new() else {
+        return;
+    };
+    let config = BackendConfig {
+        outside: "xifb0".to_string(),
+        inside: "xifb1".to_string(),
+        ..BackendConfig::default()
+    };
+    let (info, attached) = NetNs::open(&namespace.0)
+        .unwrap()
+        .run(|| {
+            let pair = afxdp::open(&config, 0).unwrap();
+            let attached = ["xifb0", "xifb1"].map(|interface| namespace.xdp_program(interface));
+            (pair.info().to_string(), attached)
+        })
+        .unwrap();
+    assert!(
+        info.starts_with("afxdp (generic, copy, need_wakeup;"),
+        "{info}"
+    );
+    assert!(attached.iter().all(Option::is_some), "{attached:?}");
+    let left = ["xifb0", "xifb1"].map(|interface| namespace.xdp_program(interface));
+    assert_eq!(
+        left,
+        [None, None],
+        "programs left after the pair was dropped"
+    );
+}
+
 /// A second pair of this process on a queue already bound is refused as busy, and the first
 /// pair keeps forwarding.
 #[test]

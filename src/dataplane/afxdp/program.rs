@@ -62,7 +62,6 @@ impl AttachMode {
 #[derive(Debug)]
 pub(crate) struct PortClaim {
     key: PortKey,
-    interface: String,
     /// Held for its lock; closing it unlocks.
     _lock: File,
     /// Set by the first worker that binds; later workers attach the same way, so that the
@@ -94,9 +93,9 @@ pub(crate) enum ClaimError {
     Io(&'static str, io::Error),
 }
 
-/// Claims `interface` (index `ifindex`) for this process, or joins this process's claim.
-/// Call with [`OPENING`] held.
-pub(crate) fn claim(interface: &str, ifindex: u32) -> Result<Arc<PortClaim>, ClaimError> {
+/// Claims the interface with index `ifindex` for this process, or joins this process's
+/// claim. Call with [`OPENING`] held.
+pub(crate) fn claim(ifindex: u32) -> Result<Arc<PortClaim>, ClaimError> {
     let key =
         PortKey::of(ifindex).map_err(|e| ClaimError::Io("identify the network namespace", e))?;
     let mut claims = CLAIMS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -113,7 +112,6 @@ pub(crate) fn claim(interface: &str, ifindex: u32) -> Result<Arc<PortClaim>, Cla
         .map_err(|e| ClaimError::Io("detach the XDP program a previous gateway left", e))?;
     let claim = Arc::new(PortClaim {
         key,
-        interface: interface.to_string(),
         _lock: lock,
         mode: Mutex::new(None),
         replaced,
@@ -126,9 +124,12 @@ impl Drop for PortClaim {
     fn drop(&mut self) {
         // Every socket of this process on the port is closed by now (pairs drop their sockets
         // before their claims), so libxdp has detached its program; this only catches a
-        // program whose count went wrong. Nothing to report to: a drop cannot fail.
-        let _ = detach_xsk_program(self.key.ifindex);
-        let _ = &self.interface;
+        // program whose count went wrong. Interface indexes are per namespace: from another
+        // namespace, this one's interface cannot be reached by index, so leave it. Nothing to
+        // report to: a drop cannot fail.
+        if PortKey::of(self.key.ifindex).is_ok_and(|here| here == self.key) {
+            let _ = detach_xsk_program(self.key.ifindex);
+        }
     }
 }
 
