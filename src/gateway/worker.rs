@@ -3,17 +3,17 @@
 //! ```text
 //!   loop until `stop`:
 //!     pair.poll(timeout, |port, frame| {
-//!         at the batch's first frame: snapshot = snapshots.load(), now = clock_now()
-//!         path.judge(&snapshot, now, port, frame)
+//!       at the batch's first frame: snapshot = snapshots.load(), now = clock_now()
+//!       path.judge(&snapshot, now, port, frame)
 //!     })
 //!     count what the backend did (received, failed sends, truncated frames)
 //! ```
 //!
-//! A batch is judged by one snapshot at one time: one arc-swap load and one clock read per
-//! batch. Both are read when the batch's first frame is in hand, not before the poll waits
-//! for it, so a snapshot published while a worker waits judges the very next frame (the
-//! reload tests rely on it: a published policy is in force for the next packet), and an idle
-//! worker touches neither. Nothing in the loop allocates or takes a lock.
+//! A batch is judged by one snapshot at one time. The snapshot and the clock are read when
+//! the batch's first frame is judged, after the poll's wait, not before it: otherwise a frame
+//! arriving at an idle port would be judged by the policy in force when the wait began, up to
+//! [`POLL_TIMEOUT`] after a reload published the next one. Nothing in the loop allocates or
+//! takes a lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,9 +23,10 @@ use std::time::Duration;
 use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
+use super::clock::clock_now;
 use super::log::{error, warning};
 use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
-use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
+use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath};
 use crate::snapshot::SnapshotHandle;
 
 /// How long a poll waits for frames: also the longest a worker takes to notice `stop`.
@@ -79,11 +80,12 @@ pub fn run_worker<P: PortPair>(
 ) -> Result<(), BackendError> {
     // Relaxed: the flag carries no data; the join that follows orders everything else.
     while !stop.load(Ordering::Relaxed) {
-        // Loaded at the batch's first frame, not before the poll: a poll may wait up to
-        // POLL_TIMEOUT for that frame, and a snapshot published meanwhile must judge it.
-        let mut batch_view = None;
+        // Loaded at the first frame of the batch, after the wait: a frame is never judged by
+        // a snapshot older than its arrival, however long the port was idle.
+        let mut batch_state = None;
         let batch = pair.poll(POLL_TIMEOUT, |port, frame| {
-            let (snapshot, now) = batch_view.get_or_insert_with(|| (snapshots.load(), clock_now()));
+            let (snapshot, now) =
+                batch_state.get_or_insert_with(|| (snapshots.load(), clock_now()));
             path.judge(snapshot, *now, port, frame)
         })?;
         counters.add(&batch);
