@@ -540,6 +540,21 @@ fn a_gateway_killed_with_sigkill_is_replaced_on_restart() {
         topology.ping(Side::Outside, INSIDE_V4[0]),
         "no path through the child gateway"
     );
+    // While the child lives, its ports are its own: no takeover of a live gateway's program.
+    let config = topology.backend_config(1);
+    let refused = topology
+        .netns(Side::Gateway)
+        .run(|| afxdp::open(&config, 0).map(|pair| pair.info()))
+        .unwrap();
+    let error = refused.unwrap_err();
+    assert!(
+        error.to_string().contains("another gateway process"),
+        "{error}"
+    );
+    assert!(
+        topology.ping(Side::Outside, INSIDE_V4[0]),
+        "the child gateway stopped forwarding after the refused open"
+    );
 
     child.0.kill().unwrap(); // SIGKILL, to this child's PID
     child.0.wait().unwrap();
@@ -648,7 +663,8 @@ fn two_workers_forward_the_flows_of_their_queues() {
     }
 }
 
-/// Opening on ports another live gateway process holds is refused, not a takeover.
+/// A second pair of this process on a queue already bound is refused as busy, and the first
+/// pair keeps forwarding.
 #[test]
 fn ports_held_by_this_process_are_shared_and_a_second_pair_binds_nothing_twice() {
     let Some(topology) = Topology::new("xtwice") else {
@@ -724,12 +740,14 @@ fn measure_forwarding_rate() {
         let outside = PortSide::Outside.index();
         println!(
             "{backend}: {sent} frames injected in {:.2} s ({:.0}/s); gateway received {}, \
-             forwarded {} ({:.0}/s over the injection time), tx_failed {} [{info}]",
+             forwarded {} ({:.0}/s over the injection time), dropped by the kernel before \
+             the gateway saw them {}, tx_failed {} [{info}]",
             sending.as_secs_f64(),
             sent as f64 / sending.as_secs_f64(),
             totals.received[outside],
             totals.forwarded[outside],
             totals.forwarded[outside] as f64 / sending.as_secs_f64(),
+            totals.truncated[outside],
             totals.tx_failed[outside],
         );
     }

@@ -21,10 +21,9 @@ use std::time::Duration;
 use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
-use super::clock::clock_now;
 use super::log::{error, warning};
 use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
-use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath};
+use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
 use crate::snapshot::SnapshotHandle;
 
 /// How long a poll waits for frames: also the longest a worker takes to notice `stop`.
@@ -59,6 +58,9 @@ pub struct WorkerHandle {
     pub index: usize,
     /// The backend and how it runs, e.g. `afpacket (recvmmsg/sendmmsg, batch 64, one worker)`.
     pub info: String,
+    /// The backend's name and its mode, apart, for `/status`.
+    pub backend: &'static str,
+    pub mode: String,
     pub cpu: Option<usize>,
     pub path_counters: Arc<WorkerCounters>,
     pub backend_counters: Arc<BackendCounters>,
@@ -156,6 +158,8 @@ impl SpawnWorkers {
         Ok(WorkerHandle {
             index,
             info: info.to_string(),
+            backend: info.backend,
+            mode: info.mode.clone(),
             cpu,
             path_counters,
             backend_counters,

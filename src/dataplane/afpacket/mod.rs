@@ -570,6 +570,23 @@ impl AfPacketPort {
         }
     }
 
+    /// Sends `buf[range]` for each of `frames`, in order, with one `sendmmsg` per batch of the
+    /// size the port was opened with. Returns how many were sent. A frame the port refuses on
+    /// its own (too long) is skipped; once the port takes nothing more (queue full, link down)
+    /// the rest are left unsent. Nothing is retried: a traffic generator counts and goes on.
+    pub fn send_batch(
+        &mut self,
+        buf: &[u8],
+        frames: &[Range<usize>],
+    ) -> Result<usize, BackendError> {
+        let Port {
+            socket, messages, ..
+        } = &mut self.port;
+        let outcome = send_all(frames, |frames| socket.send_batch(messages, buf, frames))
+            .map_err(|source| self.port.error(0, "send (sendmmsg)", source))?;
+        Ok(outcome.sent)
+    }
+
     /// Waits at most `timeout` for frames and hands each (tag restored) to `seen`; returns
     /// how many. Frames too long for the slots are skipped.
     pub fn receive<F>(&mut self, timeout: Duration, mut seen: F) -> Result<usize, BackendError>

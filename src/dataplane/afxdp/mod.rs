@@ -157,7 +157,8 @@ pub fn open_with(
         result => result,
     }
     .map_err(Retry::into_error)?;
-    let mode = describe_mode(config, &claims, modes.map(Some), bpffs, sizes);
+    let replaced = [claims[0].replaced, claims[1].replaced];
+    let mode = describe_mode(config, replaced, modes, bpffs, sizes);
     Ok(AfXdpPair {
         frames,
         ports: names.map(|interface| Port {
@@ -458,14 +459,15 @@ fn bind_failure(
     }
 }
 
+/// The mode part of `info()`: how each port runs, the sizes, and anything replaced.
 fn describe_mode(
     config: &BackendConfig,
-    claims: &[Arc<PortClaim>; 2],
-    modes: [Option<PortMode>; 2],
+    replaced: [Option<u32>; 2],
+    modes: [PortMode; 2],
     bpffs: bool,
     sizes: Sizes,
 ) -> String {
-    let [outside, inside] = modes.map(|mode| mode.map_or_else(String::new, PortMode::describe));
+    let [outside, inside] = modes.map(PortMode::describe);
     let mut mode = if outside == inside {
         format!("{outside}, need_wakeup")
     } else {
@@ -478,8 +480,8 @@ fn describe_mode(
     if !bpffs {
         mode.push_str("; no bpffs at /sys/fs/bpf: libxdp attaches without its dispatcher");
     }
-    for (claim, interface) in claims.iter().zip([&config.outside, &config.inside]) {
-        if let Some(id) = claim.replaced {
+    for (replaced, interface) in replaced.iter().zip([&config.outside, &config.inside]) {
+        if let Some(id) = replaced {
             mode.push_str(&format!(
                 "; replaced the XDP program (id {id}) a previous gateway left on {interface}"
             ));
@@ -657,4 +659,238 @@ fn queue_number(worker: usize) -> u32 {
 
 fn count(frames: usize) -> u32 {
     u32::try_from(frames).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BackendConfig {
+        BackendConfig {
+            outside: "pc-no-out".to_string(),
+            inside: "pc-no-in".to_string(),
+            workers: 2,
+            batch_size: 64,
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_before_touching_an_interface() {
+        let good = config();
+        let options = AfXdpOptions::default();
+        // (configuration, worker, options, what the message says)
+        let cases = [
+            (
+                BackendConfig {
+                    inside: good.outside.clone(),
+                    ..good.clone()
+                },
+                0,
+                options,
+                "both",
+            ),
+            (good.clone(), 2, options, "worker 2 does not exist"),
+            (
+                BackendConfig {
+                    batch_size: 0,
+                    ..good.clone()
+                },
+                0,
+                options,
+                "batch size 0",
+            ),
+            (
+                BackendConfig {
+                    batch_size: MAX_BATCH + 1,
+                    ..good.clone()
+                },
+                0,
+                options,
+                "batch size",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    ring_size: 1000,
+                    ..options
+                },
+                "ring size 1000",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    ring_size: 32,
+                    ..options
+                },
+                "ring size 32",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    frame_size: 3000,
+                    ..options
+                },
+                "frame size 3000",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    frame_size: 1024,
+                    ..options
+                },
+                "frame size 1024",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    frames: 100,
+                    ..options
+                },
+                "100 UMEM frames",
+            ),
+        ];
+        for (config, worker, options, message) in cases {
+            let error = open_with(&config, worker, &options).unwrap_err();
+            assert!(
+                matches!(error, BackendError::Unsupported { .. })
+                    && error.to_string().contains(message),
+                "{config:?} worker {worker} {options:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_sizes_fill_every_ring() {
+        let sizes = check_config(&config(), 0, &AfXdpOptions::default()).unwrap();
+        assert_eq!(sizes.frames, 4 * sizes.ring);
+        assert_eq!(sizes.frame_size, 4096);
+    }
+
+    #[test]
+    fn a_missing_interface_is_named() {
+        let error = open(&config(), 0).unwrap_err();
+        assert!(
+            matches!(error, BackendError::NoSuchInterface { .. }),
+            "{error}"
+        );
+        assert_eq!(error.to_string(), "pc-no-out: no such network interface");
+    }
+
+    fn failed(errno: Option<i32>) -> BindError {
+        BindError {
+            reason: format!("errno {errno:?}"),
+            errno,
+        }
+    }
+
+    #[test]
+    fn bind_failures_say_whether_afpacket_would_help() {
+        // (errnos of the attempts, queue, unsupported?, what the message says)
+        let cases: [(&[Option<i32>], u32, bool, &str); 7] = [
+            (
+                &[Some(libc::EOPNOTSUPP), Some(libc::EOPNOTSUPP)],
+                0,
+                true,
+                "use --backend afpacket",
+            ),
+            (&[Some(libc::EAFNOSUPPORT)], 0, true, "AF_XDP not supported"),
+            (&[None], 0, true, "use --backend afpacket"),
+            (
+                &[Some(libc::EINVAL)],
+                3,
+                true,
+                "fewer than 4 queues, use fewer workers",
+            ),
+            (
+                &[Some(libc::EOPNOTSUPP), Some(libc::EBUSY)],
+                1,
+                false,
+                "queue 1 is in use",
+            ),
+            (&[Some(libc::EPERM)], 0, false, "CAP_NET_ADMIN"),
+            (&[Some(libc::ENOMEM)], 0, false, "ulimit -l"),
+        ];
+        for (errnos, queue, unsupported, message) in cases {
+            let failures: Vec<(&str, BindError)> = errnos
+                .iter()
+                .zip(MODE_NAMES)
+                .map(|(errno, mode)| (mode, failed(*errno)))
+                .collect();
+            let error = bind_failure("pc-port", queue, "bind an AF_XDP socket", &failures);
+            let text = error.to_string();
+            assert_eq!(
+                matches!(error, BackendError::Unsupported { .. }),
+                unsupported,
+                "{errnos:?}: {text}"
+            );
+            assert!(text.contains(message), "{errnos:?}: {text}");
+            assert!(text.starts_with("pc-port"), "{text}");
+            assert!(text.contains(&format!("queue {queue}")), "{text}");
+            for (mode, _) in &failures {
+                assert!(text.contains(mode), "{text} does not say what was tried");
+            }
+        }
+    }
+
+    #[test]
+    fn the_mode_says_how_each_port_runs() {
+        let sizes = Sizes {
+            frames: 4096,
+            frame_size: 4096,
+            ring: 1024,
+        };
+        let native_copy = PortMode {
+            attach: AttachMode::Native,
+            zero_copy: false,
+        };
+        let generic = PortMode {
+            attach: AttachMode::Generic,
+            zero_copy: false,
+        };
+        let zero_copy = PortMode {
+            attach: AttachMode::Native,
+            zero_copy: true,
+        };
+        let config = config();
+        let cases = [
+            (
+                [native_copy, native_copy],
+                [None, None],
+                true,
+                "native, copy, need_wakeup; UMEM 4096 x 4096 B shared by both ports, rings 1024, \
+                 batch 64",
+            ),
+            (
+                [zero_copy, zero_copy],
+                [None, None],
+                true,
+                "native, zero-copy, need_wakeup; UMEM",
+            ),
+            (
+                [native_copy, generic],
+                [None, None],
+                true,
+                "outside native, copy, inside generic, copy, need_wakeup; UMEM",
+            ),
+            (
+                [native_copy, native_copy],
+                [None, Some(17)],
+                false,
+                "attaches without its dispatcher; replaced the XDP program (id 17) a previous \
+                 gateway left on pc-no-in",
+            ),
+        ];
+        for (modes, replaced, bpffs, expected) in cases {
+            let mode = describe_mode(&config, replaced, modes, bpffs, sizes);
+            assert!(
+                mode.starts_with(expected) || mode.ends_with(expected),
+                "{mode}"
+            );
+        }
+    }
 }

@@ -2,12 +2,15 @@
 //!
 //! libxdp attaches its redirect program (`xsk_def_prog`) when the first AF_XDP socket binds
 //! to an interface and detaches it when the last one closes, counting sockets in a map of the
-//! program itself. A process killed with SIGKILL never decrements that count: its sockets
-//! close (the kernel empties their redirect-map slots), but the program stays attached — by
-//! netlink, not by a `bpf_link`, so nothing goes away with the process — together with, when
-//! libxdp used its multi-program dispatcher, the dispatcher's pins under `/sys/fs/bpf/xdp`. A
-//! new gateway would then find the program, bump the stale count and reuse it, and no later
-//! clean exit would ever bring the count to zero: the program would stay forever.
+//! program itself. A process killed with SIGKILL never decrements that count. What it leaves
+//! (seen with libxdp 1.6 on Linux 6.18, veth, native mode): the program stays attached to
+//! both ports, by netlink (`ip link` shows `prog/xdp ... name xsk_def_prog`; there is no
+//! `bpf_link` that would have gone with the process, and libxdp attached it on its own, not
+//! through its dispatcher, so nothing is pinned under `/sys/fs/bpf/xdp`); its sockets are
+//! closed, which empties their slots in the redirect map, so frames fall through to the
+//! kernel stack, which neither bridges nor routes between the ports: nothing crosses. A new
+//! gateway left to libxdp would find the program, bump the stale count and reuse it, and no
+//! later clean exit would bring the count to zero: the program would stay for good.
 //!
 //! So each process claims a port before binding to it: an exclusive `flock` on a file named
 //! after the port (network namespace and interface index), taken by the first worker and

@@ -1,0 +1,574 @@
+//! `portcullis-pktgen`: the forwarding benchmark's traffic tools (see `scripts/bench-forward`).
+//!
+//! ```text
+//!   gen      frames (UDP/IPv4, documentation addresses) ──sendmmsg──▶ IF      (bounded)
+//!   sink     IF's kernel counters + /proc/stat, sampled over a window   ──▶ JSON
+//!   forward  OUTSIDE ◀──PortPair::poll, decide = always Forward──▶ INSIDE    (bounded)
+//!   rules    one N-rule description ──▶ Calico directory, nft bridge and inet rulesets
+//! ```
+//!
+//! Every mode prints one JSON line on stdout; errors go to stderr with a non-zero exit.
+//! `forward` is the do-nothing forwarder: the backends' own `PortPair` with no parse, policy or
+//! conntrack, so that portcullis' throughput can be read against what its backend alone does.
+
+mod counters;
+mod frames;
+mod rules;
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+use counters::{CpuTimes, InterfaceCounters};
+use frames::{FramePool, FrameSpec};
+use portcullis::dataplane::afpacket::{self, AfPacketPort};
+use portcullis::dataplane::{BackendConfig, BatchStats, Disposition, PortPair};
+
+/// Longest a generator or sink window may last.
+const MAX_SECONDS: f64 = 10.0;
+/// Most sockets the generator may send through.
+const MAX_SOCKETS: usize = 64;
+/// Longest the forwarder may run: one measurement plus the sink's wait and warm-up.
+const MAX_FORWARD_SECONDS: f64 = 30.0;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "portcullis-pktgen",
+    about = "Traffic generator, sink and do-nothing forwarder for the forwarding benchmark"
+)]
+struct Args {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Subcommand, Debug)]
+enum Mode {
+    /// Send UDP/IPv4 frames out of an interface, flat out or at a rate, for a bounded time.
+    Gen(GenArgs),
+    /// Count the frames an interface receives over a window (kernel counters; no copies).
+    Sink(SinkArgs),
+    /// Forward every frame between two interfaces with a portcullis backend, deciding nothing.
+    Forward(ForwardArgs),
+    /// Write the N-rule benchmark policy as a Calico directory and nftables rulesets.
+    Rules(RulesArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct GenArgs {
+    #[arg(long)]
+    interface: String,
+    /// Destination MAC of every frame (the sink's, or the router's for routed contenders).
+    #[arg(long, value_parser = parse_mac)]
+    dst_mac: [u8; 6],
+    /// Source MAC; the interface's own by default.
+    #[arg(long, value_parser = parse_mac)]
+    src_mac: Option<[u8; 6]>,
+    #[arg(long, default_value = "203.0.113.10")]
+    dst: Ipv4Addr,
+    #[arg(long, default_value_t = 5201)]
+    dst_port: u16,
+    /// Frame size in bytes as handed to the interface (no FCS), 42 to 1514.
+    #[arg(long, default_value_t = 64)]
+    size: usize,
+    /// Distinct flows (source address and port pairs), sent round-robin.
+    #[arg(long, default_value_t = 1)]
+    flows: usize,
+    /// Frames per second; 0 sends flat out.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// Seconds to send for, at most 10.
+    #[arg(long, default_value_t = 1.0)]
+    duration: f64,
+    /// Frames to send at most.
+    #[arg(long, default_value_t = 50_000_000)]
+    count: u64,
+    /// Frames per sendmmsg.
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Sockets to send through, a batch each in turn. A socket may have only so many bytes
+    /// in flight (its send buffer, `net.core.wmem_default`), and a frame is in flight until the
+    /// receiving core has dealt with it; several sockets keep the receiver busy flat out.
+    #[arg(long, default_value_t = 4)]
+    sockets: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct SinkArgs {
+    #[arg(long)]
+    interface: String,
+    /// Length of the measured window in seconds, at most 10 (with --until-idle: the longest
+    /// the whole count may take).
+    #[arg(long, default_value_t = 1.0)]
+    duration: f64,
+    /// Seconds between the first frame and the start of the window.
+    #[arg(long, default_value_t = 0.3)]
+    warmup: f64,
+    /// Seconds to wait for the first frame before giving up.
+    #[arg(long, default_value_t = 5.0)]
+    wait_start: f64,
+    /// Count everything from start until no frame has arrived for this many milliseconds
+    /// (for loss: the total against what the generator sent), instead of a rate window.
+    #[arg(long)]
+    until_idle: Option<u64>,
+    /// A process whose CPU use (user + system) over the window to report: the middle.
+    #[arg(long)]
+    pid: Option<u32>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum Backend {
+    Afpacket,
+}
+
+#[derive(clap::Args, Debug)]
+struct ForwardArgs {
+    #[arg(long, value_enum, default_value_t = Backend::Afpacket)]
+    backend: Backend,
+    #[arg(long)]
+    outside: String,
+    #[arg(long)]
+    inside: String,
+    /// Seconds to run, at most 30.
+    #[arg(long, default_value_t = 5.0)]
+    duration: f64,
+    /// Stop once frames have come and then none for this many milliseconds.
+    #[arg(long)]
+    idle_exit: Option<u64>,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+}
+
+#[derive(clap::Args, Debug)]
+struct RulesArgs {
+    /// Number of rules (the last one matches the traffic).
+    #[arg(long)]
+    count: usize,
+    /// The sink's address: the protected HostEndpoint.
+    #[arg(long, default_value = "203.0.113.10")]
+    sink: Ipv4Addr,
+    #[arg(long, default_value_t = 5201)]
+    dst_port: u16,
+    /// Directory to write `calico/policy.yaml`, `bridge.nft` and `inet.nft` into.
+    #[arg(long)]
+    out: PathBuf,
+}
+
+fn parse_mac(text: &str) -> Result<[u8; 6], String> {
+    frames::parse_mac(text)
+        .ok_or_else(|| format!("{text:?} is not a MAC address (aa:bb:cc:dd:ee:ff)"))
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let result = match args.mode {
+        Mode::Gen(args) => generate(&args),
+        Mode::Sink(args) => sink(&args),
+        Mode::Forward(args) => forward(&args),
+        Mode::Rules(args) => write_rules(&args),
+    };
+    match result {
+        Ok(json) => {
+            println!("{json}");
+            ExitCode::SUCCESS
+        }
+        Err(message) => {
+            eprintln!("portcullis-pktgen: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn bounded(seconds: f64, max: f64, what: &str) -> Result<Duration, String> {
+    if seconds.is_finite() && seconds > 0.0 && seconds <= max {
+        Ok(Duration::from_secs_f64(seconds))
+    } else {
+        Err(format!("{what} {seconds} s is not within (0, {max}]"))
+    }
+}
+
+fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
+    serde_json::to_string(value).map_err(|error| error.to_string())
+}
+
+#[derive(Serialize, Debug)]
+struct GenReport {
+    mode: &'static str,
+    interface: String,
+    frame_size: usize,
+    flows: usize,
+    rate: u64,
+    attempted: u64,
+    sent: u64,
+    seconds: f64,
+    sent_pps: f64,
+    /// Frames the interface counted as dropped on transmit meanwhile (e.g. the peer's backlog
+    /// was full), when its counters are readable.
+    tx_dropped: Option<u64>,
+}
+
+fn generate(args: &GenArgs) -> Result<String, String> {
+    let duration = bounded(args.duration, MAX_SECONDS, "duration")?;
+    let source_mac = match args.src_mac {
+        Some(mac) => mac,
+        None => interface_mac(&args.interface)?,
+    };
+    let spec = FrameSpec {
+        source_mac,
+        destination_mac: args.dst_mac,
+        destination: args.dst,
+        destination_port: args.dst_port,
+        size: args.size,
+    };
+    let pool = FramePool::build(&spec, args.flows).map_err(|error| error.to_string())?;
+    if !(1..=MAX_SOCKETS).contains(&args.sockets) {
+        return Err(format!(
+            "{} sockets is not within 1..={MAX_SOCKETS}",
+            args.sockets
+        ));
+    }
+    let mut ports = (0..args.sockets)
+        .map(|_| AfPacketPort::open(&args.interface, args.batch))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    let before = InterfaceCounters::read(&args.interface).ok();
+
+    let pacer = Pacer::new(args.rate);
+    let mut batch = Vec::with_capacity(args.batch);
+    let mut next_flow = 0;
+    let (mut attempted, mut sent, mut batches) = (0u64, 0u64, 0usize);
+    let start = Instant::now();
+    while attempted < args.count {
+        let elapsed = start.elapsed();
+        if elapsed >= duration {
+            break;
+        }
+        let remaining = usize::try_from(args.count - attempted).unwrap_or(usize::MAX);
+        let want = pacer
+            .allowed(attempted, elapsed)
+            .min(args.batch)
+            .min(remaining);
+        if want == 0 {
+            pacer.wait(attempted, start);
+            continue;
+        }
+        pool.next_batch(&mut next_flow, want, &mut batch);
+        let which = batches % ports.len();
+        let port = &mut ports[which];
+        sent += port
+            .send_batch(pool.bytes(), &batch)
+            .map_err(|e| e.to_string())? as u64;
+        attempted += batch.len() as u64;
+        batches += 1;
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    let tx_dropped = before
+        .zip(InterfaceCounters::read(&args.interface).ok())
+        .map(|(before, after)| after.since(&before).tx_dropped);
+    to_json(&GenReport {
+        mode: "gen",
+        interface: args.interface.clone(),
+        frame_size: args.size,
+        flows: args.flows,
+        rate: args.rate,
+        attempted,
+        sent,
+        seconds,
+        sent_pps: sent as f64 / seconds,
+        tx_dropped,
+    })
+}
+
+fn interface_mac(interface: &str) -> Result<[u8; 6], String> {
+    if interface.is_empty() || interface.contains(['/', '\0']) || interface.starts_with('.') {
+        return Err(format!("{interface:?} is not an interface name"));
+    }
+    let path = format!("/sys/class/net/{interface}/address");
+    let text = std::fs::read_to_string(&path)
+        .map_err(|error| format!("{path}: {error} (or pass --src-mac)"))?;
+    frames::parse_mac(&text).ok_or_else(|| format!("{path}: not a MAC address: {text:?}"))
+}
+
+/// Paces sending at a rate: frame `n` is due `n / rate` seconds after the start.
+struct Pacer {
+    rate: u64,
+}
+
+impl Pacer {
+    /// Waits shorter than this spin; longer ones sleep (the scheduler wakes late by ~50 µs).
+    const SPIN: Duration = Duration::from_micros(200);
+
+    fn new(rate: u64) -> Pacer {
+        Pacer { rate }
+    }
+
+    /// How many frames may go now, after `sent` in `elapsed`.
+    fn allowed(&self, sent: u64, elapsed: Duration) -> usize {
+        if self.rate == 0 {
+            return usize::MAX;
+        }
+        let due = (elapsed.as_secs_f64() * self.rate as f64) as u64 + 1;
+        usize::try_from(due.saturating_sub(sent)).unwrap_or(usize::MAX)
+    }
+
+    /// Waits until frame `sent` is due.
+    fn wait(&self, sent: u64, start: Instant) {
+        if self.rate == 0 {
+            return;
+        }
+        let due = start + Duration::from_secs_f64(sent as f64 / self.rate as f64);
+        let now = Instant::now();
+        if due > now + Self::SPIN {
+            std::thread::sleep(due - now - Self::SPIN / 2);
+        } else {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+#[derive(Serialize, Debug)]
+struct SinkReport {
+    mode: &'static str,
+    interface: String,
+    packets: u64,
+    bytes: u64,
+    rx_dropped: u64,
+    seconds: f64,
+    pps: f64,
+    /// Share of each CPU that was busy during the window, 0 to 1 (anything running counts).
+    cpu_busy: Vec<f64>,
+    /// Share of each CPU spent in softirq: the kernel's packet processing.
+    cpu_softirq: Vec<f64>,
+    /// CPU used by --pid over the window, in CPUs (1.0 = one CPU all the time).
+    pid_cpu: Option<f64>,
+    /// False when no frame came within --wait-start (everything else is then zero).
+    traffic: bool,
+}
+
+fn sink(args: &SinkArgs) -> Result<String, String> {
+    let duration = bounded(args.duration, MAX_SECONDS, "duration")?;
+    let wait_start = bounded(args.wait_start, MAX_SECONDS, "wait-start")?;
+    let warmup = Duration::from_secs_f64(args.warmup.clamp(0.0, MAX_SECONDS));
+    let read = || InterfaceCounters::read(&args.interface).map_err(|e| e.to_string());
+    let cpu = || CpuTimes::read().map_err(|e| format!("/proc/stat: {e}"));
+    let initial = read()?;
+    let poll = Duration::from_millis(2);
+    let waiting = Instant::now();
+    let traffic = loop {
+        if read()?.rx_packets != initial.rx_packets {
+            break true;
+        }
+        if waiting.elapsed() >= wait_start {
+            break false;
+        }
+        std::thread::sleep(poll);
+    };
+    let pid_ticks = || args.pid.and_then(|pid| counters::process_ticks(pid).ok());
+    let (first, cpu_first, start) = match args.until_idle {
+        Some(_) => (initial, cpu()?, waiting),
+        None if traffic => {
+            std::thread::sleep(warmup);
+            (read()?, cpu()?, Instant::now())
+        }
+        None => (initial, cpu()?, Instant::now()),
+    };
+    let pid_first = pid_ticks();
+    match args.until_idle {
+        Some(idle_ms) if traffic => {
+            let idle = Duration::from_millis(idle_ms);
+            let mut last = read()?;
+            let mut last_change = Instant::now();
+            while last_change.elapsed() < idle && start.elapsed() < duration {
+                std::thread::sleep(poll.max(idle / 20));
+                let now = read()?;
+                if now.rx_packets != last.rx_packets {
+                    last = now;
+                    last_change = Instant::now();
+                }
+            }
+        }
+        None if traffic => std::thread::sleep(duration),
+        _ => {}
+    }
+    let delta = read()?.since(&first);
+    let cpu_last = cpu()?;
+    let seconds = start.elapsed().as_secs_f64();
+    let pid_cpu = pid_first
+        .zip(pid_ticks())
+        .map(|(first, last)| last.saturating_sub(first) as f64 / counters::USER_HZ / seconds);
+    to_json(&SinkReport {
+        mode: "sink",
+        interface: args.interface.clone(),
+        packets: delta.rx_packets,
+        bytes: delta.rx_bytes,
+        rx_dropped: delta.rx_dropped,
+        seconds,
+        pps: delta.rx_packets as f64 / seconds,
+        cpu_busy: cpu_last.busy_since(&cpu_first),
+        cpu_softirq: cpu_last.softirq_since(&cpu_first),
+        pid_cpu,
+        traffic,
+    })
+}
+
+#[derive(Serialize, Debug, Default)]
+struct ForwardReport {
+    mode: &'static str,
+    backend: String,
+    received: [u64; 2],
+    forwarded: [u64; 2],
+    tx_failed: [u64; 2],
+    truncated: [u64; 2],
+    seconds: f64,
+    /// CPU time this process used, when the kernel reports it.
+    cpu_seconds: Option<f64>,
+}
+
+impl ForwardReport {
+    fn add(&mut self, stats: &BatchStats) {
+        for i in 0..2 {
+            self.received[i] += u64::from(stats.received[i]);
+            self.forwarded[i] += u64::from(stats.forwarded[i]);
+            self.tx_failed[i] += u64::from(stats.tx_failed[i]);
+            self.truncated[i] += u64::from(stats.truncated[i]);
+        }
+    }
+}
+
+fn forward(args: &ForwardArgs) -> Result<String, String> {
+    let duration = bounded(args.duration, MAX_FORWARD_SECONDS, "duration")?;
+    let config = BackendConfig {
+        outside: args.outside.clone(),
+        inside: args.inside.clone(),
+        workers: 1,
+        batch_size: args.batch,
+    };
+    let idle = args.idle_exit.map(Duration::from_millis);
+    // One arm per backend; everything after opening is the same generic loop.
+    match args.backend {
+        Backend::Afpacket => {
+            let pair = afpacket::open(&config, 0).map_err(|e| e.to_string())?;
+            forward_with(pair, duration, idle)
+        }
+    }
+}
+
+/// Forwards everything until `duration` has passed, or `idle` after the last frame.
+fn forward_with<P: PortPair>(
+    mut pair: P,
+    duration: Duration,
+    idle: Option<Duration>,
+) -> Result<String, String> {
+    let mut report = ForwardReport {
+        mode: "forward",
+        backend: pair.info().to_string(),
+        ..ForwardReport::default()
+    };
+    eprintln!("forward: ready, {}", report.backend);
+    let cpu_before = counters::own_cpu_nanoseconds();
+    let poll = Duration::from_millis(20);
+    let start = Instant::now();
+    let mut last_frame: Option<Instant> = None;
+    while start.elapsed() < duration {
+        let stats = pair
+            .poll(poll, |_, _| Disposition::Forward)
+            .map_err(|e| e.to_string())?;
+        if stats.received != [0, 0] {
+            last_frame = Some(Instant::now());
+        }
+        report.add(&stats);
+        if let (Some(idle), Some(last)) = (idle, last_frame)
+            && last.elapsed() >= idle
+        {
+            break;
+        }
+    }
+    report.seconds = start.elapsed().as_secs_f64();
+    report.cpu_seconds = cpu_before
+        .zip(counters::own_cpu_nanoseconds())
+        .map(|(before, after)| after.saturating_sub(before) as f64 / 1e9);
+    to_json(&report)
+}
+
+#[derive(Serialize, Debug)]
+struct RulesReport {
+    mode: &'static str,
+    rules: usize,
+    calico: PathBuf,
+    bridge: PathBuf,
+    inet: PathBuf,
+}
+
+fn write_rules(args: &RulesArgs) -> Result<String, String> {
+    let rules = rules::rules(args.count, args.dst_port).map_err(|e| e.to_string())?;
+    let calico = args.out.join("calico");
+    std::fs::create_dir_all(&calico).map_err(|e| format!("{}: {e}", calico.display()))?;
+    let files = [
+        (
+            calico.join("policy.yaml"),
+            rules::calico_yaml(&rules, args.sink),
+        ),
+        (args.out.join("bridge.nft"), rules::nft_bridge(&rules)),
+        (args.out.join("inet.nft"), rules::nft_inet(&rules)),
+    ];
+    for (path, text) in &files {
+        std::fs::write(path, text).map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let [(_, _), (bridge, _), (inet, _)] = files;
+    to_json(&RulesReport {
+        mode: "rules",
+        rules: rules.len(),
+        calico,
+        bridge,
+        inet,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pacing_lets_frames_go_only_when_due() {
+        let pacer = Pacer::new(1000);
+        // (already sent, elapsed ms, frames allowed now)
+        let cases = [
+            (0, 0, 1),
+            (1, 0, 0),
+            (0, 10, 11),
+            (5, 10, 6),
+            (11, 10, 0),
+            (2000, 1000, 0),
+        ];
+        for (sent, elapsed, allowed) in cases {
+            assert_eq!(
+                pacer.allowed(sent, Duration::from_millis(elapsed)),
+                allowed,
+                "sent {sent} after {elapsed} ms"
+            );
+        }
+        assert_eq!(Pacer::new(0).allowed(1 << 40, Duration::ZERO), usize::MAX);
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        let cases = [
+            (1.0, true),
+            (10.0, true),
+            (10.5, false),
+            (0.0, false),
+            (-1.0, false),
+            (f64::NAN, false),
+        ];
+        for (seconds, ok) in cases {
+            assert_eq!(
+                bounded(seconds, MAX_SECONDS, "duration").is_ok(),
+                ok,
+                "{seconds}"
+            );
+        }
+    }
+}
