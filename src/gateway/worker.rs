@@ -23,10 +23,9 @@ use std::time::Duration;
 use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
-use super::clock::clock_now;
 use super::log::{error, warning};
 use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
-use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath};
+use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
 use crate::snapshot::SnapshotHandle;
 
 /// How long a poll waits for frames: also the longest a worker takes to notice `stop`.
