@@ -13,6 +13,7 @@
 mod observe;
 mod support;
 
+use std::os::unix::net::UnixDatagram;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -244,6 +245,43 @@ fn a_configmap_swap_and_a_sighup_each_reload_exactly_once() {
     let stderr = gateway.stderr();
     assert_eq!(stderr.matches("reload (files)").count(), 1, "{stderr}");
     assert_eq!(stderr.matches("reload (SIGHUP)").count(), 1, "{stderr}");
+}
+
+#[test]
+fn systemd_hears_ready_and_each_reload() {
+    let Some(topology) = Topology::new("rn") else {
+        return;
+    };
+    let dir = ConfigDir::new("notify");
+    dir.write("policy.yaml", &udp_policy(&[5000], &[]));
+    let socket_path =
+        std::env::temp_dir().join(format!("portcullis-notify-{}", std::process::id()));
+    let _ = std::fs::remove_file(&socket_path);
+    let systemd = UnixDatagram::bind(&socket_path).unwrap();
+    systemd
+        .set_read_timeout(Some(observe::PROCESS_WAIT))
+        .unwrap();
+    let next = || {
+        let mut buf = [0u8; 512];
+        let n = systemd.recv(&mut buf).expect("a notification");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    };
+    let mut gateway = GatewayProcess::spawn_with_env(
+        &topology,
+        &dir.path(),
+        &[],
+        &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
+    );
+    assert_eq!(next(), "READY=1\nSTATUS=forwarding; policy generation 1");
+    dir.write("policy.yaml", &udp_policy(&[5001], &[]));
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1\nSTATUS=forwarding; policy generation 2");
+    gateway.signal("-HUP");
+    assert_eq!(next(), "RELOADING=1");
+    assert_eq!(next(), "READY=1\nSTATUS=forwarding; policy generation 3");
+    assert!(gateway.stop().success(), "{}", gateway.stderr());
+    assert_eq!(next(), "STOPPING=1");
+    let _ = std::fs::remove_file(&socket_path);
 }
 
 /// Measurement, run by hand (`cargo test --release --test reload -- --ignored --nocapture`):

@@ -42,6 +42,16 @@ pub struct GatewayProcess {
 impl GatewayProcess {
     /// Starts the gateway without waiting for it.
     pub fn spawn(topology: &Topology, dir: &Path, extra: &[&str]) -> GatewayProcess {
+        GatewayProcess::spawn_with_env(topology, dir, extra, &[])
+    }
+
+    /// As [`GatewayProcess::spawn`], with extra environment variables.
+    pub fn spawn_with_env(
+        topology: &Topology,
+        dir: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
         let namespace = topology.namespace(Side::Gateway);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &namespace])
@@ -52,6 +62,7 @@ impl GatewayProcess {
             .args(["--inside", &topology.port(PortSide::Inside)])
             .args(["--backend", "afpacket", "--admin-listen", ADMIN])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
