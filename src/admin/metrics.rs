@@ -163,7 +163,8 @@ pub fn rule_labels(rule: &RuleSample) -> [String; 6] {
     ]
 }
 
-const RULE_LABELS: [&str; 6] = ["stage", "tier", "policy", "rule", "action", "default"];
+/// The label names of the per-rule series.
+pub const RULE_LABELS: [&str; 6] = ["stage", "tier", "policy", "rule", "action", "default"];
 
 /// Per-rule totals merged by label set, in label order.
 fn merged_rules(rules: &[RuleSample]) -> BTreeMap<[String; 6], (u64, u64)> {

@@ -24,7 +24,9 @@
 //! opened, and a reload only ever replaces one valid snapshot with another. Reloads run on
 //! the config thread one at a time, whatever asked for them.
 //!
-//! The admin listener starts before the first load when `--admin-listen` names it (so that
+//! The config thread watches from before the first load, so that a change made while the
+//! gateway starts is not missed: it is replayed once the gateway forwards. The admin
+//! listener starts before the first load when `--admin-listen` names it (so that
 //! `/readiness` answers "not ready" during startup), else once the settings say where.
 
 mod backend;
@@ -56,7 +58,7 @@ use crate::model::Problem;
 use crate::pipeline::{PathShared, WorkerCounters, clock_now};
 use crate::snapshot::SnapshotHandle;
 use crate::systemd::Notifier;
-use crate::watch::{ConfigWatcher, DebounceConfig};
+use crate::watch::{ConfigWatcher, DebounceConfig, ReloadCause};
 use log::{error, info, warning};
 use observe::Observed;
 
@@ -110,6 +112,82 @@ struct Control {
     admin: Option<AdminServer>,
     logging: Option<Arc<Logging>>,
     notifier: Arc<Notifier>,
+    /// The config thread, watching since before the first load.
+    watcher: Option<ConfigWatcher>,
+    slot: Arc<ReloadSlot>,
+}
+
+/// Where the config thread finds the reloader. The thread watches from before the first
+/// load, so that no change is missed, but the reloader exists only once the gateway
+/// forwards: a change that comes before is remembered and replayed then.
+#[derive(Debug, Default)]
+struct ReloadSlot(parking_lot::Mutex<SlotState>);
+
+#[derive(Debug, Default)]
+struct SlotState {
+    reloader: Option<Arc<Reloader>>,
+    missed: bool,
+}
+
+impl ReloadSlot {
+    /// The reloader, or `None` after noting that a reload was wanted.
+    fn get_or_remember(&self) -> Option<Arc<Reloader>> {
+        let mut state = self.0.lock();
+        if state.reloader.is_none() {
+            state.missed = true;
+        }
+        state.reloader.clone()
+    }
+
+    /// Puts the reloader in place; `true` when a reload was wanted before.
+    fn install(&self, reloader: Arc<Reloader>) -> bool {
+        let mut state = self.0.lock();
+        state.reloader = Some(reloader);
+        std::mem::take(&mut state.missed)
+    }
+}
+
+/// The config thread, calling the reloader in `slot` for each change or request; `None`
+/// (with a warning) when the directory cannot be watched: SIGHUP still reloads.
+fn start_config_thread(
+    dir: &Path,
+    slot: &Arc<ReloadSlot>,
+    notifier: &Arc<Notifier>,
+) -> Option<ConfigWatcher> {
+    let slot = Arc::clone(slot);
+    let notifier = Arc::clone(notifier);
+    let watcher = ConfigWatcher::spawn(dir, DebounceConfig::default(), move |cause| {
+        if let Some(reloader) = slot.get_or_remember() {
+            let trigger = match cause {
+                ReloadCause::Files => "files",
+                ReloadCause::Requested => "SIGHUP",
+            };
+            reload_and_notify(&reloader, &notifier, trigger);
+        }
+    });
+    match watcher {
+        Ok(watcher) => Some(watcher),
+        Err(err) => {
+            // Out of inotify watches, say: keep forwarding, reload on SIGHUP only.
+            warning!("{err}; changes to the directory are not noticed, only SIGHUP reloads");
+            None
+        }
+    }
+}
+
+/// One reload, bracketed by RELOADING=1 and READY=1 for systemd.
+fn reload_and_notify(reloader: &Reloader, notifier: &Notifier, trigger: &str) {
+    notifier.reloading();
+    let report = reloader.reload(trigger);
+    notifier.ready(&match report.outcome {
+        ReloadOutcome::Published { generation, .. } => {
+            format!("forwarding; policy generation {generation}")
+        }
+        ReloadOutcome::Rejected { kept, problems } => format!(
+            "forwarding; policy generation {kept}; the last reload was refused ({} problems)",
+            problems.len()
+        ),
+    });
 }
 
 /// Runs the gateway until SIGTERM/SIGINT; returns the process's exit code.
@@ -153,6 +231,9 @@ pub fn run(config: &RunConfig) -> ExitCode {
             Err(err) => return fail(&err.into()),
         }
     }
+    let notifier = Arc::new(Notifier::from_env());
+    let slot = Arc::new(ReloadSlot::default());
+    let watcher = start_config_thread(&config.config_dir, &slot, &notifier);
     let loaded = match load_first(&config.config_dir, observed.reloads()) {
         Ok(loaded) => loaded,
         Err(problems) => {
@@ -185,7 +266,9 @@ pub fn run(config: &RunConfig) -> ExitCode {
         observed,
         admin,
         logging,
-        notifier: Arc::new(Notifier::from_env()),
+        notifier,
+        watcher,
+        slot,
     };
     match serve(config, loaded, signals, stop, control) {
         Ok(()) => ExitCode::SUCCESS,
@@ -280,8 +363,9 @@ fn serve(
             u64::from(conntrack_max_entries),
         );
     }
-    let notifier = Arc::clone(&control.notifier);
-    notifier.ready(&format!("forwarding; policy generation {generation}"));
+    control
+        .notifier
+        .ready(&format!("forwarding; policy generation {generation}"));
 
     let reloader = Arc::new(
         Reloader::new(
@@ -295,49 +379,20 @@ fn serve(
             control.logging.clone(),
         ),
     );
-    let on_change = Arc::clone(&reloader);
-    let watcher = ConfigWatcher::spawn(
-        &config.config_dir,
-        DebounceConfig::default(),
-        move |cause| {
-            let reloader = &on_change;
-            notifier.reloading();
-            let trigger = match cause {
-                crate::watch::ReloadCause::Files => "files",
-                crate::watch::ReloadCause::Requested => "SIGHUP",
-            };
-            let report = reloader.reload(trigger);
-            notifier.ready(&match report.outcome {
-            ReloadOutcome::Published { generation, .. } => {
-                format!("forwarding; policy generation {generation}")
-            }
-            ReloadOutcome::Rejected { kept, problems } => format!(
-                "forwarding; policy generation {kept}; the last reload was refused ({} problem(s))",
-                problems.len()
-            ),
-        });
-        },
-    );
-    let watcher = match watcher {
-        Ok(watcher) => Some(watcher),
-        Err(err) => {
-            // Out of inotify watches, say: keep forwarding, reload on SIGHUP only.
-            warning!("{err}; changes to the directory are not noticed, only SIGHUP reloads");
-            None
+    let requester = control.watcher.as_ref().map(ConfigWatcher::requester);
+    if control.slot.install(Arc::clone(&reloader)) {
+        // The directory changed after the first load began: catch up now.
+        if let Some(requester) = &requester {
+            requester.request();
         }
-    };
-    let requester = watcher.as_ref().map(ConfigWatcher::requester);
+    }
     // The iterator ends when a worker that stopped closes it (see `worker::WakeOnExit`).
     for signal in signals.forever() {
         match signal {
             SIGHUP => match &requester {
                 // On the config thread, after (or instead of) any pending change.
                 Some(requester) if requester.request() => {}
-                _ => {
-                    control.notifier.reloading();
-                    reloader.reload("SIGHUP");
-                    control.notifier.ready("forwarding");
-                }
+                _ => reload_and_notify(&reloader, &control.notifier, "SIGHUP"),
             },
             _ => {
                 info!(
@@ -356,7 +411,7 @@ fn serve(
     // Relaxed: the flag carries no data; the joins below order everything else.
     stop.store(true, Ordering::Relaxed);
     // A reload in progress finishes first; none starts after this.
-    drop(watcher);
+    drop(control.watcher);
     let (counters, failure) = join_workers(workers);
     if let Some(admin) = control.admin {
         admin.stop();
@@ -446,5 +501,40 @@ fn log_started(
             admin.local_addr()
         ),
         None => info!("admin listener off"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Settings;
+
+    fn reloader() -> Arc<Reloader> {
+        let model = crate::model::Model {
+            resources: Vec::new(),
+            settings: Settings::default(),
+        };
+        let snapshot = crate::compile::compile(&crate::policy::resolve(&model).unwrap(), 1);
+        Arc::new(Reloader::new(
+            PathBuf::from("/nonexistent"),
+            Arc::new(SnapshotHandle::new(snapshot)),
+            Arc::new(PathShared::new(&Settings::default()).unwrap()),
+            Settings::default(),
+        ))
+    }
+
+    #[test]
+    fn a_change_before_the_reloader_exists_is_replayed_once() {
+        let slot = ReloadSlot::default();
+        assert!(slot.get_or_remember().is_none());
+        assert!(slot.install(reloader()), "the early change is reported");
+        assert!(slot.get_or_remember().is_some());
+        assert!(!slot.install(reloader()), "and only once");
+    }
+
+    #[test]
+    fn no_change_before_means_nothing_to_replay() {
+        let slot = ReloadSlot::default();
+        assert!(!slot.install(reloader()));
     }
 }

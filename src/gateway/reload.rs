@@ -240,14 +240,28 @@ fn log_new_problems(previous: &[String], problems: &[String]) {
     }
 }
 
+/// One line per attempt; in JSON the generation, result, counts and duration are also
+/// fields of their own, for log queries.
 fn log_report(dir: &Path, trigger: &str, report: &ReloadReport) {
     let millis = report.duration.as_secs_f64() * 1000.0;
     match &report.outcome {
-        ReloadOutcome::Published { generation, counts } => info!(
+        ReloadOutcome::Published { generation, counts } => tracing::info!(
+            trigger,
+            generation,
+            result = "published",
+            resources = counts.resources,
+            endpoints = counts.endpoints,
+            rules = counts.rules,
+            duration_ms = millis,
             "reload ({trigger}): {}: generation {generation} published: {counts}; {millis:.1} ms",
             dir.display()
         ),
-        ReloadOutcome::Rejected { kept, problems } => error!(
+        ReloadOutcome::Rejected { kept, problems } => tracing::error!(
+            trigger,
+            generation = kept,
+            result = "refused",
+            problems = problems.len(),
+            duration_ms = millis,
             "reload ({trigger}): {}: refused, {} problem(s); generation {kept} stays in force; \
              {millis:.1} ms",
             dir.display(),
