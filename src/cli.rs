@@ -1,19 +1,22 @@
-//! The subcommands: `run`, `validate`, `eval`, `explain`, `selector`.
+//! The subcommands: `run`, `validate`, `eval`, `explain`, `selector`, `status`.
 //!
 //! Exit codes: 0 success (for `run`: stopped by SIGTERM/SIGINT); 1 the configuration is
-//! invalid, an input file could not be read, or the gateway could not open or keep its ports;
+//! invalid, an input file could not be read, the gateway could not open or keep its ports, or
+//! (`status`) no gateway answered;
 //! 2 bad usage or a selector that does not parse.
 
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::admin::{self, AdminListen};
 use crate::compile;
 use crate::gateway::{self, BackendChoice, BackendKind, RunConfig};
+use crate::logging::{LogFormat, Severity};
 use crate::model::{self, Limits, Model, Problem};
 use crate::policy::eval::{TraceEntry, TraceSide};
 use crate::policy::{self, Decision, Flow};
@@ -49,6 +52,19 @@ enum Command {
     Explain(ExplainArgs),
     /// Evaluate a label selector against labels (or JSON lines with --batch).
     Selector(SelectorArgs),
+    /// Ask a running gateway for its state (GET /status of its admin listener): policy
+    /// generation, last reload, ports and backend, conntrack use, top rules by hits.
+    Status(StatusArgs),
+}
+
+#[derive(Debug, Args)]
+struct StatusArgs {
+    /// The gateway's admin listener, HOST:PORT.
+    #[arg(long, value_name = "ADDR", default_value = admin::DEFAULT_ADMIN)]
+    admin: String,
+    /// Print the JSON as the gateway sent it instead of the summary.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -70,10 +86,18 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
-    /// Address of the admin HTTP listener (/metrics, /status, health). Accepted and recorded;
-    /// this version does not serve it yet.
-    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9091")]
-    admin_listen: SocketAddr,
+    /// Address of the admin HTTP listener (/metrics, /liveness, /readiness, /status) as
+    /// HOST:PORT, or `off` [default: the settings' prometheusMetricsHost and
+    /// prometheusMetricsPort, 127.0.0.1:9091].
+    #[arg(long, value_name = "ADDR")]
+    admin_listen: Option<AdminListen>,
+    /// Log lines on standard error as readable text or as JSON objects.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// Log level: Debug, Info, Warning, Error or Fatal [default: the settings'
+    /// logSeverityScreen, Info; following it across reloads].
+    #[arg(long, value_name = "SEVERITY")]
+    log_severity: Option<Severity>,
 }
 
 #[derive(Debug, Args)]
@@ -147,6 +171,7 @@ pub fn main() -> ExitCode {
         Command::Eval(args) => run_eval(&args),
         Command::Explain(args) => run_explain(&args),
         Command::Selector(args) => run_selector(&args),
+        Command::Status(args) => run_status(&args),
     };
     match result {
         Ok(code) => code,
@@ -168,6 +193,37 @@ fn run_config(args: RunArgs) -> RunConfig {
         },
         workers: usize::from(args.workers),
         admin_listen: args.admin_listen,
+        log_format: args.log_format,
+        log_severity: args.log_severity,
+    }
+}
+
+fn run_status(args: &StatusArgs) -> io::Result<ExitCode> {
+    let addr = match args.admin.parse::<AdminListen>() {
+        Ok(AdminListen::At(addr)) => addr,
+        Ok(AdminListen::Off) => {
+            eprintln!("portcullis: status needs an admin listener address, not off");
+            return Ok(ExitCode::from(2));
+        }
+        Err(message) => {
+            eprintln!("portcullis: {message}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match admin::fetch_status(addr) {
+        Ok(status) => {
+            let text = if args.json {
+                status.to_json() + "\n"
+            } else {
+                status.summary(std::time::SystemTime::now())
+            };
+            io::stdout().lock().write_all(text.as_bytes())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("portcullis: {err}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

@@ -29,16 +29,24 @@
 //! - [`conntrack`]: connection tracking: sharded flow table, TCP states, timeouts, fragments.
 //! - [`gateway`]: `portcullis run`: workers driving the dataplane through the pipeline,
 //!   housekeeping, signals and reloads.
+//! - [`watch`]: the config thread: watches the policy directory, debounces, calls the reload.
+//! - [`admin`]: the admin HTTP listener: `/metrics`, `/liveness`, `/readiness`, `/status`.
+//! - [`logging`]: `tracing` to standard error, text or JSON, level from the settings.
+//! - [`systemd`]: READY/RELOADING/STOPPING notifications for `Type=notify` units.
 //! - [`cli`]: the subcommands.
 
+pub mod admin;
 pub mod cli;
 pub mod compile;
 pub mod conntrack;
 pub mod dataplane;
 pub mod gateway;
+pub mod logging;
 pub mod model;
 pub mod packet;
 pub mod pipeline;
 pub mod policy;
 pub mod selector;
 pub mod snapshot;
+pub mod systemd;
+pub mod watch;

@@ -540,6 +540,21 @@ fn a_gateway_killed_with_sigkill_is_replaced_on_restart() {
         topology.ping(Side::Outside, INSIDE_V4[0]),
         "no path through the child gateway"
     );
+    // While the child lives, its ports are its own: no takeover of a live gateway's program.
+    let config = topology.backend_config(1);
+    let refused = topology
+        .netns(Side::Gateway)
+        .run(|| afxdp::open(&config, 0).map(|pair| pair.info()))
+        .unwrap();
+    let error = refused.unwrap_err();
+    assert!(
+        error.to_string().contains("another gateway process"),
+        "{error}"
+    );
+    assert!(
+        topology.ping(Side::Outside, INSIDE_V4[0]),
+        "the child gateway stopped forwarding after the refused open"
+    );
 
     child.0.kill().unwrap(); // SIGKILL, to this child's PID
     child.0.wait().unwrap();
@@ -648,7 +663,104 @@ fn two_workers_forward_the_flows_of_their_queues() {
     }
 }
 
-/// Opening on ports another live gateway process holds is refused, not a takeover.
+/// A network namespace of this test's own with two `ifb` interfaces (no driver XDP), removed on
+/// drop. No traffic: only attaching and detaching.
+struct IfbNamespace(String);
+
+impl IfbNamespace {
+    fn new() -> Option<IfbNamespace> {
+        let name = format!("xifb{}", std::process::id());
+        let added = Command::new("ip")
+            .args(["netns", "add", &name])
+            .output()
+            .unwrap();
+        assert!(added.status.success(), "{added:?}");
+        let namespace = IfbNamespace(name);
+        for interface in ["xifb0", "xifb1"] {
+            let made = namespace.ip(&["link", "add", interface, "type", "ifb"]);
+            if !made.status.success() {
+                let reason = String::from_utf8_lossy(&made.stderr).trim().to_string();
+                assert!(
+                    std::env::var("CI").as_deref() != Ok("true"),
+                    "no ifb: {reason}"
+                );
+                eprintln!("SKIPPED generic-mode test: this kernel has no ifb: {reason}");
+                return None;
+            }
+            assert!(
+                namespace
+                    .ip(&["link", "set", interface, "up"])
+                    .status
+                    .success()
+            );
+        }
+        Some(namespace)
+    }
+
+    fn ip(&self, args: &[&str]) -> std::process::Output {
+        Command::new("ip")
+            .args(["-n", &self.0])
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn xdp_program(&self, interface: &str) -> Option<String> {
+        let output = self.ip(&["-d", "link", "show", interface]);
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|line| line.contains("prog/xdp"))
+            .map(|line| line.trim().to_string())
+    }
+}
+
+impl Drop for IfbNamespace {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "delete", &self.0])
+            .output();
+    }
+}
+
+/// Interfaces whose driver runs no XDP program get libxdp's program in generic (skb) mode,
+/// the pair says so, and dropping it detaches the program.
+#[test]
+fn ports_without_driver_xdp_fall_back_to_generic_mode() {
+    if !support::harness_or_skip("ports_without_driver_xdp_fall_back_to_generic_mode") {
+        return;
+    }
+    let Some(namespace) = IfbNamespace::new() else {
+        return;
+    };
+    let config = BackendConfig {
+        outside: "xifb0".to_string(),
+        inside: "xifb1".to_string(),
+        ..BackendConfig::default()
+    };
+    let (info, attached) = NetNs::open(&namespace.0)
+        .unwrap()
+        .run(|| {
+            let pair = afxdp::open(&config, 0).unwrap();
+            let attached = ["xifb0", "xifb1"].map(|interface| namespace.xdp_program(interface));
+            (pair.info().to_string(), attached)
+        })
+        .unwrap();
+    assert!(
+        info.starts_with("afxdp (generic, copy, need_wakeup;"),
+        "{info}"
+    );
+    assert!(attached.iter().all(Option::is_some), "{attached:?}");
+    let left = ["xifb0", "xifb1"].map(|interface| namespace.xdp_program(interface));
+    assert_eq!(
+        left,
+        [None, None],
+        "programs left after the pair was dropped"
+    );
+}
+
+/// A second pair of this process on a queue already bound is refused as busy, and the first
+/// pair keeps forwarding.
 #[test]
 fn ports_held_by_this_process_are_shared_and_a_second_pair_binds_nothing_twice() {
     let Some(topology) = Topology::new("xtwice") else {
@@ -695,10 +807,12 @@ fn ports_in_another_namespace_are_not_found() {
 fn measure_forwarding_rate() {
     const FRAMES: usize = 300_000;
     const LIMIT: Duration = Duration::from_secs(20);
-    let Some(topology) = Topology::new("xrate") else {
-        return;
-    };
-    for backend in ["afxdp", "afpacket"] {
+    // Alternated, twice each: the machine's load drifts. A new topology each time, so that
+    // the interface counters printed are this run's.
+    for backend in ["afxdp", "afpacket", "afxdp", "afpacket"] {
+        let Some(topology) = Topology::new("xrate") else {
+            return;
+        };
         let gateway = if backend == "afxdp" {
             start(&topology, forward_all)
         } else {
@@ -719,17 +833,34 @@ fn measure_forwarding_rate() {
         }
         let sending = started.elapsed();
         thread::sleep(Duration::from_millis(300));
+        // Where frames were lost: the host veth's TX drops (the gateway port's XDP ring was
+        // full) and the gateway port's own counters.
+        let host = topology.host_interface(PortSide::Outside);
+        let port = topology.port(PortSide::Outside);
+        let host_stats = topology.exec_outside(&["ip", "-s", "link", "show", &host]);
+        let port_stats = topology.exec_gateway(&["ethtool", "-S", &port]);
+        println!(
+            "{backend} host interface:\n{}\ngateway port:\n{}",
+            String::from_utf8_lossy(&host_stats.stdout),
+            String::from_utf8_lossy(&port_stats.stdout)
+                .lines()
+                .filter(|line| !line.trim_end().ends_with(": 0"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         let info = gateway.info().to_string();
         let totals = Totals::sum(&gateway.stop());
         let outside = PortSide::Outside.index();
         println!(
             "{backend}: {sent} frames injected in {:.2} s ({:.0}/s); gateway received {}, \
-             forwarded {} ({:.0}/s over the injection time), tx_failed {} [{info}]",
+             forwarded {} ({:.0}/s over the injection time), dropped by the kernel before \
+             the gateway saw them {}, tx_failed {} [{info}]",
             sending.as_secs_f64(),
             sent as f64 / sending.as_secs_f64(),
             totals.received[outside],
             totals.forwarded[outside],
             totals.forwarded[outside] as f64 / sending.as_secs_f64(),
+            totals.truncated[outside],
             totals.tx_failed[outside],
         );
     }

@@ -181,118 +181,118 @@ fn selector_batch_answers_every_line_and_survives_bad_ones() {
 const CONFIG_FLOWS: &[(&str, &str, &str)] = &[
     // Outside client to web-1's named port http (80 on web-1).
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.10","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.110","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
         "allow",
         "allow-web",
     ),
     // web-2 names port 8080 "http": port 80 is not open there, 8080 is.
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.11","protocol":"TCP","srcPort":40000,"dstPort":80}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.111","protocol":"TCP","srcPort":40000,"dstPort":80}"#,
         "deny",
         "tier-end",
     ),
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.11","protocol":"6","srcPort":40000,"dstPort":8080}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.111","protocol":"6","srcPort":40000,"dstPort":8080}"#,
         "allow",
         "allow-web",
     ),
     // A blocklisted source is denied by the security tier before any application policy.
     (
-        r#"{"src":"198.51.100.201","dst":"203.0.113.10","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
+        r#"{"src":"198.51.100.201","dst":"203.0.113.110","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
         "deny",
         "security.blocklist",
     ),
     // Telnet: logged, then denied.
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.10","protocol":"tcp","srcPort":40000,"dstPort":23}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.110","protocol":"tcp","srcPort":40000,"dstPort":23}"#,
         "deny",
         "security.no-telnet",
     ),
     // Partners reach PostgreSQL on the database (order 10) ...
     (
-        r#"{"src":"198.51.100.10","dst":"203.0.113.20","protocol":"tcp","srcPort":40000,"dstPort":5432}"#,
+        r#"{"src":"198.51.100.10","dst":"203.0.113.112","protocol":"tcp","srcPort":40000,"dstPort":5432}"#,
         "allow",
         "allow-partners-to-db",
     ),
     // ... anyone else is dropped by the order-20 policy.
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.20","protocol":"tcp","srcPort":40000,"dstPort":5432}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.112","protocol":"tcp","srcPort":40000,"dstPort":5432}"#,
         "deny",
         "drop-other-db-ingress",
     ),
     // Frontend host to Redis on the database: egress of web-1 and ingress of db-1 both allow.
     (
-        r#"{"src":"203.0.113.10","dst":"203.0.113.20","protocol":"tcp","srcPort":40000,"dstPort":6379}"#,
+        r#"{"src":"203.0.113.110","dst":"203.0.113.112","protocol":"tcp","srcPort":40000,"dstPort":6379}"#,
         "allow",
         "allow-tcp-6379",
     ),
     // Web hosts may not open connections to the internet.
     (
-        r#"{"src":"203.0.113.10","dst":"198.51.100.70","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
+        r#"{"src":"203.0.113.110","dst":"198.51.100.70","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
         "deny",
         "tier-end",
     ),
     // cache-1 has no normal policy: host endpoints deny by default, but SSH is a failsafe port.
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.30","protocol":"tcp","srcPort":40000,"dstPort":22}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.113","protocol":"tcp","srcPort":40000,"dstPort":22}"#,
         "allow",
         "failsafe",
     ),
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.30","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.113","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
         "deny",
         "host-deny",
     ),
     // statsd to the cache is allowed untracked.
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.30","protocol":"udp","srcPort":40000,"dstPort":8125}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.113","protocol":"udp","srcPort":40000,"dstPort":8125}"#,
         "allow",
         "untracked-statsd",
     ),
     // Forged TEST-NET-1 source: dropped before DNAT.
     (
-        r#"{"src":"192.0.2.1","dst":"203.0.113.10","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
+        r#"{"src":"192.0.2.1","dst":"203.0.113.110","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
         "deny",
         "drop-bogon-sources",
     ),
     // Kubernetes pods: the storefront is public on 80.
     (
-        r#"{"src":"198.51.100.70","dst":"203.0.113.40","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.120","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
         "allow",
         "allow-web-from-anywhere",
     ),
     // Frontend pod to backend pod on Redis: allowed both ways.
     (
-        r#"{"src":"203.0.113.40","dst":"203.0.113.41","protocol":"tcp","srcPort":40000,"dstPort":6379}"#,
+        r#"{"src":"203.0.113.120","dst":"203.0.113.121","protocol":"tcp","srcPort":40000,"dstPort":6379}"#,
         "allow",
         "allow-tcp-6379",
     ),
     // Other ports between them: the namespace's default deny.
     (
-        r#"{"src":"203.0.113.40","dst":"203.0.113.41","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
+        r#"{"src":"203.0.113.120","dst":"203.0.113.121","protocol":"tcp","srcPort":40000,"dstPort":80}"#,
         "deny",
         "tier-end",
     ),
     // Backends call partner networks outside ...
     (
-        r#"{"src":"203.0.113.41","dst":"198.51.100.70","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
+        r#"{"src":"203.0.113.121","dst":"198.51.100.70","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
         "allow",
         "allow-egress-external",
     ),
     // ... but never blocklisted ones.
     (
-        r#"{"src":"203.0.113.41","dst":"198.51.100.201","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
+        r#"{"src":"203.0.113.121","dst":"198.51.100.201","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
         "deny",
         "security.blocklist",
     ),
     // IPv6 works the same way (https is 443 on web-1).
     (
-        r#"{"src":"2001:db8:1::70","dst":"2001:db8:2::10","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
+        r#"{"src":"2001:db8:1::70","dst":"2001:db8:2::110","protocol":"tcp","srcPort":40000,"dstPort":443}"#,
         "allow",
         "allow-web",
     ),
     (
-        r#"{"src":"2001:db8:1::70","dst":"2001:db8:2::10","protocol":"icmpv6","icmpType":128,"icmpCode":0}"#,
+        r#"{"src":"2001:db8:1::70","dst":"2001:db8:2::110","protocol":"icmpv6","icmpType":128,"icmpCode":0}"#,
         "allow",
         "allow-web",
     ),
@@ -357,13 +357,13 @@ fn eval_decides_the_shipped_config_flows() {
 fn eval_answers_bad_lines_with_errors_and_keeps_going() {
     let input = concat!(
         "{not json\n",
-        r#"{"src":"198.51.100.70","dst":"203.0.113.10","protocol":"tcp","dstPort":70000}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.110","protocol":"tcp","dstPort":70000}"#,
         "\n",
-        r#"{"src":"nowhere","dst":"203.0.113.10","protocol":"tcp","dstPort":80}"#,
+        r#"{"src":"nowhere","dst":"203.0.113.110","protocol":"tcp","dstPort":80}"#,
         "\n",
-        r#"{"src":"198.51.100.70","dst":"203.0.113.10","protocol":"bogus"}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.110","protocol":"bogus"}"#,
         "\n",
-        r#"{"src":"198.51.100.70","dst":"203.0.113.10","protocol":"tcp","srcPort":1,"dstPort":80}"#,
+        r#"{"src":"198.51.100.70","dst":"203.0.113.110","protocol":"tcp","srcPort":1,"dstPort":80}"#,
         "\n",
     );
     let mut cmd = bin();
@@ -406,7 +406,7 @@ fn explain_walks_tiers_and_names_the_decision() {
             "--src",
             "198.51.100.201",
             "--dst",
-            "203.0.113.10",
+            "203.0.113.110",
             "--protocol",
             "tcp",
             "--src-port",

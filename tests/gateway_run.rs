@@ -294,8 +294,6 @@ fn sighup_applies_a_changed_directory_to_new_flows() {
 }
 
 #[test]
-#[ignore = "needs connection tracking in the pipeline (SPEC A2); the current pipeline body \
-            judges every packet by policy"]
 fn an_established_connection_survives_a_reload_that_denies_new_ones() {
     let Some(topology) = Topology::new("ge") else {
         return;

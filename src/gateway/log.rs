@@ -1,9 +1,8 @@
-//! The gateway's log lines: plain text on standard error, one line per event, each starting
-//! with `portcullis: LEVEL:` so that they are easy to grep and to tell from the final counters
-//! on standard output. Control threads only: nothing here runs per packet.
+//! The gateway's log lines, as `tracing` events: [`crate::logging`] writes them to standard
+//! error as text or JSON, at the level the settings ask for, apart from the final counters on
+//! standard output. Control threads only: nothing here runs per packet.
 
 use std::fmt;
-use std::io::Write;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {
@@ -12,21 +11,13 @@ pub enum Level {
     Error,
 }
 
-impl Level {
-    fn name(self) -> &'static str {
-        match self {
-            Level::Info => "info",
-            Level::Warning => "warning",
-            Level::Error => "error",
-        }
-    }
-}
-
-/// Writes one whole line; a line is never interleaved with another thread's.
+/// One event; the subscriber writes it as one whole line.
 pub fn write(level: Level, message: fmt::Arguments<'_>) {
-    let line = format!("portcullis: {}: {message}\n", level.name());
-    // Nowhere to report a failed write to standard error; the gateway keeps running.
-    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+    match level {
+        Level::Info => tracing::info!("{message}"),
+        Level::Warning => tracing::warn!("{message}"),
+        Level::Error => tracing::error!("{message}"),
+    }
 }
 
 macro_rules! info {

@@ -16,15 +16,16 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use parking_lot::Mutex;
 
-use super::clock::clock_now;
 use super::log::{error, info, warning};
+use crate::admin::{ReloadAttempt, ReloadLog};
 use crate::compile;
+use crate::logging::Logging;
 use crate::model::{self, Limits, Problem, Settings};
-use crate::pipeline::PathShared;
+use crate::pipeline::{PathShared, clock_now};
 use crate::policy;
 use crate::snapshot::{Snapshot, SnapshotHandle};
 
@@ -101,6 +102,10 @@ pub struct Reloader {
     /// The settings the shared path was built with at start.
     started_with: Settings,
     state: Mutex<ReloadState>,
+    /// Where each attempt is recorded for `/metrics` and `/status`.
+    record: Option<Arc<ReloadLog>>,
+    /// The log, whose level follows `logSeverityScreen`.
+    logging: Option<Arc<Logging>>,
 }
 
 #[derive(Debug, Default)]
@@ -123,7 +128,17 @@ impl Reloader {
             shared,
             started_with,
             state: Mutex::new(ReloadState::default()),
+            record: None,
+            logging: None,
         }
+    }
+
+    /// Record every attempt in `record`, and apply `logSeverityScreen` to `logging` after
+    /// each successful one.
+    pub fn observed(mut self, record: Arc<ReloadLog>, logging: Option<Arc<Logging>>) -> Reloader {
+        self.record = Some(record);
+        self.logging = logging;
+        self
     }
 
     /// Loads the directory again, whatever changed or not, and publishes it as the next
@@ -158,10 +173,16 @@ impl Reloader {
             duration: started.elapsed(),
         };
         log_report(&self.dir, trigger, &report);
+        if let Some(record) = &self.record {
+            record.record(attempt(trigger, &report));
+        }
         report
     }
 
     fn after_publish(&self, settings: &Settings, generation: u64) {
+        if let Some(logging) = &self.logging {
+            logging.apply_setting(&settings.log_severity);
+        }
         let changed = restart_only_changes(&self.started_with, settings);
         if !changed.is_empty() {
             warning!(
@@ -171,23 +192,38 @@ impl Reloader {
             );
         }
         if settings.revalidate_on_reload {
-            revalidate_established(&self.shared, generation);
+            revalidate_established(&self.shared, &self.snapshots.load(), generation);
         }
     }
 }
 
-/// Re-checks established connections against the snapshot just published, dropping those it
-/// no longer allows (`revalidateOnReload`).
-///
-/// The hook for `PathShared::revalidate`, which the packet path does not offer yet: until it
-/// does, established connections keep flowing after a reload, as with the setting off, and
-/// the log says so.
-fn revalidate_established(shared: &PathShared, generation: u64) {
-    let _ = (shared, clock_now());
-    warning!(
-        "reload: generation {generation}: revalidateOnReload is set, but this build cannot \
-         re-check established connections yet; they keep flowing"
+/// Re-checks tracked connections against the snapshot just published and removes those it
+/// no longer allows (`revalidateOnReload`). Workers keep forwarding meanwhile: a packet of a
+/// connection about to be removed may still pass, as it would have a moment before.
+fn revalidate_established(shared: &PathShared, snapshot: &Snapshot, generation: u64) {
+    let started = Instant::now();
+    let removed = shared.revalidate(snapshot, clock_now());
+    info!(
+        "reload: generation {generation}: revalidateOnReload: {removed} tracked connection(s) \
+         no longer allowed, removed; {:.1} ms",
+        started.elapsed().as_secs_f64() * 1000.0
     );
+}
+
+/// A reload attempt as `/metrics` and `/status` show it.
+pub fn attempt(trigger: &str, report: &ReloadReport) -> ReloadAttempt {
+    let (successful, generation, problems) = match &report.outcome {
+        ReloadOutcome::Published { generation, .. } => (true, *generation, 0),
+        ReloadOutcome::Rejected { kept, problems } => (false, *kept, problems.len()),
+    };
+    ReloadAttempt {
+        at: SystemTime::now(),
+        successful,
+        trigger: trigger.to_owned(),
+        generation,
+        duration: report.duration,
+        problems,
+    }
 }
 
 fn log_new_problems(previous: &[String], problems: &[String]) {
@@ -204,14 +240,28 @@ fn log_new_problems(previous: &[String], problems: &[String]) {
     }
 }
 
+/// One line per attempt; in JSON the generation, result, counts and duration are also
+/// fields of their own, for log queries.
 fn log_report(dir: &Path, trigger: &str, report: &ReloadReport) {
     let millis = report.duration.as_secs_f64() * 1000.0;
     match &report.outcome {
-        ReloadOutcome::Published { generation, counts } => info!(
+        ReloadOutcome::Published { generation, counts } => tracing::info!(
+            trigger,
+            generation,
+            result = "published",
+            resources = counts.resources,
+            endpoints = counts.endpoints,
+            rules = counts.rules,
+            duration_ms = millis,
             "reload ({trigger}): {}: generation {generation} published: {counts}; {millis:.1} ms",
             dir.display()
         ),
-        ReloadOutcome::Rejected { kept, problems } => error!(
+        ReloadOutcome::Rejected { kept, problems } => tracing::error!(
+            trigger,
+            generation = kept,
+            result = "refused",
+            problems = problems.len(),
+            duration_ms = millis,
             "reload ({trigger}): {}: refused, {} problem(s); generation {kept} stays in force; \
              {millis:.1} ms",
             dir.display(),
@@ -220,11 +270,13 @@ fn log_report(dir: &Path, trigger: &str, report: &ReloadReport) {
     }
 }
 
-/// Names of the settings that differ between `old` and `new` and that the packet path reads
-/// only when it is built (connection table sizes and timeouts, frame filters, listeners).
-/// Settings compiled into the snapshot (failsafe ports, unmatched traffic) apply at once.
+/// Names of the settings that differ between `old` and `new` and that are read only at start
+/// (the connection table's and fragment tracker's sizes and timeouts,
+/// listeners). Settings compiled into the snapshot (failsafe ports, unmatched traffic,
+/// anti-spoofing, inside networks, EtherTypes, the Log rate) apply with it.
 pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str> {
-    let checks: [(&'static str, bool); 11] = [
+    // logSeverityScreen is not here: the log level follows every reload.
+    let checks: [(&'static str, bool); 6] = [
         (
             "conntrackMaxEntries",
             old.conntrack_max_entries != new.conntrack_max_entries,
@@ -241,17 +293,6 @@ pub fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<&'static str>
             "fragmentTrackerMaxEntries",
             old.fragment_tracker_max_entries != new.fragment_tracker_max_entries,
         ),
-        ("antiSpoof", old.anti_spoof != new.anti_spoof),
-        ("insideNets", old.inside_nets != new.inside_nets),
-        (
-            "allowedEtherTypes",
-            old.allowed_ether_types != new.allowed_ether_types,
-        ),
-        (
-            "logRateLimitPerSecond",
-            old.log_rate_limit_per_second != new.log_rate_limit_per_second,
-        ),
-        ("logSeverityScreen", old.log_severity != new.log_severity),
         (
             "prometheusMetrics*",
             (old.metrics_enabled, &old.metrics_host, old.metrics_port)
@@ -393,12 +434,13 @@ spec:
         let new = Settings {
             conntrack_max_entries: 1000,
             anti_spoof: false,
+            tcp_loose_pickup: false,
             unmatched_traffic_action: model::settings::UnmatchedTrafficAction::Allow,
             ..Settings::default()
         };
         assert_eq!(
             restart_only_changes(&old, &new),
-            vec!["conntrackMaxEntries", "antiSpoof"]
+            vec!["conntrackMaxEntries", "tcpLoosePickup"]
         );
     }
 }

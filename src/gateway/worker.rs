@@ -2,16 +2,18 @@
 //!
 //! ```text
 //!   loop until `stop`:
-//!     snapshot = snapshots.load()          one arc-swap load per batch
-//!     now      = clock_now()               one clock read per batch
-//!     pair.poll(timeout, |port, frame| path.judge(&snapshot, now, port, frame))
+//!     pair.poll(timeout, |port, frame| {
+//!       at the batch's first frame: snapshot = snapshots.load(), now = clock_now()
+//!       path.judge(&snapshot, now, port, frame)
+//!     })
 //!     count what the backend did (received, failed sends, truncated frames)
 //! ```
 //!
-//! A batch is judged by one snapshot at one time. The snapshot and the clock are read before
-//! the poll waits, so a frame that arrives during the wait is judged by a policy and a time at
-//! most [`POLL_TIMEOUT`] old: a reload applies to new connections within that much more, and
-//! connection timeouts are seconds long. Nothing in the loop allocates or takes a lock.
+//! A batch is judged by one snapshot at one time. The snapshot and the clock are read when
+//! the batch's first frame is judged, after the poll's wait, not before it: otherwise a frame
+//! arriving at an idle port would be judged by the policy in force when the wait began, up to
+//! [`POLL_TIMEOUT`] after a reload published the next one. Nothing in the loop allocates or
+//! takes a lock.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,10 +23,9 @@ use std::time::Duration;
 use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
-use super::clock::clock_now;
 use super::log::{error, warning};
 use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
-use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath};
+use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
 use crate::snapshot::SnapshotHandle;
 
 /// How long a poll waits for frames: also the longest a worker takes to notice `stop`.
@@ -59,6 +60,9 @@ pub struct WorkerHandle {
     pub index: usize,
     /// The backend and how it runs, e.g. `afpacket (recvmmsg/sendmmsg, batch 64, one worker)`.
     pub info: String,
+    /// The backend's name and its mode, apart, for `/status`.
+    pub backend: &'static str,
+    pub mode: String,
     pub cpu: Option<usize>,
     pub path_counters: Arc<WorkerCounters>,
     pub backend_counters: Arc<BackendCounters>,
@@ -75,10 +79,13 @@ pub fn run_worker<P: PortPair>(
 ) -> Result<(), BackendError> {
     // Relaxed: the flag carries no data; the join that follows orders everything else.
     while !stop.load(Ordering::Relaxed) {
-        let snapshot = snapshots.load();
-        let now = clock_now();
+        // Loaded at the first frame of the batch, after the wait: a frame is never judged by
+        // a snapshot older than its arrival, however long the port was idle.
+        let mut batch_state = None;
         let batch = pair.poll(POLL_TIMEOUT, |port, frame| {
-            path.judge(&snapshot, now, port, frame)
+            let (snapshot, now) =
+                batch_state.get_or_insert_with(|| (snapshots.load(), clock_now()));
+            path.judge(snapshot, *now, port, frame)
         })?;
         counters.add(&batch);
     }
@@ -156,6 +163,8 @@ impl SpawnWorkers {
         Ok(WorkerHandle {
             index,
             info: info.to_string(),
+            backend: info.backend,
+            mode: info.mode.clone(),
             cpu,
             path_counters,
             backend_counters,

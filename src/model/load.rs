@@ -175,7 +175,10 @@ fn parallel_map<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) ->
     results
 }
 
-fn is_config_file_name(name: &str) -> bool {
+/// Whether a directory entry named `name` is a configuration file: `*.yaml`/`*.yml`, not hidden
+/// and not an editor temporary. The directory watcher uses the same test to decide which
+/// changes can matter, so the two never disagree.
+pub fn is_config_file_name(name: &str) -> bool {
     let temporary = name.starts_with('.')
         || name.ends_with('~')
         || name.ends_with(".swp")
@@ -1206,6 +1209,12 @@ mod tests {
             ("a.yaml.swp", false),
             ("a.yaml.tmp", false),
             ("yaml", false),
+            // Editors' probes, locks and autosaves, and the systemd unit shipped in config/.
+            (".#a.yaml", false),
+            ("#a.yaml#", false),
+            ("4913", false),
+            (".a.yaml.swx", false),
+            ("portcullis.service", false),
         ];
         for (name, expected) in cases {
             assert_eq!(is_config_file_name(name), expected, "{name}");

@@ -589,12 +589,24 @@ fn check_source(snapshot: &Snapshot, port: PortSide, ip: &IpMeta) -> Result<(), 
     let strict = !path.inside_nets.is_empty();
     let spoofed = match port {
         PortSide::Outside => (strict && path.is_inside(ip.src)) || snapshot.is_host_address(ip.src),
-        PortSide::Inside => strict && !path.is_inside(ip.src),
+        PortSide::Inside => strict && !path.is_inside(ip.src) && !is_link_scoped(ip.src),
     };
     if spoofed {
         Err(DropReason::Spoofed)
     } else {
         Ok(())
+    }
+}
+
+/// Sources that name no routed host: the unspecified address (DHCP discovery, duplicate
+/// address detection) and link-local addresses (MLD reports, IPv6 router solicitations from a
+/// host without a global address). A host behind `inside` sends them legitimately whatever
+/// `insideNets` says, so the strict form does not call them spoofed; policy still judges them.
+fn is_link_scoped(addr: std::net::IpAddr) -> bool {
+    use std::net::IpAddr;
+    match addr {
+        IpAddr::V4(a) => a.is_unspecified() || a.is_link_local(),
+        IpAddr::V6(a) => a.is_unspecified() || a.is_unicast_link_local(),
     }
 }
 

@@ -713,6 +713,34 @@ fn anti_spoofing_table() {
         ),
         (
             &strict,
+            "link-local v6 source from inside",
+            Inside,
+            udp("fe80::1", 546, "fe80::2", 547),
+            false,
+        ),
+        (
+            &strict,
+            "unspecified v4 source from inside",
+            Inside,
+            udp("0.0.0.0", 68, "255.255.255.255", 67),
+            false,
+        ),
+        (
+            &strict,
+            "link-local v4 source from inside",
+            Inside,
+            udp("169.254.7.7", 5353, WEB, 53),
+            false,
+        ),
+        (
+            &strict,
+            "link-local v6 source from outside: no exemption needed, not inside",
+            Outside,
+            udp("fe80::1", 546, "fe80::2", 547),
+            false,
+        ),
+        (
+            &strict,
             "outside source from outside",
             Outside,
             udp(CLIENT, 1, WEB, 53),
@@ -1210,4 +1238,88 @@ fn random_frames_never_panic_and_count_one_outcome() {
             check_one_outcome(&mut rig.borrow_mut(), port, &frame)
         })
         .unwrap();
+}
+
+/// An ICMP error from `from` to the sender of `quoted` (an IPv4 frame), quoting its IP
+/// header and first 8 bytes.
+fn icmp_error(from: &str, quoted: &[u8]) -> Vec<u8> {
+    let inner = &quoted[14..14 + 28];
+    let IpAddr::V4(to) = IpAddr::from(<[u8; 4]>::try_from(&quoted[26..30]).unwrap()) else {
+        unreachable!()
+    };
+    let mut frame = Vec::new();
+    ip_step(from, &to.to_string(), 64)
+        .icmpv4_raw(3, 3, [0; 4])
+        .write(&mut frame, inner)
+        .unwrap();
+    frame
+}
+
+#[test]
+fn icmp_errors_about_tracked_connections_are_related() {
+    let mut rig = Rig::new(&world("", ""));
+    let request = udp(CLIENT, 5353, WEB, 53);
+    rig.expect(
+        "error about nothing tracked: judged by policy (web may not send it)",
+        Inside,
+        &icmp_error(WEB, &request),
+        Some(DropReason::Policy),
+    );
+    rig.expect("request", Outside, &request, None);
+    rig.expect(
+        "port unreachable back",
+        Inside,
+        &icmp_error(WEB, &request),
+        None,
+    );
+    assert_eq!(rig.totals().established, 1, "related, without policy");
+    let other = udp(CLIENT, 5354, WEB, 53);
+    rig.expect(
+        "error about another flow",
+        Inside,
+        &icmp_error(WEB, &other),
+        Some(DropReason::Policy),
+    );
+}
+
+#[test]
+fn vlan_tagged_frames_are_judged_like_untagged_ones() {
+    let tagged = |src: &str, sport: u16, dst: &str, dport: u16, syn: bool| {
+        let (IpAddr::V4(s), IpAddr::V4(d)) = (addr(src), addr(dst)) else {
+            unreachable!()
+        };
+        let mut step = PacketBuilder::ethernet2(MAC_A, MAC_B)
+            .single_vlan(etherparse::VlanId::try_new(42).unwrap())
+            .ipv4(s.octets(), d.octets(), 64)
+            .tcp(sport, dport, 1, 1000);
+        step = if syn { step.syn() } else { step.ack(1) };
+        let mut frame = Vec::new();
+        step.write(&mut frame, &[]).unwrap();
+        frame
+    };
+    let mut rig = Rig::new(&world("", ""));
+    rig.expect(
+        "allowed",
+        Outside,
+        &tagged(CLIENT, 40000, WEB, 80, true),
+        None,
+    );
+    rig.expect(
+        "reply",
+        Inside,
+        &tagged(WEB, 80, CLIENT, 40000, false),
+        None,
+    );
+    rig.expect(
+        "denied",
+        Outside,
+        &tagged(CLIENT, 40000, DB, 80, true),
+        Some(DropReason::Policy),
+    );
+    rig.expect(
+        "spoofed",
+        Outside,
+        &tagged(WEB, 80, DB, 80, true),
+        Some(DropReason::Spoofed),
+    );
 }

@@ -66,8 +66,9 @@ impl Owner {
 /// How many frames are in each state and, in debug builds, which state each frame is in.
 #[derive(Debug)]
 pub(crate) struct Ledger {
-    frame_size: usize,
     counts: [usize; Owner::COUNT],
+    #[cfg(debug_assertions)]
+    frame_size: usize,
     #[cfg(debug_assertions)]
     owners: Vec<Owner>,
 }
@@ -77,9 +78,12 @@ impl Ledger {
     pub(crate) fn new(frames: usize, frame_size: usize) -> Ledger {
         let mut counts = [0; Owner::COUNT];
         counts[Owner::Free.index()] = frames;
+        #[cfg(not(debug_assertions))]
+        let _ = frame_size;
         Ledger {
-            frame_size,
             counts,
+            #[cfg(debug_assertions)]
+            frame_size,
             #[cfg(debug_assertions)]
             owners: vec![Owner::Free; frames],
         }
@@ -159,16 +163,17 @@ pub(crate) struct Frames {
     frame_size: usize,
     free: Vec<FrameDesc>,
     ledger: Ledger,
-    /// Received frames, per port of arrival, for the batch being decided.
+    /// Received frames, per port of arrival, for the batch being decided: the first
+    /// `received_count` of each (the buffers keep their length, so that a receive writes
+    /// descriptors without clearing first).
     received: [Vec<FrameDesc>; 2],
+    received_count: [usize; 2],
     /// Frames to send out of each port.
     outgoing: [Vec<FrameDesc>; 2],
     /// Frames going back to each port's fill ring.
     recycle: [Vec<FrameDesc>; 2],
-    /// Scratch for completion-ring reads.
+    /// Scratch for completion-ring reads, one ring long.
     completed: Vec<FrameDesc>,
-    /// Most frames taken off one RX ring per poll.
-    batch: usize,
 }
 
 /// A socket creation that failed, with the errno when libxdp gave one.
@@ -230,11 +235,15 @@ impl Frames {
             frame_size: sizes.frame_size as usize,
             ledger: Ledger::new(free.len(), sizes.frame_size as usize),
             free,
-            received: [Vec::with_capacity(batch), Vec::with_capacity(batch)],
+            received: [
+                vec![FrameDesc::default(); batch],
+                vec![FrameDesc::default(); batch],
+            ],
+            received_count: [0, 0],
             outgoing: [Vec::with_capacity(batch), Vec::with_capacity(batch)],
-            recycle: [Vec::with_capacity(batch), Vec::with_capacity(batch)],
-            completed: Vec::with_capacity(sizes.ring as usize),
-            batch,
+            // A port's dropped frames and those the other port's TX ring refused.
+            recycle: [Vec::with_capacity(2 * batch), Vec::with_capacity(2 * batch)],
+            completed: vec![FrameDesc::default(); sizes.ring as usize],
         })
     }
 
@@ -264,8 +273,8 @@ impl Frames {
             .build();
         // SAFETY: xsk-rs requires XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD only when this UMEM is
         // already bound to the same (interface, queue); a worker binds each of its two ports
-        // once, and the two ports are different interfaces (checked by `open`), so no pair is
-        // bound twice from this UMEM.
+        // once, and the two ports are different interfaces (`open` compares their indexes), so
+        // no pair is bound twice from this UMEM.
         let (tx, rx, rings) = unsafe { Socket::new(config, &self.umem, &name, queue) }?;
         let Some((fill, completion)) = rings else {
             return Err(BindError {
@@ -310,11 +319,10 @@ impl Frames {
         if in_flight == 0 {
             return 0;
         }
-        self.completed.clear();
-        self.completed.resize(in_flight, FrameDesc::default());
+        let want = in_flight.min(self.completed.len());
         // SAFETY: the completion ring only returns frames the kernel has finished sending,
         // which the ledger holds as `Tx(side)`; each is recorded below before any other use.
-        let done = unsafe { port.completion.consume(&mut self.completed) };
+        let done = unsafe { port.completion.consume(&mut self.completed[..want]) };
         for desc in &self.completed[..done] {
             self.ledger
                 .transfer(desc.addr(), Owner::Tx(side), Owner::Free);
@@ -362,13 +370,11 @@ impl Frames {
             return 0;
         };
         let received = &mut self.received[side.index()];
-        received.clear();
-        received.resize(self.batch, FrameDesc::default());
         // SAFETY: the RX ring only returns frames this port's fill ring gave the kernel
         // (`Fill(side)`); each is recorded as in hand below before its bytes are read.
         let count = unsafe { port.rx.consume(received) };
-        received.truncate(count);
-        for desc in received.iter() {
+        self.received_count[side.index()] = count;
+        for desc in &received[..count] {
             self.ledger
                 .transfer(desc.addr(), Owner::Fill(side), Owner::InHand(side));
         }
@@ -385,12 +391,14 @@ impl Frames {
         let Frames {
             umem,
             received,
+            received_count,
             outgoing,
             recycle,
             frame_size,
             ..
         } = self;
-        for desc in received[side.index()].drain(..) {
+        let count = std::mem::take(&mut received_count[side.index()]);
+        for desc in received[side.index()][..count].iter().copied() {
             decided.received += 1;
             let len = desc.lengths().data();
             decided.received_bytes += len as u64;

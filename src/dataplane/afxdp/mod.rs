@@ -1,5 +1,6 @@
 //! The AF_XDP backend, the default: frames go from one port's RX ring to the other port's TX
-//! ring by descriptor, never copied by the gateway.
+//! ring by descriptor, never copied by the gateway (in copy mode the kernel copies them into
+//! the UMEM on receive and out of it on send; in zero-copy mode nobody does).
 //!
 //! ```text
 //!  outside NIC queue i ──XDP redirect──▶ RX(outside) ─┐            ┌─▶ TX(inside) ──▶ inside NIC
@@ -11,15 +12,17 @@
 //!
 //! Each worker opens one AF_XDP socket per port on queue `worker`, both on one UMEM
 //! (`XDP_SHARED_UMEM` across two interfaces: libxdp gives the second socket its own fill and
-//! completion rings, which xsk-rs hands back). Which frame is where lives in [`frames`], the
+//! completion rings, which xsk-rs hands back). Which frame is where lives in `frames.rs`, the
 //! one module that touches the rings. The XDP program that redirects to the sockets is
-//! libxdp's; [`program`] makes sure a program left by a killed gateway is replaced rather
+//! libxdp's; `program.rs` makes sure a program left by a killed gateway is replaced rather
 //! than reused (see there for what libxdp leaves behind).
 //!
 //! **Modes.** Each port tries native (driver) XDP with zero-copy, then native with copy, then
 //! generic (skb) XDP with copy, and the pair reports what it got, e.g.
 //! `afxdp (native, copy, need_wakeup)`. A veth gets native copy: veth runs XDP programs but
-//! cannot bind a zero-copy socket. `need_wakeup` is always asked for; the kernel is woken
+//! cannot bind a zero-copy socket. The second port's socket shares the first one's UMEM and
+//! so its copy mode: if the first got zero-copy and the second cannot follow, both are bound
+//! again in copy mode. `need_wakeup` is always asked for; the kernel is woken
 //! only when it sets the flag (in copy mode it always does for TX, since the `sendto` is what
 //! sends).
 //!
@@ -29,9 +32,10 @@
 //! back on their fill ring in one go, then wakes the kernel where it asked to be.
 //!
 //! **Frames longer than a UMEM frame** (4096 bytes by default; a veth with XDP attached caps
-//! its MTU below that) are dropped by the kernel before we see them; the socket's
-//! `rx_dropped` statistic, read when a poll finds nothing to do, adds them to `received` and
-//! `truncated`. Multi-buffer frames are not asked for.
+//! its MTU below that) are dropped by the kernel before we see them; the socket's statistics,
+//! read when a poll finds nothing to do, add them to `received` and `truncated`. Multi-buffer
+//! frames are not asked for. Frames the kernel dropped because the gateway did not keep up
+//! (fill ring empty, RX ring full) are in [`AfXdpPair::kernel_drops`].
 //!
 //! **VLAN tags** reach `decide` as they are in the frame's bytes. A tag that the sending
 //! side's offload put into packet metadata rather than into the bytes (a veth peer's VLAN
@@ -63,6 +67,11 @@ const MAX_TX_KICKS: usize = 64;
 /// completions are reclaimed promptly.
 const SENDING_WAIT: Duration = Duration::from_millis(1);
 
+/// How long a bind waits at most for the kernel to release a queue that a failed attempt in
+/// another mode bound, and how often it tries meanwhile.
+const RELEASE_WAIT: Duration = Duration::from_millis(500);
+const RELEASE_POLL: Duration = Duration::from_millis(10);
+
 /// The UMEM and ring sizes of each worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AfXdpOptions {
@@ -86,6 +95,10 @@ impl Default for AfXdpOptions {
 
 /// One worker's AF_XDP sockets on both gateway ports, on one UMEM.
 ///
+/// Drop it on a thread in the network namespace it was opened in: closing the sockets
+/// detaches the XDP program from the ports by interface index, which means something only
+/// there.
+///
 /// `BatchStats::forwarded` counts frames put on the other port's TX ring; `tx_failed` those
 /// the ring had no room for (they go back to the fill ring). Frames the kernel dropped for
 /// being longer than a UMEM frame are counted in `received` and `truncated`.
@@ -102,8 +115,20 @@ pub struct AfXdpPair {
 /// What a pair knows about one of its ports.
 struct Port {
     interface: String,
-    /// The kernel's count of frames dropped on this socket, as last read.
-    kernel_dropped: u64,
+    /// The kernel's counts for this socket, as last read.
+    kernel: KernelDrops,
+}
+
+/// Frames the kernel dropped on a port's socket before the gateway could see them, since the
+/// pair was opened (from the socket's `XDP_STATISTICS`, read when a poll finds nothing to do).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelDrops {
+    /// Longer than a UMEM frame; also counted in `BatchStats::truncated`.
+    pub too_long: u64,
+    /// No free frame on the fill ring: the gateway did not keep up.
+    pub fill_ring_empty: u64,
+    /// The RX ring was full: the gateway did not keep up.
+    pub rx_ring_full: u64,
 }
 
 /// How one port's socket runs.
@@ -138,6 +163,17 @@ pub fn open_with(
         interface_index(&config.outside)?,
         interface_index(&config.inside)?,
     ];
+    if ifindexes[0] == ifindexes[1] {
+        // Two names of one interface (an alternative name): binding it twice on one UMEM is
+        // what xsk-rs forbids without INHIBIT_PROG_LOAD, and a gateway needs two ports anyway.
+        return Err(BackendError::Unsupported {
+            interface: config.outside.clone(),
+            message: format!(
+                "is the same interface as {}: the gateway needs two interfaces",
+                config.inside
+            ),
+        });
+    }
     program::silence_libraries();
     let bpffs = program::ensure_bpffs();
     // One opening at a time in this process: a port's first worker decides its mode.
@@ -157,12 +193,13 @@ pub fn open_with(
         result => result,
     }
     .map_err(Retry::into_error)?;
-    let mode = describe_mode(config, &claims, modes.map(Some), bpffs, sizes);
+    let replaced = [claims[0].replaced, claims[1].replaced];
+    let mode = describe_mode(config, replaced, modes, bpffs, sizes);
     Ok(AfXdpPair {
         frames,
         ports: names.map(|interface| Port {
             interface: interface.to_string(),
-            kernel_dropped: 0,
+            kernel: KernelDrops::default(),
         }),
         _claims: claims,
         worker,
@@ -186,6 +223,10 @@ impl Retry {
 }
 
 /// A new UMEM with both ports' sockets bound on it, outside first.
+///
+/// Each attempt on the outside port starts from a new UMEM: the outside socket is the UMEM's
+/// own socket, and when libxdp fails to attach its program after binding it, it keeps that
+/// socket open and bound, so a second attempt on the same UMEM would find the queue busy.
 fn bind_both(
     config: &BackendConfig,
     sizes: Sizes,
@@ -194,38 +235,42 @@ fn bind_both(
     claims: &[Arc<PortClaim>; 2],
     allow_zero_copy: bool,
 ) -> Result<(Frames, [PortMode; 2]), Retry> {
-    let mut frames = Frames::new(sizes, config.batch_size).map_err(|error| {
-        Retry::No(bind_failure(
-            names[0],
-            queue,
-            "create the UMEM",
-            &[("", error)],
-        ))
-    })?;
     let copies: &[bool] = if allow_zero_copy {
         &[true, false]
     } else {
         &[false]
     };
-    let outside = bind_port(
-        &mut frames,
-        PortSide::Outside,
-        names[0],
-        queue,
-        &claims[0],
-        sizes.ring,
-        copies,
-    )
+    let mut bound = None;
+    let outside = bind_port(names[0], queue, &claims[0], copies, |mode| {
+        let mut frames = Frames::new(sizes, config.batch_size)?;
+        frames.bind(
+            PortSide::Outside,
+            names[0],
+            queue,
+            socket_flags(mode),
+            sizes.ring,
+        )?;
+        bound = Some(frames);
+        Ok(())
+    })
     .map_err(Retry::No)?;
-    let inside = bind_port(
-        &mut frames,
-        PortSide::Inside,
-        names[1],
-        queue,
-        &claims[1],
-        sizes.ring,
-        &[outside.zero_copy],
-    )
+    let Some(mut frames) = bound else {
+        // `bind_port` returns a mode only after an attempt succeeded, which set `bound`.
+        return Err(Retry::No(BackendError::Unsupported {
+            interface: names[0].to_string(),
+            message: "no UMEM after a successful bind".to_string(),
+        }));
+    };
+    let inside = bind_port(names[1], queue, &claims[1], &[outside.zero_copy], |mode| {
+        // The inside socket shares the UMEM; libxdp closes it when an attempt fails.
+        frames.bind(
+            PortSide::Inside,
+            names[1],
+            queue,
+            socket_flags(mode),
+            sizes.ring,
+        )
+    })
     .map_err(|error| {
         if outside.zero_copy {
             Retry::WithoutZeroCopy(error)
@@ -304,7 +349,7 @@ fn interface_index(interface: &str) -> Result<u32, BackendError> {
 }
 
 fn claim_port(interface: &str, queue: u32, ifindex: u32) -> Result<Arc<PortClaim>, BackendError> {
-    program::claim(interface, ifindex).map_err(|error| match error {
+    program::claim(ifindex).map_err(|error| match error {
         ClaimError::Busy => BackendError::Io {
             interface: interface.to_string(),
             queue,
@@ -322,18 +367,19 @@ fn claim_port(interface: &str, queue: u32, ifindex: u32) -> Result<Arc<PortClaim
     })
 }
 
-/// Binds `side`'s socket in the best mode the port offers: native (zero-copy, then copy, of
-/// those in `copies`), then generic copy. A port another worker of this process has bound
-/// keeps its attach mode.
-fn bind_port(
-    frames: &mut Frames,
-    side: PortSide,
+/// Binds a port's socket in the best mode it offers, by calling `attempt` with each mode in
+/// turn: native (zero-copy, then copy, of those in `copies`), then generic copy. A port that
+/// another worker of this process has bound keeps its attach mode.
+fn bind_port<F>(
     interface: &str,
     queue: u32,
     claim: &PortClaim,
-    ring: u32,
     copies: &[bool],
-) -> Result<PortMode, BackendError> {
+    mut attempt: F,
+) -> Result<PortMode, BackendError>
+where
+    F: FnMut(PortMode) -> Result<(), BindError>,
+{
     let mut decided = claim.mode.lock().unwrap_or_else(PoisonError::into_inner);
     let attaches: &[AttachMode] = match *decided {
         Some(AttachMode::Native) => &[AttachMode::Native],
@@ -347,8 +393,22 @@ fn bind_port(
                 continue;
             }
             let mode = PortMode { attach, zero_copy };
-            let (xdp, bind) = socket_flags(mode);
-            match frames.bind(side, interface, queue, (xdp, bind), ring) {
+            let mut result = attempt(mode);
+            // A failed attempt may have bound the queue before failing to attach the program;
+            // the kernel lets go of the queue in a work item after the socket closes, so the
+            // next attempt can find it busy for a moment.
+            let mut waited = Duration::ZERO;
+            while !failures.is_empty()
+                && waited < RELEASE_WAIT
+                && result
+                    .as_ref()
+                    .is_err_and(|error| error.errno == Some(libc::EBUSY))
+            {
+                std::thread::sleep(RELEASE_POLL);
+                waited += RELEASE_POLL;
+                result = attempt(mode);
+            }
+            match result {
                 Ok(()) => {
                     *decided = Some(attach);
                     return Ok(mode);
@@ -458,14 +518,15 @@ fn bind_failure(
     }
 }
 
+/// The mode part of `info()`: how each port runs, the sizes, and anything replaced.
 fn describe_mode(
     config: &BackendConfig,
-    claims: &[Arc<PortClaim>; 2],
-    modes: [Option<PortMode>; 2],
+    replaced: [Option<u32>; 2],
+    modes: [PortMode; 2],
     bpffs: bool,
     sizes: Sizes,
 ) -> String {
-    let [outside, inside] = modes.map(|mode| mode.map_or_else(String::new, PortMode::describe));
+    let [outside, inside] = modes.map(PortMode::describe);
     let mut mode = if outside == inside {
         format!("{outside}, need_wakeup")
     } else {
@@ -478,8 +539,8 @@ fn describe_mode(
     if !bpffs {
         mode.push_str("; no bpffs at /sys/fs/bpf: libxdp attaches without its dispatcher");
     }
-    for (claim, interface) in claims.iter().zip([&config.outside, &config.inside]) {
-        if let Some(id) = claim.replaced {
+    for (replaced, interface) in replaced.iter().zip([&config.outside, &config.inside]) {
+        if let Some(id) = replaced {
             mode.push_str(&format!(
                 "; replaced the XDP program (id {id}) a previous gateway left on {interface}"
             ));
@@ -617,8 +678,8 @@ impl AfXdpPair {
         Ok(())
     }
 
-    /// Adds frames the kernel dropped since the last look (longer than a UMEM frame, or the
-    /// RX ring full) to `received` and `truncated`.
+    /// Reads the sockets' kernel statistics; frames dropped for being longer than a UMEM
+    /// frame since the last look go into `received` and `truncated`.
     fn count_kernel_drops(&mut self, stats: &mut BatchStats) -> Result<(), BackendError> {
         for side in PortSide::BOTH {
             let statistics = self
@@ -628,15 +689,29 @@ impl AfXdpPair {
             let Some(statistics) = statistics else {
                 continue;
             };
+            // The kernel's `rx_dropped` counts frames too long for a UMEM frame and frames
+            // that found the fill ring empty; the latter are also in `rx_fill_ring_empty`.
+            let now = KernelDrops {
+                too_long: statistics
+                    .rx_dropped()
+                    .saturating_sub(statistics.rx_fill_ring_empty_descs()),
+                fill_ring_empty: statistics.rx_fill_ring_empty_descs(),
+                rx_ring_full: statistics.rx_ring_full(),
+            };
             let port = &mut self.ports[side.index()];
-            let dropped = statistics.rx_dropped();
-            let new = dropped.saturating_sub(port.kernel_dropped);
-            port.kernel_dropped = dropped;
+            let new = now.too_long.saturating_sub(port.kernel.too_long);
+            port.kernel = now;
             let new = u32::try_from(new).unwrap_or(u32::MAX);
             stats.received[side.index()] += new;
             stats.truncated[side.index()] += new;
         }
         Ok(())
+    }
+
+    /// Frames the kernel dropped on each port's socket (outside, inside) before the gateway
+    /// saw them, as of the last poll that found nothing to do.
+    pub fn kernel_drops(&self) -> [KernelDrops; 2] {
+        [self.ports[0].kernel, self.ports[1].kernel]
     }
 }
 
@@ -657,4 +732,238 @@ fn queue_number(worker: usize) -> u32 {
 
 fn count(frames: usize) -> u32 {
     u32::try_from(frames).unwrap_or(u32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config() -> BackendConfig {
+        BackendConfig {
+            outside: "pc-no-out".to_string(),
+            inside: "pc-no-in".to_string(),
+            workers: 2,
+            batch_size: 64,
+        }
+    }
+
+    #[test]
+    fn bad_configurations_are_refused_before_touching_an_interface() {
+        let good = config();
+        let options = AfXdpOptions::default();
+        // (configuration, worker, options, what the message says)
+        let cases = [
+            (
+                BackendConfig {
+                    inside: good.outside.clone(),
+                    ..good.clone()
+                },
+                0,
+                options,
+                "both",
+            ),
+            (good.clone(), 2, options, "worker 2 does not exist"),
+            (
+                BackendConfig {
+                    batch_size: 0,
+                    ..good.clone()
+                },
+                0,
+                options,
+                "batch size 0",
+            ),
+            (
+                BackendConfig {
+                    batch_size: MAX_BATCH + 1,
+                    ..good.clone()
+                },
+                0,
+                options,
+                "batch size",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    ring_size: 1000,
+                    ..options
+                },
+                "ring size 1000",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    ring_size: 32,
+                    ..options
+                },
+                "ring size 32",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    frame_size: 3000,
+                    ..options
+                },
+                "frame size 3000",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    frame_size: 1024,
+                    ..options
+                },
+                "frame size 1024",
+            ),
+            (
+                good.clone(),
+                0,
+                AfXdpOptions {
+                    frames: 100,
+                    ..options
+                },
+                "100 UMEM frames",
+            ),
+        ];
+        for (config, worker, options, message) in cases {
+            let error = open_with(&config, worker, &options).unwrap_err();
+            assert!(
+                matches!(error, BackendError::Unsupported { .. })
+                    && error.to_string().contains(message),
+                "{config:?} worker {worker} {options:?}: {error}"
+            );
+        }
+    }
+
+    #[test]
+    fn default_sizes_fill_every_ring() {
+        let sizes = check_config(&config(), 0, &AfXdpOptions::default()).unwrap();
+        assert_eq!(sizes.frames, 4 * sizes.ring);
+        assert_eq!(sizes.frame_size, 4096);
+    }
+
+    #[test]
+    fn a_missing_interface_is_named() {
+        let error = open(&config(), 0).unwrap_err();
+        assert!(
+            matches!(error, BackendError::NoSuchInterface { .. }),
+            "{error}"
+        );
+        assert_eq!(error.to_string(), "pc-no-out: no such network interface");
+    }
+
+    fn failed(errno: Option<i32>) -> BindError {
+        BindError {
+            reason: format!("errno {errno:?}"),
+            errno,
+        }
+    }
+
+    #[test]
+    fn bind_failures_say_whether_afpacket_would_help() {
+        // (errnos of the attempts, queue, unsupported?, what the message says)
+        let cases: [(&[Option<i32>], u32, bool, &str); 7] = [
+            (
+                &[Some(libc::EOPNOTSUPP), Some(libc::EOPNOTSUPP)],
+                0,
+                true,
+                "use --backend afpacket",
+            ),
+            (&[Some(libc::EAFNOSUPPORT)], 0, true, "AF_XDP not supported"),
+            (&[None], 0, true, "use --backend afpacket"),
+            (
+                &[Some(libc::EINVAL)],
+                3,
+                true,
+                "fewer than 4 queues, use fewer workers",
+            ),
+            (
+                &[Some(libc::EOPNOTSUPP), Some(libc::EBUSY)],
+                1,
+                false,
+                "queue 1 is in use",
+            ),
+            (&[Some(libc::EPERM)], 0, false, "CAP_NET_ADMIN"),
+            (&[Some(libc::ENOMEM)], 0, false, "ulimit -l"),
+        ];
+        for (errnos, queue, unsupported, message) in cases {
+            let failures: Vec<(&str, BindError)> = errnos
+                .iter()
+                .zip(MODE_NAMES)
+                .map(|(errno, mode)| (mode, failed(*errno)))
+                .collect();
+            let error = bind_failure("pc-port", queue, "bind an AF_XDP socket", &failures);
+            let text = error.to_string();
+            assert_eq!(
+                matches!(error, BackendError::Unsupported { .. }),
+                unsupported,
+                "{errnos:?}: {text}"
+            );
+            assert!(text.contains(message), "{errnos:?}: {text}");
+            assert!(text.starts_with("pc-port"), "{text}");
+            assert!(text.contains(&format!("queue {queue}")), "{text}");
+            for (mode, _) in &failures {
+                assert!(text.contains(mode), "{text} does not say what was tried");
+            }
+        }
+    }
+
+    #[test]
+    fn the_mode_says_how_each_port_runs() {
+        let sizes = Sizes {
+            frames: 4096,
+            frame_size: 4096,
+            ring: 1024,
+        };
+        let native_copy = PortMode {
+            attach: AttachMode::Native,
+            zero_copy: false,
+        };
+        let generic = PortMode {
+            attach: AttachMode::Generic,
+            zero_copy: false,
+        };
+        let zero_copy = PortMode {
+            attach: AttachMode::Native,
+            zero_copy: true,
+        };
+        let config = config();
+        let cases = [
+            (
+                [native_copy, native_copy],
+                [None, None],
+                true,
+                "native, copy, need_wakeup; UMEM 4096 x 4096 B shared by both ports, rings 1024, \
+                 batch 64",
+            ),
+            (
+                [zero_copy, zero_copy],
+                [None, None],
+                true,
+                "native, zero-copy, need_wakeup; UMEM",
+            ),
+            (
+                [native_copy, generic],
+                [None, None],
+                true,
+                "outside native, copy, inside generic, copy, need_wakeup; UMEM",
+            ),
+            (
+                [native_copy, native_copy],
+                [None, Some(17)],
+                false,
+                "attaches without its dispatcher; replaced the XDP program (id 17) a previous \
+                 gateway left on pc-no-in",
+            ),
+        ];
+        for (modes, replaced, bpffs, expected) in cases {
+            let mode = describe_mode(&config, replaced, modes, bpffs, sizes);
+            assert!(
+                mode.starts_with(expected) || mode.ends_with(expected),
+                "{mode}"
+            );
+        }
+    }
 }

@@ -2,12 +2,15 @@
 //!
 //! libxdp attaches its redirect program (`xsk_def_prog`) when the first AF_XDP socket binds
 //! to an interface and detaches it when the last one closes, counting sockets in a map of the
-//! program itself. A process killed with SIGKILL never decrements that count: its sockets
-//! close (the kernel empties their redirect-map slots), but the program stays attached — by
-//! netlink, not by a `bpf_link`, so nothing goes away with the process — together with, when
-//! libxdp used its multi-program dispatcher, the dispatcher's pins under `/sys/fs/bpf/xdp`. A
-//! new gateway would then find the program, bump the stale count and reuse it, and no later
-//! clean exit would ever bring the count to zero: the program would stay forever.
+//! program itself. A process killed with SIGKILL never decrements that count. What it leaves
+//! (seen with libxdp 1.6 on Linux 6.18, veth, native mode): the program stays attached to
+//! both ports, by netlink (`ip link` shows `prog/xdp ... name xsk_def_prog`; there is no
+//! `bpf_link` that would have gone with the process, and libxdp attached it on its own, not
+//! through its dispatcher, so nothing is pinned under `/sys/fs/bpf/xdp`); its sockets are
+//! closed, which empties their slots in the redirect map, so frames fall through to the
+//! kernel stack, which neither bridges nor routes between the ports: nothing crosses. A new
+//! gateway left to libxdp would find the program, bump the stale count and reuse it, and no
+//! later clean exit would bring the count to zero: the program would stay for good.
 //!
 //! So each process claims a port before binding to it: an exclusive `flock` on a file named
 //! after the port (network namespace and interface index), taken by the first worker and
@@ -59,7 +62,6 @@ impl AttachMode {
 #[derive(Debug)]
 pub(crate) struct PortClaim {
     key: PortKey,
-    interface: String,
     /// Held for its lock; closing it unlocks.
     _lock: File,
     /// Set by the first worker that binds; later workers attach the same way, so that the
@@ -91,9 +93,9 @@ pub(crate) enum ClaimError {
     Io(&'static str, io::Error),
 }
 
-/// Claims `interface` (index `ifindex`) for this process, or joins this process's claim.
-/// Call with [`OPENING`] held.
-pub(crate) fn claim(interface: &str, ifindex: u32) -> Result<Arc<PortClaim>, ClaimError> {
+/// Claims the interface with index `ifindex` for this process, or joins this process's
+/// claim. Call with [`OPENING`] held.
+pub(crate) fn claim(ifindex: u32) -> Result<Arc<PortClaim>, ClaimError> {
     let key =
         PortKey::of(ifindex).map_err(|e| ClaimError::Io("identify the network namespace", e))?;
     let mut claims = CLAIMS.lock().unwrap_or_else(PoisonError::into_inner);
@@ -110,7 +112,6 @@ pub(crate) fn claim(interface: &str, ifindex: u32) -> Result<Arc<PortClaim>, Cla
         .map_err(|e| ClaimError::Io("detach the XDP program a previous gateway left", e))?;
     let claim = Arc::new(PortClaim {
         key,
-        interface: interface.to_string(),
         _lock: lock,
         mode: Mutex::new(None),
         replaced,
@@ -123,9 +124,12 @@ impl Drop for PortClaim {
     fn drop(&mut self) {
         // Every socket of this process on the port is closed by now (pairs drop their sockets
         // before their claims), so libxdp has detached its program; this only catches a
-        // program whose count went wrong. Nothing to report to: a drop cannot fail.
-        let _ = detach_xsk_program(self.key.ifindex);
-        let _ = &self.interface;
+        // program whose count went wrong. Interface indexes are per namespace: from another
+        // namespace, this one's interface cannot be reached by index, so leave it. Nothing to
+        // report to: a drop cannot fail.
+        if PortKey::of(self.key.ifindex).is_ok_and(|here| here == self.key) {
+            let _ = detach_xsk_program(self.key.ifindex);
+        }
     }
 }
 
