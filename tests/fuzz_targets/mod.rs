@@ -232,6 +232,20 @@ fn fixed() -> &'static Fixed {
     })
 }
 
+/// The fixed snapshot of the pipeline target, for tests that judge frames by hand.
+pub fn fixed_snapshot() -> &'static Snapshot {
+    &fixed().snapshot
+}
+
+/// A fresh shared half and one worker under the fixed policy's settings.
+pub fn fresh_path() -> (Arc<PathShared>, WorkerPath) {
+    let shared = Arc::new(
+        PathShared::with_log_sink(&fixed().settings, Arc::new(NullSink)).expect("tables allocate"),
+    );
+    let worker = WorkerPath::new(Arc::clone(&shared));
+    (shared, worker)
+}
+
 #[derive(Debug)]
 struct NullSink;
 
@@ -272,10 +286,7 @@ pub fn encode_pipeline_frames<'a>(frames: impl IntoIterator<Item = (u8, &'a [u8]
 /// every frame is counted exactly once, a drop under exactly one reason.
 pub fn pipeline(data: &[u8]) {
     let fixed = fixed();
-    let shared = Arc::new(
-        PathShared::with_log_sink(&fixed.settings, Arc::new(NullSink)).expect("tables allocate"),
-    );
-    let mut worker = WorkerPath::new(Arc::clone(&shared));
+    let (shared, mut worker) = fresh_path();
     let counters = worker.counters();
     let mut now = Tick::from_nanos(1_000_000_000);
     for (control, frame) in pipeline_frames(data).take(256) {
