@@ -37,7 +37,7 @@ use support::{INSIDE_V4, INSIDE_V6, OUTSIDE_V4, OUTSIDE_V6, Side, Topology};
 /// threads, and the machine is small and shared.
 const CONCURRENT_SCENARIOS: usize = 3;
 /// Probes of the truth table in flight at once.
-const PROBES_IN_FLIGHT: usize = 16;
+const PROBES_IN_FLIGHT: usize = 32;
 
 // ---- scenario 1: the truth table ----
 
@@ -718,6 +718,9 @@ fn established_survives_reload(backend: Backend) {
             );
         }
     }
+    // Closed while the gateway still forwards, so that the server sees the FIN and its
+    // thread ends now rather than at its idle timeout.
+    drop(established);
     assert!(gateway.stop(Signal::Term).success(), "{}", gateway.stderr());
 }
 
