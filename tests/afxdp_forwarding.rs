@@ -807,10 +807,12 @@ fn ports_in_another_namespace_are_not_found() {
 fn measure_forwarding_rate() {
     const FRAMES: usize = 300_000;
     const LIMIT: Duration = Duration::from_secs(20);
-    let Some(topology) = Topology::new("xrate") else {
-        return;
-    };
-    for backend in ["afxdp", "afpacket"] {
+    // Alternated, twice each: the machine's load drifts. A new topology each time, so that
+    // the interface counters printed are this run's.
+    for backend in ["afxdp", "afpacket", "afxdp", "afpacket"] {
+        let Some(topology) = Topology::new("xrate") else {
+            return;
+        };
         let gateway = if backend == "afxdp" {
             start(&topology, forward_all)
         } else {
@@ -831,6 +833,21 @@ fn measure_forwarding_rate() {
         }
         let sending = started.elapsed();
         thread::sleep(Duration::from_millis(300));
+        // Where frames were lost: the host veth's TX drops (the gateway port's XDP ring was
+        // full) and the gateway port's own counters.
+        let host = topology.host_interface(PortSide::Outside);
+        let port = topology.port(PortSide::Outside);
+        let host_stats = topology.exec_outside(&["ip", "-s", "link", "show", &host]);
+        let port_stats = topology.exec_gateway(&["ethtool", "-S", &port]);
+        println!(
+            "{backend} host interface:\n{}\ngateway port:\n{}",
+            String::from_utf8_lossy(&host_stats.stdout),
+            String::from_utf8_lossy(&port_stats.stdout)
+                .lines()
+                .filter(|line| !line.trim_end().ends_with(": 0"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
         let info = gateway.info().to_string();
         let totals = Totals::sum(&gateway.stop());
         let outside = PortSide::Outside.index();

@@ -273,8 +273,8 @@ impl Frames {
             .build();
         // SAFETY: xsk-rs requires XSK_LIBXDP_FLAGS_INHIBIT_PROG_LOAD only when this UMEM is
         // already bound to the same (interface, queue); a worker binds each of its two ports
-        // once, and the two ports are different interfaces (checked by `open`), so no pair is
-        // bound twice from this UMEM.
+        // once, and the two ports are different interfaces (`open` compares their indexes), so
+        // no pair is bound twice from this UMEM.
         let (tx, rx, rings) = unsafe { Socket::new(config, &self.umem, &name, queue) }?;
         let Some((fill, completion)) = rings else {
             return Err(BindError {

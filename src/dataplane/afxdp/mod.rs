@@ -163,6 +163,17 @@ pub fn open_with(
         interface_index(&config.outside)?,
         interface_index(&config.inside)?,
     ];
+    if ifindexes[0] == ifindexes[1] {
+        // Two names of one interface (an alternative name): binding it twice on one UMEM is
+        // what xsk-rs forbids without INHIBIT_PROG_LOAD, and a gateway needs two ports anyway.
+        return Err(BackendError::Unsupported {
+            interface: config.outside.clone(),
+            message: format!(
+                "is the same interface as {}: the gateway needs two interfaces",
+                config.inside
+            ),
+        });
+    }
     program::silence_libraries();
     let bpffs = program::ensure_bpffs();
     // One opening at a time in this process: a port's first worker decides its mode.
