@@ -304,8 +304,10 @@ struct Pacer {
 }
 
 impl Pacer {
-    /// Waits shorter than this spin; longer ones sleep (the scheduler wakes late by ~50 µs).
-    const SPIN: Duration = Duration::from_micros(200);
+    /// Waits shorter than this spin; longer ones sleep. Sleeping gives the core back: the
+    /// kernel's receive work for the frames already sent may run on it (on a veth with an XDP
+    /// program it does), and a generator spinning at high priority would starve it.
+    const SPIN: Duration = Duration::from_micros(20);
 
     fn new(rate: u64) -> Pacer {
         Pacer { rate }
@@ -328,7 +330,7 @@ impl Pacer {
         let due = start + Duration::from_secs_f64(sent as f64 / self.rate as f64);
         let now = Instant::now();
         if due > now + Self::SPIN {
-            std::thread::sleep(due - now - Self::SPIN / 2);
+            std::thread::sleep(due - now);
         } else {
             std::hint::spin_loop();
         }
