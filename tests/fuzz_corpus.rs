@@ -4,7 +4,9 @@
 //! (`tests/fuzz_targets/`). `scripts/fuzz` runs the targets themselves under libFuzzer.
 //!
 //! `scripts/fuzz seeds` rewrites the generated seeds (`seed-*` files) through the ignored
-//! test `write_seed_corpus`; files of other names in a corpus directory are left alone.
+//! test `write_seed_corpus`; files of other names in a corpus directory are left alone:
+//! `cov-*` are inputs libFuzzer found to reach new code (kept after `cargo fuzz cmin`), and
+//! an input that once crashed is kept under a name saying what it found.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
