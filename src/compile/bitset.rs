@@ -6,8 +6,8 @@
 //! numbered, and its interval table maps a packet's value to that number.
 //!
 //! Two layouts, chosen by the program's size (all fields of a program share it):
-//! - *plain*, up to [`DENSE_MAX_WORDS`] 64-entry words: each bitset stored whole. AND-ing a
-//!   handful of words is as cheap as it gets.
+//! - *plain*, up to [`DENSE_MAX_WORDS`] 64-entry words: each bitset stored whole. AND-ing
+//!   a few dozen words straight from memory beats two dependent loads per word.
 //! - *indexed*, for larger programs: the words of all of a field's bitsets are deduplicated
 //!   into a pool, each bitset is a row of pool indices, plus a summary with one bit per
 //!   non-zero word. Most words of most bitsets are the same few values (all-wild, empty),
@@ -21,8 +21,11 @@ use std::collections::HashMap;
 use super::addrset::{Key, RangeSet};
 use super::table::IntervalTable;
 
-/// Programs of at most this many 64-entry words keep plain bitsets (one cache line each).
-pub(crate) const DENSE_MAX_WORDS: usize = 8;
+/// Programs of at most this many 64-entry words (2,048 entries) keep plain bitsets, four
+/// cache lines each at most. At 10,000 bench rules a workload's program is about 1,200
+/// entries: plain bitsets there take 1,192 instructions per verdict instead of 1,363 with
+/// the indexed layout (counted under callgrind), for 6.6 MB of snapshot instead of 5.3 MB.
+pub(crate) const DENSE_MAX_WORDS: usize = 32;
 
 /// The bitsets of one field of one program.
 #[derive(Debug, Clone)]

@@ -540,6 +540,7 @@ impl<'a> Builder<'a> {
         let dst6 = build_field(&column6(|r| r.dst_v6.as_ref()), u128::MAX);
         let (service, service_table) = build_field(&column4(|r| r.service.as_ref()), keys::L4_MAX);
         let (icmp, icmp_table) = build_field(&column4(|r| r.icmp.as_ref()), keys::L4_MAX);
+        let icmp_only_for_icmp = icmp_only_for_icmp(&fields);
         let (sp, sp_table) = build_field(&column4(|r| r.src_port.as_ref()), keys::PORT_MAX);
         // Ingress runs for the destination endpoint, egress for the source one.
         let (
@@ -588,6 +589,7 @@ impl<'a> Builder<'a> {
                     bits: icmp,
                     table: icmp_table,
                 }),
+                icmp_only_for_icmp,
                 src_port: Field {
                     bits: sp,
                     table: sp_table,
@@ -919,6 +921,20 @@ fn service_set(rule: &Rule, ports: Option<RangeSet<u32>>) -> Option<RangeSet<u32
     Some(RangeSet::from_ranges(product))
 }
 
+/// Whether every entry with an ICMP criterion has a service criterion within the ICMP and
+/// ICMPv6 blocks: then, for a flow of another protocol, the ICMP field rules out nothing the
+/// service field does not (see [`Program::icmp_only_for_icmp`]).
+fn icmp_only_for_icmp(fields: &[&RuleFields]) -> bool {
+    let blocks = |p: u8| (keys::protocol_base(p), keys::protocol_last(p));
+    let icmp_blocks = RangeSet::from_ranges(vec![blocks(keys::ICMP), blocks(keys::ICMPV6)]);
+    fields.iter().all(|r| {
+        r.icmp.is_none()
+            || r.service
+                .as_ref()
+                .is_some_and(|s| s.minus(&icmp_blocks).ranges().is_empty())
+    })
+}
+
 /// The L4 keys `icmp`/`notICMP` accept (the protocol itself is the service field's).
 fn icmp_set(rule: &Rule) -> Option<RangeSet<u32>> {
     if rule.icmp.is_none() && rule.not_icmp.is_none() {
@@ -977,4 +993,38 @@ fn names_of(list: &[PortMatch]) -> Vec<String> {
             PortMatch::Range(..) => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn icmp_block(p: u8) -> RangeSet<u32> {
+        RangeSet::single(keys::protocol_base(p), keys::protocol_last(p))
+    }
+
+    #[test]
+    fn the_icmp_field_is_redundant_only_behind_an_icmp_service() {
+        let base = keys::protocol_base(keys::ICMP);
+        let icmp_type = || Some(RangeSet::single(base | 1, base | 9));
+        let wild = RuleFields::default();
+        let icmp_only = RuleFields {
+            service: Some(icmp_block(keys::ICMP).union(&icmp_block(keys::ICMPV6))),
+            icmp: icmp_type(),
+            ..RuleFields::default()
+        };
+        let no_service = RuleFields {
+            icmp: icmp_type(),
+            ..RuleFields::default()
+        };
+        let tcp_too = RuleFields {
+            service: Some(icmp_block(keys::ICMP).union(&icmp_block(6))),
+            icmp: icmp_type(),
+            ..RuleFields::default()
+        };
+        assert!(icmp_only_for_icmp(&[&wild, &icmp_only]));
+        assert!(icmp_only_for_icmp(&[&wild]));
+        assert!(!icmp_only_for_icmp(&[&icmp_only, &no_service]));
+        assert!(!icmp_only_for_icmp(&[&tcp_too, &wild]));
+    }
 }

@@ -166,6 +166,9 @@ fn run_side<K: FamilyKey>(
             ProbeField::Remote => K::remote(program).probe(remote),
             ProbeField::Service => program.service.probe(flow.service),
             ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
+            ProbeField::Icmp if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) => {
+                None
+            }
             ProbeField::Icmp => program.icmp.probe(flow.l4),
         });
     }

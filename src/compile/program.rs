@@ -224,6 +224,10 @@ pub(crate) struct Program {
     pub remote_v6: Field<u128>,
     pub service: Field<u32>,
     pub icmp: L4Field,
+    /// Whether every entry the ICMP field can rule out is one whose service field already
+    /// rules out every protocol but ICMP and ICMPv6: then flows of other protocols (nearly
+    /// all of them) skip the ICMP probe.
+    pub icmp_only_for_icmp: bool,
     pub src_port: Field<u32>,
     pub checks: Box<[NamedCheck]>,
 }

@@ -841,3 +841,18 @@ fn scale_profile() {
     }
     assert!(allowed < rounds * keys.len() || rounds == 0);
 }
+
+#[test]
+fn flows_of_other_protocols_skip_a_redundant_icmp_field() {
+    let r = resolve_yaml(&format!("{WORLD}\n---\n{}", CASES[7].1));
+    let snapshot = compile(&r, 1);
+    let with_icmp: Vec<_> = snapshot
+        .programs
+        .iter()
+        .filter(|p| p.icmp.field.bits.is_active())
+        .collect();
+    assert!(!with_icmp.is_empty(), "the case has ICMP type rules");
+    // Every ICMP criterion comes with `protocol: ICMP`: the service field already rules
+    // those entries out for TCP and UDP flows (the case's decisions are checked above).
+    assert!(with_icmp.iter().all(|p| p.icmp_only_for_icmp));
+}
