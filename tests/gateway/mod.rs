@@ -1,7 +1,8 @@
 //! `portcullis run` as a real process in a `scripts/harness` topology, for the tests that
-//! drive the binary (`gateway_run`, `gateway_truth`): the process in the gateway namespace
-//! with either backend, its admin listener, a policy directory, echo servers on the inside
-//! hosts and probes (ping, TCP, UDP) from a chosen outside address.
+//! drive the binary (`gateway_run`, `gateway_truth`, and through `observe` `reload` and
+//! `admin`): the process in the gateway namespace with either backend, its admin listener, a
+//! policy directory (plain or laid out as a Kubernetes ConfigMap volume), echo servers on the
+//! inside hosts and probes (ping, TCP, UDP) from a chosen outside address.
 //!
 //! The process is ended only through its own PID (a signal, or SIGKILL on drop), and every
 //! wait and every traffic loop has a time limit.
@@ -11,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use portcullis::dataplane::PortSide;
 use crate::support::{Side, Topology};
 
 /// Longest wait for the gateway to start, reload or stop: generous, as the machine is shared.
-pub const PROCESS_WAIT: Duration = Duration::from_secs(20);
+pub const PROCESS_WAIT: Duration = Duration::from_secs(30);
 /// Longest a TCP connect, echo or UDP reply may take before it counts as blocked.
 pub const TCP_WAIT: Duration = Duration::from_secs(2);
 /// The admin listener's default address, inside the gateway namespace.
@@ -84,6 +86,20 @@ impl GatewayProcess {
         backend: Backend,
         extra: &[&str],
     ) -> GatewayProcess {
+        let gateway = GatewayProcess::spawn(topology, dir, backend, extra, &[]);
+        gateway.wait_for_stderr("forwarding between");
+        gateway
+    }
+
+    /// Starts the gateway with `backend` and the environment variables `env`, without
+    /// waiting for it.
+    pub fn spawn(
+        topology: &Topology,
+        dir: &Path,
+        backend: Backend,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
         let namespace = topology.namespace(Side::Gateway);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &namespace])
@@ -94,6 +110,7 @@ impl GatewayProcess {
             .args(["--inside", &topology.port(PortSide::Inside)])
             .args(["--backend", backend.name()])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,15 +122,13 @@ impl GatewayProcess {
             collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
             collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
         ];
-        let gateway = GatewayProcess {
+        GatewayProcess {
             child,
             namespace,
             stdout,
             stderr,
             readers,
-        };
-        gateway.wait_for_stderr("forwarding between");
-        gateway
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -136,7 +151,7 @@ impl GatewayProcess {
                 "no {needle:?} from the gateway:\n{}",
                 self.stderr()
             );
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(10));
         }
     }
 
@@ -181,10 +196,15 @@ impl GatewayProcess {
         status
     }
 
+    /// `GET path` on the admin listener: status code and body; `None` when nothing answers.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&self.namespace, path)
+    }
+
     /// `/metrics` of the admin listener as a map from series (name and labels, as written)
     /// to value.
     pub fn metrics(&self) -> BTreeMap<String, f64> {
-        let Some((status, body)) = http_get(&self.namespace, "/metrics") else {
+        let Some((status, body)) = self.get("/metrics") else {
             panic!("the admin listener does not answer\n{}", self.stderr());
         };
         assert_eq!(status, 200, "{body}");
@@ -208,7 +228,7 @@ impl GatewayProcess {
                 "{what} never happened; last scrape:\n{metrics:#?}\n{}",
                 self.stderr()
             );
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -284,8 +304,12 @@ pub fn value(metrics: &BTreeMap<String, f64>, series: &str) -> f64 {
 
 // ---- the policy directory ----
 
-/// A policy directory under the temporary directory, removed on drop.
-pub struct ConfigDir(PathBuf);
+/// A policy directory under the temporary directory, removed on drop. Plain, or laid out
+/// like a Kubernetes ConfigMap volume (`x.yaml -> ..data/x.yaml`, `..data -> ..<version>`).
+pub struct ConfigDir {
+    path: PathBuf,
+    versions: AtomicUsize,
+}
 
 impl ConfigDir {
     /// `tag` must be unique among the tests of one process.
@@ -294,24 +318,50 @@ impl ConfigDir {
             std::env::temp_dir().join(format!("portcullis-gateway-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
-        ConfigDir(path)
+        ConfigDir {
+            path,
+            versions: AtomicUsize::new(0),
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 
     /// Replaces `name` in one step (write aside, rename), as a careful operator would.
     pub fn write(&self, name: &str, text: &str) {
-        let aside = self.0.join(format!(".{name}.tmp"));
+        let aside = self.path.join(format!(".{name}.tmp"));
         std::fs::write(&aside, text).unwrap();
-        std::fs::rename(&aside, self.0.join(name)).unwrap();
+        std::fs::rename(&aside, self.path.join(name)).unwrap();
+    }
+
+    /// Swaps in a new version of the ConfigMap holding `files`, as the kubelet does: a new
+    /// versioned directory, `..data_tmp` renamed over `..data`, links for new names, old
+    /// version removed. The first call lays the volume out.
+    pub fn swap(&self, files: &[(&str, &str)]) {
+        let dir = self.path();
+        let version = self.versions.fetch_add(1, Ordering::Relaxed);
+        let data = format!("..v{version}");
+        std::fs::create_dir(dir.join(&data)).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(&data).join(name), text).unwrap();
+        }
+        symlink(&data, dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        for (name, _) in files {
+            if std::fs::symlink_metadata(dir.join(name)).is_err() {
+                symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+            }
+        }
+        if version > 0 {
+            std::fs::remove_dir_all(dir.join(format!("..v{}", version - 1))).unwrap();
+        }
     }
 }
 
 impl Drop for ConfigDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 
