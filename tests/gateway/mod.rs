@@ -86,21 +86,33 @@ impl GatewayProcess {
         backend: Backend,
         extra: &[&str],
     ) -> GatewayProcess {
+        GatewayProcess::start_with(topology, dir, Some(backend), extra)
+    }
+
+    /// Starts the gateway with `backend` (`None`: the binary's default, no `--backend`) and
+    /// waits until it forwards.
+    pub fn start_with(
+        topology: &Topology,
+        dir: &Path,
+        backend: Option<Backend>,
+        extra: &[&str],
+    ) -> GatewayProcess {
         let gateway = GatewayProcess::spawn(topology, dir, backend, extra, &[]);
         gateway.wait_for_stderr("forwarding between");
         gateway
     }
 
-    /// Starts the gateway with `backend` and the environment variables `env`, without
-    /// waiting for it.
+    /// Starts the gateway with `backend` (`None`: the default) and the environment variables
+    /// `env`, without waiting for it.
     pub fn spawn(
         topology: &Topology,
         dir: &Path,
-        backend: Backend,
+        backend: Option<Backend>,
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> GatewayProcess {
         let namespace = topology.namespace(Side::Gateway);
+        let backend = backend.map(|backend| ["--backend", backend.name()]);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &namespace])
             .arg(env!("CARGO_BIN_EXE_portcullis"))
@@ -108,7 +120,7 @@ impl GatewayProcess {
             .arg(dir)
             .args(["--outside", &topology.port(PortSide::Outside)])
             .args(["--inside", &topology.port(PortSide::Inside)])
-            .args(["--backend", backend.name()])
+            .args(backend.iter().flatten())
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -144,15 +156,33 @@ impl GatewayProcess {
     }
 
     pub fn wait_for_stderr(&self, needle: &str) {
+        self.wait_for_count(needle, 1);
+    }
+
+    /// Waits until `needle` stands `count` times in the standard error; the test fails if
+    /// the gateway exits first.
+    pub fn wait_for_count(&self, needle: &str, count: usize) {
         let started = Instant::now();
-        while !self.stderr().contains(needle) {
+        while self.stderr().matches(needle).count() < count {
             assert!(
                 started.elapsed() < PROCESS_WAIT,
-                "no {needle:?} from the gateway:\n{}",
+                "not {count} × {needle:?} from the gateway:\n{}",
                 self.stderr()
             );
+            assert!(self.running(), "the gateway exited:\n{}", self.stderr());
             thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether the process still runs (not yet a zombie); `try_wait` would need `&mut`.
+    fn running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+                Some(state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
     }
 
     pub fn signal(&self, signal: Signal) {
@@ -178,6 +208,17 @@ impl GatewayProcess {
     /// Sends `signal` and waits at most `limit` for the exit; the test fails otherwise.
     pub fn stop_within(&mut self, signal: Signal, limit: Duration) -> ExitStatus {
         self.signal(signal);
+        self.wait_exit(limit, &format!("{signal:?}"))
+    }
+
+    /// SIGKILL (to this child's PID only), then waits for the exit.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().unwrap();
+        self.wait_exit(PROCESS_WAIT, "SIGKILL")
+    }
+
+    /// Waits at most `limit` for the exit (after `what`), then for the last of the output.
+    fn wait_exit(&mut self, limit: Duration, what: &str) -> ExitStatus {
         let started = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -185,7 +226,7 @@ impl GatewayProcess {
             }
             assert!(
                 started.elapsed() < limit,
-                "the gateway did not exit within {limit:?} after {signal:?}:\n{}",
+                "the gateway did not exit within {limit:?} after {what}:\n{}",
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(20));

@@ -31,7 +31,7 @@ pub fn spawn_gateway(topology: &Topology, dir: &Path, env: &[(&str, &str)]) -> G
     GatewayProcess::spawn(
         topology,
         dir,
-        Backend::Afpacket,
+        Some(Backend::Afpacket),
         &["--admin-listen", ADMIN],
         env,
     )
