@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use fuzz_targets::frames::{self, Malformed};
 use gateway::{
-    Backend, ConfigDir, EchoServers, GatewayProcess, PROCESS_WAIT, Signal, connect, counter_after,
-    echo, tcp_echo,
+    Backend, ConfigDir, EchoServers, GatewayProcess, OPEN_POLICY, PROCESS_WAIT, Signal, connect,
+    counter_after, echo, tcp_echo,
 };
 use portcullis::conntrack::{
     ConnPacket, Conntrack, ConntrackConfig, Fragment, FragmentTracker, Lookup, Tick,
@@ -37,43 +37,6 @@ use portcullis::packet::DropReason;
 use support::{INSIDE_V4, INSIDE_V6, OUTSIDE_V4, OUTSIDE_V6, Side, Topology};
 
 const WEB: u16 = 80;
-
-/// `.110` takes ping and TCP 80; `.111` has no policy (host default deny); hosts may send
-/// anything, so replies never depend on connection tracking alone.
-const POLICY: &str = r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata: { name: web, labels: { role: web } }
-spec: { node: web, expectedIPs: ["203.0.113.110", "2001:db8:2::110"] }
----
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata: { name: closed, labels: { role: closed } }
-spec: { node: closed, expectedIPs: ["203.0.113.111", "2001:db8:2::111"] }
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: { name: web }
-spec:
-  selector: role == 'web'
-  ingress:
-    - action: Allow
-      protocol: ICMP
-    - action: Allow
-      protocol: ICMPv6
-    - action: Allow
-      protocol: TCP
-      destination: { ports: [80] }
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: { name: hosts-send-anything }
-spec:
-  selector: has(role)
-  types: [Egress]
-  egress:
-    - action: Allow
-"#;
 
 fn settings(spec: &str) -> String {
     format!(
@@ -101,7 +64,7 @@ fn malformed_corpus_through(backend: Backend, tag: &str) {
         return;
     };
     let dir = ConfigDir::new(tag);
-    dir.write("policy.yaml", POLICY);
+    dir.write("policy.yaml", OPEN_POLICY);
     let _servers = EchoServers::start(&topology, &[WEB]);
     let mut gateway = GatewayProcess::start(&topology, dir.path(), backend, &[]);
     let mut established = connect(&topology, INSIDE_V4[0], WEB).expect("TCP 80 is allowed");
@@ -220,7 +183,7 @@ fn spoofed_sources_are_dropped_unless_anti_spoofing_is_off() {
     let mut problems = Vec::new();
     for (spec, outside_spoofed, inside_spoofed) in runs {
         let dir = ConfigDir::new("asp");
-        dir.write("policy.yaml", POLICY);
+        dir.write("policy.yaml", OPEN_POLICY);
         if !spec.is_empty() {
             dir.write("settings.yaml", &settings(&spec));
         }
@@ -273,7 +236,7 @@ fn a_syn_flood_does_not_disturb_an_established_connection() {
     };
     const MAX_ENTRIES: u64 = 64;
     let dir = ConfigDir::new("asf");
-    dir.write("policy.yaml", POLICY);
+    dir.write("policy.yaml", OPEN_POLICY);
     dir.write(
         "settings.yaml",
         &settings(&format!("  conntrackMaxEntries: {MAX_ENTRIES}")),
@@ -633,7 +596,7 @@ fn sigkill_fails_closed_and_a_restart_is_ready_quickly() {
         return;
     };
     let dir = ConfigDir::new("ark");
-    dir.write("policy.yaml", POLICY);
+    dir.write("policy.yaml", OPEN_POLICY);
     let _servers = EchoServers::start(&topology, &[WEB]);
     // The default backend: AF_XDP, which is what can leave a program attached.
     let mut gateway = GatewayProcess::start_with(&topology, dir.path(), None, &[]);
@@ -779,7 +742,7 @@ fn hostile_configuration_is_refused_quickly_in_bounded_memory() {
     let mut problems = Vec::new();
     for (name, text, word) in hostile_files() {
         let dir = ConfigDir::new("hostile");
-        dir.write("policy.yaml", POLICY);
+        dir.write("policy.yaml", OPEN_POLICY);
         std::fs::write(dir.path().join("zz-hostile.yaml"), &text).unwrap();
         let started = Instant::now();
         let output = Command::new("/usr/bin/time")
@@ -828,7 +791,7 @@ fn hostile_files_in_a_running_gateway_keep_the_previous_snapshot() {
         return;
     };
     let dir = ConfigDir::new("ahr");
-    dir.write("policy.yaml", POLICY);
+    dir.write("policy.yaml", OPEN_POLICY);
     let _servers = EchoServers::start(&topology, &[WEB]);
     let mut gateway = GatewayProcess::start(&topology, dir.path(), Backend::Afpacket, &[]);
     let mut problems = Vec::new();

@@ -66,6 +66,79 @@ impl Signal {
     }
 }
 
+// ---- policies ----
+
+/// YAML: the inside host endpoints `.110` (`web`, label `role: web`) and `.111` (`closed`,
+/// `role: closed`), both families each, ending in a newline. A macro, so that `concat!`
+/// can build constant policies from it.
+macro_rules! inside_endpoints {
+    () => {
+        r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: web
+  labels: { role: web }
+spec:
+  node: web
+  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
+---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: closed
+  labels: { role: closed }
+spec:
+  node: closed
+  expectedIPs: ["203.0.113.111", "2001:db8:2::111"]
+"#
+    };
+}
+
+/// YAML: every host endpoint may send anything, so that replies never depend on connection
+/// tracking alone.
+macro_rules! hosts_send_anything {
+    () => {
+        r#"apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: hosts-send-anything
+spec:
+  selector: has(role)
+  types: [Egress]
+  egress:
+    - action: Allow
+"#
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use {hosts_send_anything, inside_endpoints};
+
+/// `.110` (web) answers ping and TCP 80; `.111` (closed) has no policy: host endpoints deny
+/// by default. Both may send anything.
+pub const OPEN_POLICY: &str = concat!(
+    inside_endpoints!(),
+    r#"---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: web
+spec:
+  selector: role == 'web'
+  ingress:
+    - action: Allow
+      protocol: ICMP
+    - action: Allow
+      protocol: ICMPv6
+    - action: Allow
+      protocol: TCP
+      destination: { ports: [80] }
+---
+"#,
+    hosts_send_anything!()
+);
+
 // ---- the gateway process ----
 
 /// `portcullis run` in the gateway namespace. `ip netns exec` replaces itself with the
