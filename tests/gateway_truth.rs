@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use gateway::{
     Backend, ConfigDir, EchoServers, GatewayProcess, Signal, connect_from, connect_in, echo,
-    ping_from, tcp_echo_from, udp_echo_from, udp_socket, value,
+    ping_from, tcp_echo_from, udp_echo_from, udp_socket, value, web_endpoint,
 };
 use portcullis::dataplane::PortSide;
 use support::{INSIDE_V4, INSIDE_V6, OUTSIDE_V4, OUTSIDE_V6, Side, Topology};
@@ -566,17 +566,9 @@ fn return_traffic(backend: Backend) {
 /// `.110` takes TCP 80 in the untracked stage; `with_return` adds the untracked rule for
 /// its replies (nothing else lets them out: a host endpoint denies by default).
 fn untracked_policy(with_return: bool) -> String {
-    let mut text = String::from(
-        r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: web
-  labels: { role: web }
-spec:
-  node: web
-  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
----
+    let mut text = String::from(concat!(
+        web_endpoint!(),
+        r#"---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -585,8 +577,8 @@ spec:
   selector: role == 'web'
   doNotTrack: true
   applyOnForward: true
-"#,
-    );
+"#
+    ));
     if with_return {
         text.push_str("  types: [Ingress, Egress]\n");
     } else {
@@ -657,16 +649,7 @@ fn web_policy(allow_http: bool) -> String {
         ""
     };
     format!(
-        r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: web
-  labels: {{ role: web }}
-spec:
-  node: web
-  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
----
+        r#"{endpoint}---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -677,7 +660,8 @@ spec:
   ingress:
     - action: Allow
       protocol: ICMP
-{http}"#
+{http}"#,
+        endpoint = web_endpoint!()
     )
 }
 

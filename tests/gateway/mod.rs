@@ -68,10 +68,9 @@ impl Signal {
 
 // ---- policies ----
 
-/// YAML: the inside host endpoints `.110` (`web`, label `role: web`) and `.111` (`closed`,
-/// `role: closed`), both families each, ending in a newline. A macro, so that `concat!`
-/// can build constant policies from it.
-macro_rules! inside_endpoints {
+/// YAML: the inside host endpoint `.110` (`web`, label `role: web`), both families, ending in
+/// a newline. A macro, so that `concat!` can build constant policies from it.
+macro_rules! web_endpoint {
     () => {
         r#"
 apiVersion: projectcalico.org/v3
@@ -82,7 +81,17 @@ metadata:
 spec:
   node: web
   expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
----
+"#
+    };
+}
+
+/// YAML: the host endpoints `.110` (`web`) and `.111` (`closed`, label `role: closed`), both
+/// families each.
+macro_rules! inside_endpoints {
+    () => {
+        concat!(
+            $crate::gateway::web_endpoint!(),
+            r#"---
 apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata:
@@ -92,6 +101,7 @@ spec:
   node: closed
   expectedIPs: ["203.0.113.111", "2001:db8:2::111"]
 "#
+        )
     };
 }
 
@@ -113,7 +123,7 @@ spec:
 }
 
 #[allow(unused_imports)]
-pub(crate) use {hosts_send_anything, inside_endpoints};
+pub(crate) use {hosts_send_anything, inside_endpoints, web_endpoint};
 
 /// `.110` (web) answers ping and TCP 80; `.111` (closed) has no policy: host endpoints deny
 /// by default. Both may send anything.

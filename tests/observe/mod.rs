@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use portcullis::dataplane::PortSide;
 
-use crate::gateway::{ADMIN, Backend, GatewayProcess, udp_socket};
+use crate::gateway::{ADMIN, Backend, GatewayProcess, hosts_send_anything, udp_socket};
 use crate::support::{Side, Topology};
 
 /// Starts the gateway (afpacket, admin listener on `ADMIN`) and waits until it forwards.
@@ -213,7 +213,7 @@ pub fn new_flow_passes(
 /// `.110` is a host endpoint; `allowed` lists the UDP ports its ingress allows (rule 0 each,
 /// one policy per port), `denied` the ones an explicit Deny rule refuses (policy `deny-udp`).
 pub fn udp_policy(allowed: &[u16], denied: &[u16]) -> String {
-    let mut text = String::from(
+    let mut text = String::from(concat!(
         r#"apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata:
@@ -223,17 +223,9 @@ spec:
   node: web
   expectedIPs: ["203.0.113.110"]
 ---
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: hosts-send-anything
-spec:
-  selector: has(role)
-  types: [Egress]
-  egress:
-    - action: Allow
 "#,
-    );
+        hosts_send_anything!()
+    ));
     for port in allowed {
         text.push_str(&format!(
             r#"---
