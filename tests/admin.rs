@@ -6,6 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gateway;
 mod observe;
 mod support;
 
@@ -14,9 +15,9 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use gateway::{ConfigDir, PROCESS_WAIT, udp_socket, value};
 use observe::{
-    ConfigDir, GENERATION, GatewayProcess, PROCESS_WAIT, UdpSink, large_policy, quiet_hosts,
-    udp_from, udp_policy, value,
+    GENERATION, UdpSink, large_policy, quiet_hosts, spawn_gateway, start_gateway, udp_policy,
 };
 use support::{INSIDE_V4, OUTSIDE_V4, Side, Topology};
 
@@ -75,7 +76,7 @@ fn scraped_counters_equal_the_traffic_sent() {
     let dir = ConfigDir::new("counters");
     dir.write("policy.yaml", &udp_policy(&[5000], &[5001]));
     let sink = UdpSink::start(&topology, &[5000, 5001]);
-    let gateway = GatewayProcess::start(&topology, &dir.path(), &[]);
+    let gateway = start_gateway(&topology, dir.path());
     let before = gateway.metrics();
 
     let payload = |flow: u16, seq: u32| {
@@ -84,7 +85,7 @@ fn scraped_counters_equal_the_traffic_sent() {
         p
     };
     for flow in 0..FLOWS_ALLOWED {
-        let socket = udp_from(&topology, OUTSIDE_V4[0], 41_000 + flow);
+        let socket = udp_socket(&topology, Side::Outside, OUTSIDE_V4[0], 41_000 + flow);
         for seq in 0..PACKETS_PER_FLOW {
             socket
                 .send_to(&payload(flow, seq), (INSIDE_V4[0], 5000))
@@ -92,7 +93,7 @@ fn scraped_counters_equal_the_traffic_sent() {
         }
     }
     for flow in 0..FLOWS_DENIED {
-        let socket = udp_from(&topology, OUTSIDE_V4[0], 42_000 + flow);
+        let socket = udp_socket(&topology, Side::Outside, OUTSIDE_V4[0], 42_000 + flow);
         socket
             .send_to(&payload(100 + flow, 0), (INSIDE_V4[0], 5001))
             .unwrap();
@@ -214,7 +215,7 @@ fn scraped_counters_equal_the_traffic_sent() {
     let output = Command::new("ip")
         .args(["netns", "exec", &topology.namespace(Side::Gateway)])
         .arg(env!("CARGO_BIN_EXE_portcullis"))
-        .args(["status", "--admin", observe::ADMIN])
+        .args(["status", "--admin", gateway::ADMIN])
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&output.stdout);
@@ -244,11 +245,11 @@ fn readiness_is_false_until_the_first_snapshot_is_enforced() {
     // Large enough that loading and compiling take a while, so startup is observable.
     dir.write("policy.yaml", &large_policy(10_000));
     let namespace = topology.namespace(Side::Gateway);
-    let gateway = GatewayProcess::spawn(&topology, &dir.path(), &[]);
+    let gateway = spawn_gateway(&topology, dir.path(), &[]);
     let started = Instant::now();
     let mut answers = Vec::new();
     loop {
-        let answer = observe::http_get(&namespace, "/status");
+        let answer = gateway::http_get(&namespace, "/status");
         if let Some((200, body)) = &answer {
             let status: serde_json::Value = serde_json::from_str(body).unwrap();
             let ready = status["ready"].as_bool().unwrap();

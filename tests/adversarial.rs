@@ -14,19 +14,20 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod fuzz_targets;
+mod gateway;
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+use std::net::IpAddr;
+use std::process::Command;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use fuzz_targets::frames::{self, Malformed};
+use gateway::{
+    Backend, ConfigDir, EchoServers, GatewayProcess, OPEN_POLICY, PROCESS_WAIT, Signal, connect,
+    counter_after, echo, tcp_echo,
+};
 use portcullis::conntrack::{
     ConnPacket, Conntrack, ConntrackConfig, Fragment, FragmentTracker, Lookup, Tick,
 };
@@ -35,47 +36,7 @@ use portcullis::dataplane::{Disposition, PortSide};
 use portcullis::packet::DropReason;
 use support::{INSIDE_V4, INSIDE_V6, OUTSIDE_V4, OUTSIDE_V6, Side, Topology};
 
-/// Longest wait for the gateway to start, reload or stop: generous, the machine is shared.
-const PROCESS_WAIT: Duration = Duration::from_secs(30);
-const TCP_WAIT: Duration = Duration::from_secs(3);
 const WEB: u16 = 80;
-
-/// `.110` takes ping and TCP 80; `.111` has no policy (host default deny); hosts may send
-/// anything, so replies never depend on connection tracking alone.
-const POLICY: &str = r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata: { name: web, labels: { role: web } }
-spec: { node: web, expectedIPs: ["203.0.113.110", "2001:db8:2::110"] }
----
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata: { name: closed, labels: { role: closed } }
-spec: { node: closed, expectedIPs: ["203.0.113.111", "2001:db8:2::111"] }
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: { name: web }
-spec:
-  selector: role == 'web'
-  ingress:
-    - action: Allow
-      protocol: ICMP
-    - action: Allow
-      protocol: ICMPv6
-    - action: Allow
-      protocol: TCP
-      destination: { ports: [80] }
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata: { name: hosts-send-anything }
-spec:
-  selector: has(role)
-  types: [Egress]
-  egress:
-    - action: Allow
-"#;
 
 fn settings(spec: &str) -> String {
     format!(
@@ -98,14 +59,14 @@ fn corpus() -> Vec<Malformed> {
     )
 }
 
-fn malformed_corpus_through(backend: &str, tag: &str) {
+fn malformed_corpus_through(backend: Backend, tag: &str) {
     let Some(topology) = Topology::new(tag) else {
         return;
     };
     let dir = ConfigDir::new(tag);
-    dir.write("policy.yaml", POLICY);
-    let _servers = EchoServers::start(&topology);
-    let mut gateway = GatewayProcess::start(&topology, dir.path(), Some(backend));
+    dir.write("policy.yaml", OPEN_POLICY);
+    let _servers = EchoServers::start(&topology, &[WEB]);
+    let mut gateway = GatewayProcess::start(&topology, dir.path(), backend, &[]);
     let mut established = connect(&topology, INSIDE_V4[0], WEB).expect("TCP 80 is allowed");
     echo(&mut established, b"before").expect("echo before the corpus");
 
@@ -152,7 +113,7 @@ fn malformed_corpus_through(backend: &str, tag: &str) {
         }
     }
     eprintln!(
-        "{backend}: {} cases × {ROUNDS} rounds; not sendable through AF_PACKET: {unsent:?}\n\
+        "{backend:?}: {} cases × {ROUNDS} rounds; not sendable through AF_PACKET: {unsent:?}\n\
          drops by reason: {counted:?}",
         cases.len()
     );
@@ -167,21 +128,21 @@ fn malformed_corpus_through(backend: &str, tag: &str) {
 /// any packet socket is served and frees a frame whose tag is cut short; XDP runs before
 /// that, so AF_XDP counts it. (A frame shorter than the Ethernet header cannot be sent at
 /// all: `truncated_ethernet` is covered by the parser's unit tests and the fuzz corpus.)
-fn dropped_by_the_kernel_first(backend: &str) -> &'static [&'static str] {
+fn dropped_by_the_kernel_first(backend: Backend) -> &'static [&'static str] {
     match backend {
-        "afpacket" => &["truncated_vlan"],
-        _ => &[],
+        Backend::Afpacket => &["truncated_vlan"],
+        Backend::Afxdp => &[],
     }
 }
 
 #[test]
 fn malformed_frames_are_counted_by_reason_while_traffic_flows_afpacket() {
-    malformed_corpus_through("afpacket", "amp");
+    malformed_corpus_through(Backend::Afpacket, "amp");
 }
 
 #[test]
 fn malformed_frames_are_counted_by_reason_while_traffic_flows_afxdp() {
-    malformed_corpus_through("afxdp", "amx");
+    malformed_corpus_through(Backend::Afxdp, "amx");
 }
 
 // =============================================================================================
@@ -222,11 +183,11 @@ fn spoofed_sources_are_dropped_unless_anti_spoofing_is_off() {
     let mut problems = Vec::new();
     for (spec, outside_spoofed, inside_spoofed) in runs {
         let dir = ConfigDir::new("asp");
-        dir.write("policy.yaml", POLICY);
+        dir.write("policy.yaml", OPEN_POLICY);
         if !spec.is_empty() {
             dir.write("settings.yaml", &settings(&spec));
         }
-        let mut gateway = GatewayProcess::start(&topology, dir.path(), Some("afpacket"));
+        let mut gateway = GatewayProcess::start(&topology, dir.path(), Backend::Afpacket, &[]);
         let delivered_out = inject_and_capture(&topology, PortSide::Outside, &from_outside);
         let delivered_in = inject_and_capture(&topology, PortSide::Inside, &from_inside);
         if !topology.ping(Side::Outside, INSIDE_V4[0]) {
@@ -275,13 +236,13 @@ fn a_syn_flood_does_not_disturb_an_established_connection() {
     };
     const MAX_ENTRIES: u64 = 64;
     let dir = ConfigDir::new("asf");
-    dir.write("policy.yaml", POLICY);
+    dir.write("policy.yaml", OPEN_POLICY);
     dir.write(
         "settings.yaml",
         &settings(&format!("  conntrackMaxEntries: {MAX_ENTRIES}")),
     );
-    let _servers = EchoServers::start(&topology);
-    let mut gateway = GatewayProcess::start(&topology, dir.path(), Some("afpacket"));
+    let _servers = EchoServers::start(&topology, &[WEB]);
+    let mut gateway = GatewayProcess::start(&topology, dir.path(), Backend::Afpacket, &[]);
     let mut established = connect(&topology, INSIDE_V4[0], WEB).expect("TCP 80 is allowed");
     echo(&mut established, b"before").expect("echo before the flood");
 
@@ -635,10 +596,10 @@ fn sigkill_fails_closed_and_a_restart_is_ready_quickly() {
         return;
     };
     let dir = ConfigDir::new("ark");
-    dir.write("policy.yaml", POLICY);
-    let _servers = EchoServers::start(&topology);
+    dir.write("policy.yaml", OPEN_POLICY);
+    let _servers = EchoServers::start(&topology, &[WEB]);
     // The default backend: AF_XDP, which is what can leave a program attached.
-    let mut gateway = GatewayProcess::start(&topology, dir.path(), None);
+    let mut gateway = GatewayProcess::start_with(&topology, dir.path(), None, &[]);
     assert!(
         topology.ping(Side::Outside, INSIDE_V4[0]),
         "{}",
@@ -674,7 +635,7 @@ fn sigkill_fails_closed_and_a_restart_is_ready_quickly() {
     );
 
     let started = Instant::now();
-    let mut restarted = GatewayProcess::start(&topology, dir.path(), None);
+    let mut restarted = GatewayProcess::start_with(&topology, dir.path(), None, &[]);
     let announced = started.elapsed();
     let mut first_ping = None;
     while started.elapsed() < PROCESS_WAIT {
@@ -781,7 +742,7 @@ fn hostile_configuration_is_refused_quickly_in_bounded_memory() {
     let mut problems = Vec::new();
     for (name, text, word) in hostile_files() {
         let dir = ConfigDir::new("hostile");
-        dir.write("policy.yaml", POLICY);
+        dir.write("policy.yaml", OPEN_POLICY);
         std::fs::write(dir.path().join("zz-hostile.yaml"), &text).unwrap();
         let started = Instant::now();
         let output = Command::new("/usr/bin/time")
@@ -830,9 +791,9 @@ fn hostile_files_in_a_running_gateway_keep_the_previous_snapshot() {
         return;
     };
     let dir = ConfigDir::new("ahr");
-    dir.write("policy.yaml", POLICY);
-    let _servers = EchoServers::start(&topology);
-    let mut gateway = GatewayProcess::start(&topology, dir.path(), Some("afpacket"));
+    dir.write("policy.yaml", OPEN_POLICY);
+    let _servers = EchoServers::start(&topology, &[WEB]);
+    let mut gateway = GatewayProcess::start(&topology, dir.path(), Backend::Afpacket, &[]);
     let mut problems = Vec::new();
     for (refusals, (name, text, _)) in hostile_files().into_iter().enumerate() {
         dir.write("zz-hostile.yaml", std::str::from_utf8(&text).unwrap());
@@ -853,148 +814,7 @@ fn hostile_files_in_a_running_gateway_keep_the_previous_snapshot() {
 }
 
 // =============================================================================================
-// Helpers: the gateway process, injection, TCP
-
-#[derive(Debug, Clone, Copy)]
-enum Signal {
-    Term,
-}
-
-/// `portcullis run` in the gateway namespace (`ip netns exec` replaces itself, so the
-/// child's PID is the gateway's); SIGKILLed by that PID on drop if still running.
-struct GatewayProcess {
-    child: Child,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
-}
-
-impl GatewayProcess {
-    fn start(topology: &Topology, dir: &Path, backend: Option<&str>) -> GatewayProcess {
-        let mut command = Command::new("ip");
-        command
-            .args(["netns", "exec", &topology.namespace(Side::Gateway)])
-            .arg(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["run", "--config"])
-            .arg(dir)
-            .args(["--outside", &topology.port(PortSide::Outside)])
-            .args(["--inside", &topology.port(PortSide::Inside)]);
-        if let Some(backend) = backend {
-            command.args(["--backend", backend]);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
-        ];
-        let gateway = GatewayProcess {
-            child,
-            stdout,
-            stderr,
-            readers,
-        };
-        gateway.wait_for_count("forwarding between", 1);
-        gateway
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn wait_for_count(&self, needle: &str, count: usize) {
-        let started = Instant::now();
-        while self.stderr().matches(needle).count() < count {
-            assert!(
-                started.elapsed() < PROCESS_WAIT,
-                "not {count} × {needle:?} from the gateway:\n{}",
-                self.stderr()
-            );
-            if let Ok(Some(status)) = self.child_status() {
-                panic!("the gateway exited ({status:?}):\n{}", self.stderr());
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn child_status(&self) -> io::Result<Option<std::process::ExitStatus>> {
-        // try_wait needs &mut; a zero-signal kill by PID tells whether it still runs.
-        let alive = Command::new("kill")
-            .args(["-0", &self.child.id().to_string()])
-            .stderr(Stdio::null())
-            .status()?;
-        Ok(if alive.success() { None } else { Some(alive) })
-    }
-
-    /// SIGTERM by PID, then waits for the exit and the last of the output.
-    fn stop(&mut self, _signal: Signal) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        self.wait_exit()
-    }
-
-    /// SIGKILL by PID.
-    fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.wait_exit();
-    }
-
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < PROCESS_WAIT,
-                "the gateway did not exit:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        status
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let mut text = into.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    })
-}
+// Helpers: final counters, injection
 
 /// The process's peak resident set (`VmHWM`), read while it runs.
 fn peak_rss_kib(pid: u32) -> Option<u64> {
@@ -1017,18 +837,6 @@ fn drops_by_reason(stdout: &str) -> BTreeMap<String, u64> {
             Some((name.to_string(), count.parse().ok()?))
         })
         .collect()
-}
-
-/// The number right after `prefix` in `text`.
-fn counter_after(text: &str, prefix: &str) -> u64 {
-    let rest = text
-        .split(prefix)
-        .nth(1)
-        .unwrap_or_else(|| panic!("no {prefix:?} in {text}"));
-    rest.split(|c: char| !c.is_ascii_digit())
-        .next()
-        .and_then(|digits| digits.parse().ok())
-        .unwrap_or_else(|| panic!("no number after {prefix:?} in {text}"))
 }
 
 /// Sends `frames` from the host facing the gateway's `port`, through a raw socket; returns
@@ -1084,130 +892,4 @@ fn inject_and_capture(topology: &Topology, port: PortSide, frames: &[Vec<u8>]) -
     assert!(inject(topology, port, frames).is_empty(), "frames not sent");
     let seen = capture.join().unwrap();
     frames.iter().map(|f| seen.contains(f)).collect()
-}
-
-struct ConfigDir(PathBuf);
-
-impl ConfigDir {
-    fn new(tag: &str) -> ConfigDir {
-        let path = std::env::temp_dir().join(format!(
-            "portcullis-adversarial-{tag}-{}-{:?}",
-            std::process::id(),
-            thread::current().id()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).unwrap();
-        ConfigDir(path)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// Replaces `name` in one step (write aside, rename).
-    fn write(&self, name: &str, text: &str) {
-        let aside = self.0.join(format!(".{name}.tmp"));
-        std::fs::write(&aside, text).unwrap();
-        std::fs::rename(&aside, self.0.join(name)).unwrap();
-    }
-}
-
-impl Drop for ConfigDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// An echo server on TCP 80 of every inside address; stopped on drop, and after two minutes
-/// whatever happens.
-struct EchoServers {
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl EchoServers {
-    fn start(topology: &Topology) -> EchoServers {
-        let stop = Arc::new(AtomicBool::new(false));
-        let address = SocketAddr::new("::".parse().unwrap(), WEB);
-        let listener = topology
-            .netns(Side::Inside)
-            .run(move || {
-                let listener = TcpListener::bind(address)?;
-                listener.set_nonblocking(true)?;
-                Ok::<_, io::Error>(listener)
-            })
-            .unwrap()
-            .unwrap();
-        let flag = Arc::clone(&stop);
-        let thread = thread::spawn(move || serve(listener, &flag));
-        EchoServers {
-            stop,
-            thread: Some(thread),
-        }
-    }
-}
-
-fn serve(listener: TcpListener, stop: &AtomicBool) {
-    let started = Instant::now();
-    let mut connections = Vec::new();
-    while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
-        match listener.accept() {
-            Ok((stream, _)) => connections.push(thread::spawn(move || echo_back(stream))),
-            Err(error) if error.kind() == io::ErrorKind::WouldBlock => {
-                thread::sleep(Duration::from_millis(5));
-            }
-            Err(_) => break,
-        }
-    }
-    drop(listener);
-    for connection in connections {
-        let _ = connection.join();
-    }
-}
-
-fn echo_back(mut stream: TcpStream) {
-    let _ = stream.set_nonblocking(false);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
-    let mut buffer = [0u8; 1024];
-    while let Ok(n) = stream.read(&mut buffer) {
-        if n == 0 || stream.write_all(&buffer[..n]).is_err() {
-            break;
-        }
-    }
-}
-
-impl Drop for EchoServers {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn connect(topology: &Topology, address: &str, port: u16) -> io::Result<TcpStream> {
-    let to = SocketAddr::new(address.parse::<IpAddr>().unwrap(), port);
-    let stream = topology
-        .netns(Side::Outside)
-        .run(move || TcpStream::connect_timeout(&to, TCP_WAIT))
-        .unwrap()?;
-    stream.set_read_timeout(Some(TCP_WAIT))?;
-    stream.set_write_timeout(Some(TCP_WAIT))?;
-    Ok(stream)
-}
-
-fn echo(stream: &mut TcpStream, message: &[u8]) -> io::Result<()> {
-    stream.write_all(message)?;
-    let mut reply = vec![0u8; message.len()];
-    stream.read_exact(&mut reply)?;
-    if reply == message {
-        Ok(())
-    } else {
-        Err(io::Error::other("a different reply"))
-    }
-}
-
-fn tcp_echo(topology: &Topology, address: &str, port: u16) -> io::Result<()> {
-    let mut stream = connect(topology, address, port)?;
-    echo(&mut stream, b"hello")
 }

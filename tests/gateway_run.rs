@@ -14,80 +14,20 @@ mod support;
 
 use std::process::Command;
 
-use gateway::{Backend, ConfigDir, EchoServers, GatewayProcess, Signal, counter_after, tcp_echo};
+use gateway::{
+    Backend, ConfigDir, EchoServers, GatewayProcess, OPEN_POLICY, Signal, counter_after,
+    hosts_send_anything, inside_endpoints, tcp_echo,
+};
 use support::{INSIDE_V4, INSIDE_V6, Side, Topology};
 
 /// The ports the inside hosts listen on.
 const WEB: u16 = 80;
 const OTHER: u16 = 81;
 
-/// `.110` (web) answers ping and TCP 80; `.111` (closed) has no policy: host endpoints deny
-/// by default. Both may send anything, so that replies never depend on connection tracking.
-const OPEN_POLICY: &str = r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: web
-  labels: { role: web }
-spec:
-  node: web
-  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
----
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: closed
-  labels: { role: closed }
-spec:
-  node: closed
-  expectedIPs: ["203.0.113.111", "2001:db8:2::111"]
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: web
-spec:
-  selector: role == 'web'
-  ingress:
-    - action: Allow
-      protocol: ICMP
-    - action: Allow
-      protocol: ICMPv6
-    - action: Allow
-      protocol: TCP
-      destination: { ports: [80] }
----
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: hosts-send-anything
-spec:
-  selector: has(role)
-  types: [Egress]
-  egress:
-    - action: Allow
-"#;
-
 /// The policy after the change: `.110` answers ping only, `.111` now takes TCP 80.
-const CHANGED_POLICY: &str = r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: web
-  labels: { role: web }
-spec:
-  node: web
-  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
----
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: closed
-  labels: { role: closed }
-spec:
-  node: closed
-  expectedIPs: ["203.0.113.111", "2001:db8:2::111"]
----
+const CHANGED_POLICY: &str = concat!(
+    inside_endpoints!(),
+    r#"---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -109,16 +49,9 @@ spec:
       protocol: TCP
       destination: { ports: [80] }
 ---
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: hosts-send-anything
-spec:
-  selector: has(role)
-  types: [Egress]
-  egress:
-    - action: Allow
-"#;
+"#,
+    hosts_send_anything!()
+);
 
 /// Two problems: an action that does not exist and a selector that does not parse.
 const BROKEN_POLICY: &str = r#"

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 use gateway::{
     Backend, ConfigDir, EchoServers, GatewayProcess, Signal, connect_from, connect_in, echo,
-    ping_from, tcp_echo_from, udp_echo_from, udp_socket, value,
+    ping_from, tcp_echo_from, udp_echo_from, udp_socket, value, web_endpoint,
 };
 use portcullis::dataplane::PortSide;
 use support::{INSIDE_V4, INSIDE_V6, OUTSIDE_V4, OUTSIDE_V6, Side, Topology};
@@ -356,12 +356,10 @@ fn render(cells: &[Cell]) -> String {
 }
 
 fn truth_table(backend: Backend) {
-    let _turn = scenario_turn();
-    let Some(topology) = Topology::new(&tag("tt", backend)) else {
+    let Some(scenario) = Scenario::start("tt", "truth", backend, TRUTH_POLICY) else {
         return;
     };
-    let dir = ConfigDir::new(&format!("truth-{}", backend.name()));
-    dir.write("policy.yaml", TRUTH_POLICY);
+    let Scenario { topology, dir, .. } = scenario;
 
     let mut cells = truth_cells();
     let flows: Vec<String> = cells.iter().map(|c| c.probe.flow(c.src, c.dst)).collect();
@@ -487,12 +485,10 @@ spec:
 "#;
 
 fn return_traffic(backend: Backend) {
-    let _turn = scenario_turn();
-    let Some(topology) = Topology::new(&tag("rt", backend)) else {
+    let Some(scenario) = Scenario::start("rt", "return", backend, RETURN_POLICY) else {
         return;
     };
-    let dir = ConfigDir::new(&format!("return-{}", backend.name()));
-    dir.write("policy.yaml", RETURN_POLICY);
+    let Scenario { topology, dir, .. } = scenario;
     let (client, server, outside) = (INSIDE_V4[0], INSIDE_V4[1], OUTSIDE_V4[0]);
     // The premises, from the evaluator: replies are not allowed by policy on their own, and
     // the client's outgoing connection is.
@@ -570,17 +566,9 @@ fn return_traffic(backend: Backend) {
 /// `.110` takes TCP 80 in the untracked stage; `with_return` adds the untracked rule for
 /// its replies (nothing else lets them out: a host endpoint denies by default).
 fn untracked_policy(with_return: bool) -> String {
-    let mut text = String::from(
-        r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: web
-  labels: { role: web }
-spec:
-  node: web
-  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
----
+    let mut text = String::from(concat!(
+        web_endpoint!(),
+        r#"---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -589,8 +577,8 @@ spec:
   selector: role == 'web'
   doNotTrack: true
   applyOnForward: true
-"#,
-    );
+"#
+    ));
     if with_return {
         text.push_str("  types: [Ingress, Egress]\n");
     } else {
@@ -616,12 +604,11 @@ spec:
 }
 
 fn do_not_track(backend: Backend) {
-    let _turn = scenario_turn();
-    let Some(topology) = Topology::new(&tag("nt", backend)) else {
+    let Some(scenario) = Scenario::start("nt", "untracked", backend, &untracked_policy(false))
+    else {
         return;
     };
-    let dir = ConfigDir::new(&format!("untracked-{}", backend.name()));
-    dir.write("policy.yaml", &untracked_policy(false));
+    let Scenario { topology, dir, .. } = scenario;
     let (web, outside) = (INSIDE_V4[0], OUTSIDE_V4[0]);
     let syn = Probe::Tcp(HTTP).flow(outside, web);
     let syn_ack = format!(
@@ -662,16 +649,7 @@ fn web_policy(allow_http: bool) -> String {
         ""
     };
     format!(
-        r#"
-apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: web
-  labels: {{ role: web }}
-spec:
-  node: web
-  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
----
+        r#"{endpoint}---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -682,17 +660,16 @@ spec:
   ingress:
     - action: Allow
       protocol: ICMP
-{http}"#
+{http}"#,
+        endpoint = web_endpoint!()
     )
 }
 
 fn established_survives_reload(backend: Backend) {
-    let _turn = scenario_turn();
-    let Some(topology) = Topology::new(&tag("es", backend)) else {
+    let Some(scenario) = Scenario::start("es", "established", backend, &web_policy(true)) else {
         return;
     };
-    let dir = ConfigDir::new(&format!("established-{}", backend.name()));
-    dir.write("policy.yaml", &web_policy(true));
+    let Scenario { topology, dir, .. } = scenario;
     let (web, outside) = (INSIDE_V4[0], OUTSIDE_V4[0]);
     let _servers = EchoServers::start(&topology, &[HTTP]);
     let mut gateway = GatewayProcess::start(&topology, dir.path(), backend, &[]);
@@ -734,12 +711,10 @@ fn link_details(topology: &Topology, side: PortSide) -> String {
 }
 
 fn sigterm_cleans_up(backend: Backend) {
-    let _turn = scenario_turn();
-    let Some(topology) = Topology::new(&tag("st", backend)) else {
+    let Some(scenario) = Scenario::start("st", "sigterm", backend, &web_policy(true)) else {
         return;
     };
-    let dir = ConfigDir::new(&format!("sigterm-{}", backend.name()));
-    dir.write("policy.yaml", &web_policy(true));
+    let Scenario { topology, dir, .. } = scenario;
     let (web, outside) = (INSIDE_V4[0], OUTSIDE_V4[0]);
     let mut gateway = GatewayProcess::start(&topology, dir.path(), backend, &[]);
     assert!(
@@ -831,12 +806,10 @@ fn rule_hits(metrics: &std::collections::BTreeMap<String, f64>, policy: &str) ->
 fn counters(backend: Backend) {
     const DENIED: usize = 5;
     const ALLOWED: usize = 3;
-    let _turn = scenario_turn();
-    let Some(topology) = Topology::new(&tag("ct", backend)) else {
+    let Some(scenario) = Scenario::start("ct", "counters", backend, COUNTED_POLICY) else {
         return;
     };
-    let dir = ConfigDir::new(&format!("counters-{}", backend.name()));
-    dir.write("policy.yaml", COUNTED_POLICY);
+    let Scenario { topology, dir, .. } = scenario;
     let (web, outside) = (INSIDE_V4[0], OUTSIDE_V4[0]);
     let _servers = EchoServers::start_in(&topology, Side::Inside, &[], &[web], &[MDNS, 9999]);
     let mut gateway = GatewayProcess::start(&topology, dir.path(), backend, &[]);
@@ -882,6 +855,30 @@ fn counters(backend: Backend) {
 }
 
 // ---- the table: every scenario with both backends ----
+
+/// What a scenario runs in: a turn among the scenarios running at once, its own topology,
+/// and a policy directory holding its first policy.
+struct Scenario {
+    _turn: Turn,
+    topology: Topology,
+    dir: ConfigDir,
+}
+
+impl Scenario {
+    /// `code` names the topology (with the backend's letter), `name` the directory; `None`
+    /// when the harness is missing (see `Topology::new`).
+    fn start(code: &str, name: &str, backend: Backend, policy: &str) -> Option<Scenario> {
+        let turn = scenario_turn();
+        let topology = Topology::new(&tag(code, backend))?;
+        let dir = ConfigDir::new(&format!("{name}-{}", backend.name()));
+        dir.write("policy.yaml", policy);
+        Some(Scenario {
+            _turn: turn,
+            topology,
+            dir,
+        })
+    }
+}
 
 /// A topology tag unique to one scenario and backend (kept short: interface names have at
 /// most 15 characters).

@@ -10,6 +10,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod gateway;
 mod observe;
 mod support;
 
@@ -17,11 +18,12 @@ use std::os::unix::net::UnixDatagram;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use gateway::{ConfigDir, GatewayProcess, Signal, udp_socket, value};
 use observe::{
-    ConfigDir, GENERATION, GatewayProcess, LAST_RELOAD_OK, RELOAD_FAILED, RELOAD_OK, UdpSink,
-    median, new_flow_passes, quiet_hosts, udp_from, udp_policy, value,
+    GENERATION, LAST_RELOAD_OK, RELOAD_FAILED, RELOAD_OK, UdpSink, median, new_flow_passes,
+    quiet_hosts, spawn_gateway, start_gateway, udp_policy,
 };
-use support::{INSIDE_V4, OUTSIDE_V4, Topology};
+use support::{INSIDE_V4, OUTSIDE_V4, Side, Topology};
 
 /// How long a probe waits for its datagram before calling it blocked.
 const PROBE_WAIT: Duration = Duration::from_millis(500);
@@ -45,7 +47,7 @@ fn a_stricter_configmap_swap_loses_no_datagram_of_an_established_flow() {
     let dir = ConfigDir::new("swap");
     dir.swap(&[("policy.yaml", &udp_policy(&[5000], &[]))]);
     let sink = UdpSink::start(&topology, &[5000]);
-    let gateway = GatewayProcess::start(&topology, &dir.path(), &[]);
+    let gateway = start_gateway(&topology, dir.path());
     assert!(
         new_flow_passes(&topology, &sink, INSIDE_V4[0], 5000, "before", PROBE_WAIT),
         "the open policy lets a new flow through\n{}",
@@ -55,7 +57,7 @@ fn a_stricter_configmap_swap_loses_no_datagram_of_an_established_flow() {
     // A numbered stream on one flow, paced, while the directory is swapped for a policy that
     // allows no UDP at all.
     const COUNT: u32 = 1500;
-    let stream = udp_from(&topology, OUTSIDE_V4[1], 40_000);
+    let stream = udp_socket(&topology, Side::Outside, OUTSIDE_V4[1], 40_000);
     let swapped_at = {
         let mut swapped_at = None;
         for seq in 0..COUNT {
@@ -143,7 +145,7 @@ fn an_invalid_file_keeps_the_old_policy_until_it_is_fixed() {
     let dir = ConfigDir::new("invalid");
     dir.write("policy.yaml", &udp_policy(&[5000], &[5001]));
     let sink = UdpSink::start(&topology, &[5000, 5001]);
-    let gateway = GatewayProcess::start(&topology, &dir.path(), &[]);
+    let gateway = start_gateway(&topology, dir.path());
 
     dir.write("zz-broken.yaml", BROKEN);
     let metrics = gateway.wait_for_metrics("the failed reload", |m| value(m, RELOAD_FAILED) >= 1.0);
@@ -221,7 +223,7 @@ fn a_configmap_swap_and_a_sighup_each_reload_exactly_once() {
     };
     let dir = ConfigDir::new("once");
     dir.swap(&[("policy.yaml", &udp_policy(&[5000], &[]))]);
-    let gateway = GatewayProcess::start(&topology, &dir.path(), &[]);
+    let gateway = start_gateway(&topology, dir.path());
     let start = gateway.metrics();
     assert_eq!(
         value(&start, RELOAD_OK),
@@ -236,7 +238,7 @@ fn a_configmap_swap_and_a_sighup_each_reload_exactly_once() {
     assert_eq!(value(&after_swap, RELOAD_OK), 2.0, "{}", gateway.stderr());
     assert_eq!(value(&after_swap, GENERATION), 2.0);
 
-    gateway.signal("-HUP");
+    gateway.signal(Signal::Hup);
     wait_for_reloads(&gateway, 3.0);
     thread::sleep(SETTLE);
     let after_hup = gateway.metrics();
@@ -259,27 +261,26 @@ fn systemd_hears_ready_and_each_reload() {
     let _ = std::fs::remove_file(&socket_path);
     let systemd = UnixDatagram::bind(&socket_path).unwrap();
     systemd
-        .set_read_timeout(Some(observe::PROCESS_WAIT))
+        .set_read_timeout(Some(gateway::PROCESS_WAIT))
         .unwrap();
     let next = || {
         let mut buf = [0u8; 512];
         let n = systemd.recv(&mut buf).expect("a notification");
         String::from_utf8_lossy(&buf[..n]).into_owned()
     };
-    let mut gateway = GatewayProcess::spawn_with_env(
+    let mut gateway = spawn_gateway(
         &topology,
-        &dir.path(),
-        &[],
+        dir.path(),
         &[("NOTIFY_SOCKET", socket_path.to_str().unwrap())],
     );
     assert_eq!(next(), "READY=1\nSTATUS=forwarding; policy generation 1");
     dir.write("policy.yaml", &udp_policy(&[5001], &[]));
     assert_eq!(next(), "RELOADING=1");
     assert_eq!(next(), "READY=1\nSTATUS=forwarding; policy generation 2");
-    gateway.signal("-HUP");
+    gateway.signal(Signal::Hup);
     assert_eq!(next(), "RELOADING=1");
     assert_eq!(next(), "READY=1\nSTATUS=forwarding; policy generation 3");
-    assert!(gateway.stop().success(), "{}", gateway.stderr());
+    assert!(gateway.stop(Signal::Term).success(), "{}", gateway.stderr());
     assert_eq!(next(), "STOPPING=1");
     let _ = std::fs::remove_file(&socket_path);
 }
@@ -297,7 +298,7 @@ fn measure_write_to_enforcement_and_large_reloads() {
     let dir = ConfigDir::new("measure");
     dir.write("policy.yaml", &udp_policy(&[5000], &[]));
     let sink = UdpSink::start(&topology, &[5000]);
-    let gateway = GatewayProcess::start(&topology, &dir.path(), &[]);
+    let gateway = start_gateway(&topology, dir.path());
     let mut latencies = Vec::new();
     for round in 0..20u32 {
         // Alternate: even rounds deny UDP 5000, odd rounds allow it again.
@@ -351,7 +352,7 @@ fn measure_write_to_enforcement_and_large_reloads() {
     });
     for _ in 0..5 {
         generation += 1.0;
-        gateway.signal("-HUP");
+        gateway.signal(Signal::Hup);
         let m = gateway.wait_for_metrics("a large reload", |m| value(m, GENERATION) >= generation);
         assert_eq!(value(&m, LAST_RELOAD_OK), 1.0, "{}", gateway.stderr());
         durations.push(Duration::from_secs_f64(value(

@@ -1,7 +1,8 @@
 //! `portcullis run` as a real process in a `scripts/harness` topology, for the tests that
-//! drive the binary (`gateway_run`, `gateway_truth`): the process in the gateway namespace
-//! with either backend, its admin listener, a policy directory, echo servers on the inside
-//! hosts and probes (ping, TCP, UDP) from a chosen outside address.
+//! drive the binary (`gateway_run`, `gateway_truth`, and through `observe` `reload` and
+//! `admin`): the process in the gateway namespace with either backend, its admin listener, a
+//! policy directory (plain or laid out as a Kubernetes ConfigMap volume), echo servers on the
+//! inside hosts and probes (ping, TCP, UDP) from a chosen outside address.
 //!
 //! The process is ended only through its own PID (a signal, or SIGKILL on drop), and every
 //! wait and every traffic loop has a time limit.
@@ -11,9 +12,10 @@
 use std::collections::BTreeMap;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -23,7 +25,7 @@ use portcullis::dataplane::PortSide;
 use crate::support::{Side, Topology};
 
 /// Longest wait for the gateway to start, reload or stop: generous, as the machine is shared.
-pub const PROCESS_WAIT: Duration = Duration::from_secs(20);
+pub const PROCESS_WAIT: Duration = Duration::from_secs(30);
 /// Longest a TCP connect, echo or UDP reply may take before it counts as blocked.
 pub const TCP_WAIT: Duration = Duration::from_secs(2);
 /// The admin listener's default address, inside the gateway namespace.
@@ -64,6 +66,89 @@ impl Signal {
     }
 }
 
+// ---- policies ----
+
+/// YAML: the inside host endpoint `.110` (`web`, label `role: web`), both families, ending in
+/// a newline. A macro, so that `concat!` can build constant policies from it.
+macro_rules! web_endpoint {
+    () => {
+        r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: web
+  labels: { role: web }
+spec:
+  node: web
+  expectedIPs: ["203.0.113.110", "2001:db8:2::110"]
+"#
+    };
+}
+
+/// YAML: the host endpoints `.110` (`web`) and `.111` (`closed`, label `role: closed`), both
+/// families each.
+macro_rules! inside_endpoints {
+    () => {
+        concat!(
+            $crate::gateway::web_endpoint!(),
+            r#"---
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: closed
+  labels: { role: closed }
+spec:
+  node: closed
+  expectedIPs: ["203.0.113.111", "2001:db8:2::111"]
+"#
+        )
+    };
+}
+
+/// YAML: every host endpoint may send anything, so that replies never depend on connection
+/// tracking alone.
+macro_rules! hosts_send_anything {
+    () => {
+        r#"apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: hosts-send-anything
+spec:
+  selector: has(role)
+  types: [Egress]
+  egress:
+    - action: Allow
+"#
+    };
+}
+
+#[allow(unused_imports)]
+pub(crate) use {hosts_send_anything, inside_endpoints, web_endpoint};
+
+/// `.110` (web) answers ping and TCP 80; `.111` (closed) has no policy: host endpoints deny
+/// by default. Both may send anything.
+pub const OPEN_POLICY: &str = concat!(
+    inside_endpoints!(),
+    r#"---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: web
+spec:
+  selector: role == 'web'
+  ingress:
+    - action: Allow
+      protocol: ICMP
+    - action: Allow
+      protocol: ICMPv6
+    - action: Allow
+      protocol: TCP
+      destination: { ports: [80] }
+---
+"#,
+    hosts_send_anything!()
+);
+
 // ---- the gateway process ----
 
 /// `portcullis run` in the gateway namespace. `ip netns exec` replaces itself with the
@@ -84,7 +169,33 @@ impl GatewayProcess {
         backend: Backend,
         extra: &[&str],
     ) -> GatewayProcess {
+        GatewayProcess::start_with(topology, dir, Some(backend), extra)
+    }
+
+    /// Starts the gateway with `backend` (`None`: the binary's default, no `--backend`) and
+    /// waits until it forwards.
+    pub fn start_with(
+        topology: &Topology,
+        dir: &Path,
+        backend: Option<Backend>,
+        extra: &[&str],
+    ) -> GatewayProcess {
+        let gateway = GatewayProcess::spawn(topology, dir, backend, extra, &[]);
+        gateway.wait_for_stderr("forwarding between");
+        gateway
+    }
+
+    /// Starts the gateway with `backend` (`None`: the default) and the environment variables
+    /// `env`, without waiting for it.
+    pub fn spawn(
+        topology: &Topology,
+        dir: &Path,
+        backend: Option<Backend>,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> GatewayProcess {
         let namespace = topology.namespace(Side::Gateway);
+        let backend = backend.map(|backend| ["--backend", backend.name()]);
         let mut child = Command::new("ip")
             .args(["netns", "exec", &namespace])
             .arg(env!("CARGO_BIN_EXE_portcullis"))
@@ -92,8 +203,9 @@ impl GatewayProcess {
             .arg(dir)
             .args(["--outside", &topology.port(PortSide::Outside)])
             .args(["--inside", &topology.port(PortSide::Inside)])
-            .args(["--backend", backend.name()])
+            .args(backend.iter().flatten())
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -105,15 +217,13 @@ impl GatewayProcess {
             collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
             collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
         ];
-        let gateway = GatewayProcess {
+        GatewayProcess {
             child,
             namespace,
             stdout,
             stderr,
             readers,
-        };
-        gateway.wait_for_stderr("forwarding between");
-        gateway
+        }
     }
 
     pub fn pid(&self) -> u32 {
@@ -129,15 +239,33 @@ impl GatewayProcess {
     }
 
     pub fn wait_for_stderr(&self, needle: &str) {
+        self.wait_for_count(needle, 1);
+    }
+
+    /// Waits until `needle` stands `count` times in the standard error; the test fails if
+    /// the gateway exits first.
+    pub fn wait_for_count(&self, needle: &str, count: usize) {
         let started = Instant::now();
-        while !self.stderr().contains(needle) {
+        while self.stderr().matches(needle).count() < count {
             assert!(
                 started.elapsed() < PROCESS_WAIT,
-                "no {needle:?} from the gateway:\n{}",
+                "not {count} × {needle:?} from the gateway:\n{}",
                 self.stderr()
             );
-            thread::sleep(Duration::from_millis(20));
+            assert!(self.running(), "the gateway exited:\n{}", self.stderr());
+            thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// Whether the process still runs (not yet a zombie); `try_wait` would need `&mut`.
+    fn running(&self) -> bool {
+        std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
+            .ok()
+            .and_then(|stat| {
+                let state = stat.rsplit_once(')')?.1.split_whitespace().next()?;
+                Some(state != "Z" && state != "X")
+            })
+            .unwrap_or(false)
     }
 
     pub fn signal(&self, signal: Signal) {
@@ -163,6 +291,17 @@ impl GatewayProcess {
     /// Sends `signal` and waits at most `limit` for the exit; the test fails otherwise.
     pub fn stop_within(&mut self, signal: Signal, limit: Duration) -> ExitStatus {
         self.signal(signal);
+        self.wait_exit(limit, &format!("{signal:?}"))
+    }
+
+    /// SIGKILL (to this child's PID only), then waits for the exit.
+    pub fn kill(&mut self) -> ExitStatus {
+        self.child.kill().unwrap();
+        self.wait_exit(PROCESS_WAIT, "SIGKILL")
+    }
+
+    /// Waits at most `limit` for the exit (after `what`), then for the last of the output.
+    fn wait_exit(&mut self, limit: Duration, what: &str) -> ExitStatus {
         let started = Instant::now();
         let status = loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -170,7 +309,7 @@ impl GatewayProcess {
             }
             assert!(
                 started.elapsed() < limit,
-                "the gateway did not exit within {limit:?} after {signal:?}:\n{}",
+                "the gateway did not exit within {limit:?} after {what}:\n{}",
                 self.stderr()
             );
             thread::sleep(Duration::from_millis(20));
@@ -181,10 +320,15 @@ impl GatewayProcess {
         status
     }
 
+    /// `GET path` on the admin listener: status code and body; `None` when nothing answers.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        http_get(&self.namespace, path)
+    }
+
     /// `/metrics` of the admin listener as a map from series (name and labels, as written)
     /// to value.
     pub fn metrics(&self) -> BTreeMap<String, f64> {
-        let Some((status, body)) = http_get(&self.namespace, "/metrics") else {
+        let Some((status, body)) = self.get("/metrics") else {
             panic!("the admin listener does not answer\n{}", self.stderr());
         };
         assert_eq!(status, 200, "{body}");
@@ -208,7 +352,7 @@ impl GatewayProcess {
                 "{what} never happened; last scrape:\n{metrics:#?}\n{}",
                 self.stderr()
             );
-            thread::sleep(Duration::from_millis(20));
+            thread::sleep(Duration::from_millis(5));
         }
     }
 }
@@ -284,8 +428,12 @@ pub fn value(metrics: &BTreeMap<String, f64>, series: &str) -> f64 {
 
 // ---- the policy directory ----
 
-/// A policy directory under the temporary directory, removed on drop.
-pub struct ConfigDir(PathBuf);
+/// A policy directory under the temporary directory, removed on drop. Plain, or laid out
+/// like a Kubernetes ConfigMap volume (`x.yaml -> ..data/x.yaml`, `..data -> ..<version>`).
+pub struct ConfigDir {
+    path: PathBuf,
+    versions: AtomicUsize,
+}
 
 impl ConfigDir {
     /// `tag` must be unique among the tests of one process.
@@ -294,24 +442,50 @@ impl ConfigDir {
             std::env::temp_dir().join(format!("portcullis-gateway-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&path);
         std::fs::create_dir_all(&path).unwrap();
-        ConfigDir(path)
+        ConfigDir {
+            path,
+            versions: AtomicUsize::new(0),
+        }
     }
 
     pub fn path(&self) -> &Path {
-        &self.0
+        &self.path
     }
 
     /// Replaces `name` in one step (write aside, rename), as a careful operator would.
     pub fn write(&self, name: &str, text: &str) {
-        let aside = self.0.join(format!(".{name}.tmp"));
+        let aside = self.path.join(format!(".{name}.tmp"));
         std::fs::write(&aside, text).unwrap();
-        std::fs::rename(&aside, self.0.join(name)).unwrap();
+        std::fs::rename(&aside, self.path.join(name)).unwrap();
+    }
+
+    /// Swaps in a new version of the ConfigMap holding `files`, as the kubelet does: a new
+    /// versioned directory, `..data_tmp` renamed over `..data`, links for new names, old
+    /// version removed. The first call lays the volume out.
+    pub fn swap(&self, files: &[(&str, &str)]) {
+        let dir = self.path();
+        let version = self.versions.fetch_add(1, Ordering::Relaxed);
+        let data = format!("..v{version}");
+        std::fs::create_dir(dir.join(&data)).unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.join(&data).join(name), text).unwrap();
+        }
+        symlink(&data, dir.join("..data_tmp")).unwrap();
+        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
+        for (name, _) in files {
+            if std::fs::symlink_metadata(dir.join(name)).is_err() {
+                symlink(format!("..data/{name}"), dir.join(name)).unwrap();
+            }
+        }
+        if version > 0 {
+            std::fs::remove_dir_all(dir.join(format!("..v{}", version - 1))).unwrap();
+        }
     }
 }
 
 impl Drop for ConfigDir {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        let _ = std::fs::remove_dir_all(&self.path);
     }
 }
 

@@ -1,236 +1,40 @@
-//! Helpers for the reload and admin tests: `portcullis run` as a process in a harness
-//! topology, its admin listener reached from inside the gateway namespace, policy
-//! directories (plain or laid out as a Kubernetes ConfigMap volume), and numbered UDP
-//! datagrams between the outside and inside hosts.
+//! Helpers for the reload and admin tests on top of `gateway`: the gateway process started
+//! the way these tests run it (afpacket, admin listener on `ADMIN`), quiet hosts, numbered
+//! UDP datagrams between the outside and inside hosts, and the policies they load.
 //!
 //! Every wait is bounded; the process is ended only through its own PID.
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream, UdpSocket};
-use std::os::unix::fs::symlink;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::net::UdpSocket;
+use std::path::Path;
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use portcullis::dataplane::PortSide;
 
+use crate::gateway::{ADMIN, Backend, GatewayProcess, hosts_send_anything, udp_socket};
 use crate::support::{Side, Topology};
 
-/// Longest wait for the gateway to start, reload or stop: generous, the machine is shared.
-pub const PROCESS_WAIT: Duration = Duration::from_secs(30);
-/// The admin listener, inside the gateway namespace.
-pub const ADMIN: &str = "127.0.0.1:9091";
-
-// ---- the gateway process ----
-
-/// `portcullis run` in the gateway namespace (`ip netns exec` replaces itself with the binary,
-/// so the child's PID is the gateway's). Killed by that PID on drop if still running.
-pub struct GatewayProcess {
-    child: Child,
-    namespace: String,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-    readers: Vec<JoinHandle<()>>,
+/// Starts the gateway (afpacket, admin listener on `ADMIN`) and waits until it forwards.
+pub fn start_gateway(topology: &Topology, dir: &Path) -> GatewayProcess {
+    let gateway = spawn_gateway(topology, dir, &[]);
+    gateway.wait_for_stderr("forwarding between");
+    gateway
 }
 
-impl GatewayProcess {
-    /// Starts the gateway without waiting for it.
-    pub fn spawn(topology: &Topology, dir: &Path, extra: &[&str]) -> GatewayProcess {
-        GatewayProcess::spawn_with_env(topology, dir, extra, &[])
-    }
-
-    /// As [`GatewayProcess::spawn`], with extra environment variables.
-    pub fn spawn_with_env(
-        topology: &Topology,
-        dir: &Path,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> GatewayProcess {
-        let namespace = topology.namespace(Side::Gateway);
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &namespace])
-            .arg(env!("CARGO_BIN_EXE_portcullis"))
-            .args(["run", "--config"])
-            .arg(dir)
-            .args(["--outside", &topology.port(PortSide::Outside)])
-            .args(["--inside", &topology.port(PortSide::Inside)])
-            .args(["--backend", "afpacket", "--admin-listen", ADMIN])
-            .args(extra)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = Arc::new(Mutex::new(String::new()));
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let readers = vec![
-            collect(child.stdout.take().unwrap(), Arc::clone(&stdout)),
-            collect(child.stderr.take().unwrap(), Arc::clone(&stderr)),
-        ];
-        GatewayProcess {
-            child,
-            namespace,
-            stdout,
-            stderr,
-            readers,
-        }
-    }
-
-    /// Starts the gateway and waits until it forwards.
-    pub fn start(topology: &Topology, dir: &Path, extra: &[&str]) -> GatewayProcess {
-        let gateway = GatewayProcess::spawn(topology, dir, extra);
-        gateway.wait_for_stderr("forwarding between");
-        gateway
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    pub fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    pub fn wait_for_stderr(&self, needle: &str) {
-        let started = Instant::now();
-        while !self.stderr().contains(needle) {
-            assert!(
-                started.elapsed() < PROCESS_WAIT,
-                "no {needle:?} from the gateway:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(10));
-        }
-    }
-
-    pub fn signal(&self, signal: &str) {
-        let status = Command::new("kill")
-            .arg(signal)
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success(), "kill {signal} {}", self.child.id());
-    }
-
-    /// SIGTERM, then waits for the exit and the last of the output.
-    pub fn stop(&mut self) -> ExitStatus {
-        self.signal("-TERM");
-        let started = Instant::now();
-        let status = loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                break status;
-            }
-            assert!(
-                started.elapsed() < PROCESS_WAIT,
-                "the gateway did not exit:\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(20));
-        };
-        for reader in self.readers.drain(..) {
-            reader.join().unwrap();
-        }
-        status
-    }
-
-    /// `GET path` on the admin listener: status code and body; `None` when nothing answers.
-    pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        http_get(&self.namespace, path)
-    }
-
-    /// `/metrics` as a map from series (name and labels, as written) to value.
-    pub fn metrics(&self) -> BTreeMap<String, f64> {
-        let Some((status, body)) = self.get("/metrics") else {
-            panic!("the admin listener does not answer\n{}", self.stderr());
-        };
-        assert_eq!(status, 200, "{body}");
-        parse_metrics(&body)
-    }
-
-    /// Polls `/metrics` until `done` holds for it; returns that scrape.
-    pub fn wait_for_metrics(
-        &self,
-        what: &str,
-        done: impl Fn(&BTreeMap<String, f64>) -> bool,
-    ) -> BTreeMap<String, f64> {
-        let started = Instant::now();
-        loop {
-            let metrics = self.metrics();
-            if done(&metrics) {
-                return metrics;
-            }
-            assert!(
-                started.elapsed() < PROCESS_WAIT,
-                "{what} never happened; last scrape:\n{metrics:#?}\n{}",
-                self.stderr()
-            );
-            thread::sleep(Duration::from_millis(5));
-        }
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            // SIGKILL to this child's PID only.
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn collect(stream: impl Read + Send + 'static, into: Arc<Mutex<String>>) -> JoinHandle<()> {
-    thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let mut text = into.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    })
-}
-
-/// One `GET` inside `namespace`; `None` when the connection is refused.
-pub fn http_get(namespace: &str, path: &str) -> Option<(u16, String)> {
-    let ns = portcullis::dataplane::netns::NetNs::open(namespace).unwrap();
-    let addr: SocketAddr = ADMIN.parse().unwrap();
-    let stream = ns
-        .run(move || TcpStream::connect_timeout(&addr, Duration::from_secs(2)))
-        .unwrap();
-    let mut stream = stream.ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    stream
-        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {ADMIN}\r\n\r\n").as_bytes())
-        .ok()?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).ok()?;
-    let (head, body) = answer.split_once("\r\n\r\n")?;
-    let status = head.split(' ').nth(1)?.parse().ok()?;
-    Some((status, body.to_owned()))
-}
-
-pub fn parse_metrics(text: &str) -> BTreeMap<String, f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#') && !l.is_empty())
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            Some((series.to_owned(), value.parse().ok()?))
-        })
-        .collect()
-}
-
-/// The value of a series, 0 when absent.
-pub fn value(metrics: &BTreeMap<String, f64>, series: &str) -> f64 {
-    metrics.get(series).copied().unwrap_or(0.0)
+/// As [`start_gateway`], with extra environment variables and without waiting for it.
+pub fn spawn_gateway(topology: &Topology, dir: &Path, env: &[(&str, &str)]) -> GatewayProcess {
+    GatewayProcess::spawn(
+        topology,
+        dir,
+        Some(Backend::Afpacket),
+        &["--admin-listen", ADMIN],
+        env,
+    )
 }
 
 pub const RELOAD_OK: &str = "portcullis_config_reloads_total{result=\"success\"}";
@@ -238,104 +42,32 @@ pub const RELOAD_FAILED: &str = "portcullis_config_reloads_total{result=\"failur
 pub const LAST_RELOAD_OK: &str = "portcullis_config_last_reload_successful";
 pub const GENERATION: &str = "portcullis_policy_generation";
 
-// ---- policy directories ----
-
-/// A policy directory `base/config`, removed on drop. Plain, or laid out like a Kubernetes
-/// ConfigMap volume (`x.yaml -> ..data/x.yaml`, `..data -> ..<version>`).
-pub struct ConfigDir {
-    base: PathBuf,
-    versions: AtomicUsize,
-}
-
-impl ConfigDir {
-    pub fn new(tag: &str) -> ConfigDir {
-        let base =
-            std::env::temp_dir().join(format!("portcullis-observe-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&base);
-        std::fs::create_dir_all(base.join("config")).unwrap();
-        ConfigDir {
-            base,
-            versions: AtomicUsize::new(0),
-        }
-    }
-
-    pub fn path(&self) -> PathBuf {
-        self.base.join("config")
-    }
-
-    /// Replaces `name` in one step (write aside under a hidden name, rename).
-    pub fn write(&self, name: &str, text: &str) {
-        let aside = self.path().join(format!(".{name}.tmp"));
-        std::fs::write(&aside, text).unwrap();
-        std::fs::rename(&aside, self.path().join(name)).unwrap();
-    }
-
-    /// Swaps in a new version of the ConfigMap holding `files`, as the kubelet does: a new
-    /// timestamped directory, `..data_tmp` renamed over `..data`, links for new names, old
-    /// version removed. The first call lays the volume out.
-    pub fn swap(&self, files: &[(&str, &str)]) {
-        let dir = self.path();
-        let version = self.versions.fetch_add(1, Ordering::Relaxed);
-        let data = format!("..v{version}");
-        std::fs::create_dir(dir.join(&data)).unwrap();
-        for (name, text) in files {
-            std::fs::write(dir.join(&data).join(name), text).unwrap();
-        }
-        symlink(&data, dir.join("..data_tmp")).unwrap();
-        std::fs::rename(dir.join("..data_tmp"), dir.join("..data")).unwrap();
-        for (name, _) in files {
-            if std::fs::symlink_metadata(dir.join(name)).is_err() {
-                symlink(format!("..data/{name}"), dir.join(name)).unwrap();
-            }
-        }
-        if version > 0 {
-            std::fs::remove_dir_all(dir.join(format!("..v{}", version - 1))).unwrap();
-        }
-    }
-}
-
-impl Drop for ConfigDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.base);
-    }
-}
-
 // ---- quiet hosts ----
+
+/// Runs `args` in `side`'s namespace; the test fails unless it succeeds.
+fn exec_ok(topology: &Topology, side: Side, args: &[&str]) -> Output {
+    let out = topology.exec(side, args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
 
 /// Removes background frames so that counters see only the test's traffic: IPv6 off on the
 /// hosts (no router solicitations, MLD, DAD) and permanent neighbour entries (no ARP).
 pub fn quiet_hosts(topology: &Topology) {
     for side in [Side::Outside, Side::Inside] {
-        let out = topology.exec(
-            side,
-            &["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let out = topology.exec(
-            side,
-            &["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        for scope in ["all", "default"] {
+            let setting = format!("net.ipv6.conf.{scope}.disable_ipv6=1");
+            exec_ok(topology, side, &["sysctl", "-q", "-w", &setting]);
+        }
     }
     let mac = |side: Side, port: PortSide| {
         let interface = topology.host_interface(port);
-        let out = topology.exec(
-            side,
-            &["cat", &format!("/sys/class/net/{interface}/address")],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let path = format!("/sys/class/net/{interface}/address");
+        let out = exec_ok(topology, side, &["cat", &path]);
         String::from_utf8(out.stdout).unwrap().trim().to_owned()
     };
     let outside_mac = mac(Side::Outside, PortSide::Outside);
@@ -343,7 +75,8 @@ pub fn quiet_hosts(topology: &Topology) {
     let pin = |side: Side, port: PortSide, addresses: &[&str], lladdr: &str| {
         let interface = topology.host_interface(port);
         for address in addresses {
-            let out = topology.exec(
+            exec_ok(
+                topology,
                 side,
                 &[
                     "ip",
@@ -357,11 +90,6 @@ pub fn quiet_hosts(topology: &Topology) {
                     "nud",
                     "permanent",
                 ],
-            );
-            assert!(
-                out.status.success(),
-                "{}",
-                String::from_utf8_lossy(&out.stderr)
             );
         }
     };
@@ -465,16 +193,6 @@ impl Drop for UdpSink {
     }
 }
 
-/// A UDP socket of the outside hosts' namespace, bound to `from` (port 0: any).
-pub fn udp_from(topology: &Topology, from: &str, port: u16) -> UdpSocket {
-    let addr: SocketAddr = SocketAddr::new(from.parse().unwrap(), port);
-    topology
-        .netns(Side::Outside)
-        .run(move || UdpSocket::bind(addr))
-        .unwrap()
-        .unwrap()
-}
-
 /// Sends one datagram from a new socket (a new flow) and says whether it arrived within
 /// `patience`.
 pub fn new_flow_passes(
@@ -485,7 +203,7 @@ pub fn new_flow_passes(
     token: &str,
     patience: Duration,
 ) -> bool {
-    let socket = udp_from(topology, crate::support::OUTSIDE_V4[0], 0);
+    let socket = udp_socket(topology, Side::Outside, crate::support::OUTSIDE_V4[0], 0);
     socket.send_to(token.as_bytes(), (to, port)).unwrap();
     sink.wait_for(token.as_bytes(), patience).is_some()
 }
@@ -495,7 +213,7 @@ pub fn new_flow_passes(
 /// `.110` is a host endpoint; `allowed` lists the UDP ports its ingress allows (rule 0 each,
 /// one policy per port), `denied` the ones an explicit Deny rule refuses (policy `deny-udp`).
 pub fn udp_policy(allowed: &[u16], denied: &[u16]) -> String {
-    let mut text = String::from(
+    let mut text = String::from(concat!(
         r#"apiVersion: projectcalico.org/v3
 kind: HostEndpoint
 metadata:
@@ -505,17 +223,9 @@ spec:
   node: web
   expectedIPs: ["203.0.113.110"]
 ---
-apiVersion: projectcalico.org/v3
-kind: GlobalNetworkPolicy
-metadata:
-  name: hosts-send-anything
-spec:
-  selector: has(role)
-  types: [Egress]
-  egress:
-    - action: Allow
 "#,
-    );
+        hosts_send_anything!()
+    ));
     for port in allowed {
         text.push_str(&format!(
             r#"---
