@@ -11,18 +11,18 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
-use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
-use portcullis::dataplane::afpacket::{self, AfPacketPort};
+use portcullis::dataplane::afpacket;
 use portcullis::dataplane::{BackendError, Disposition, PortSide};
 use support::{
-    Gateway, INSIDE_V4, INSIDE_V6, INSIDE_VLAN_V4, OUTSIDE_V4, OUTSIDE_V6, OUTSIDE_VLAN_V4, Side,
-    Topology, Totals,
+    Gateway, INJECTED_SOURCE_MAC, INSIDE_V4, INSIDE_V6, INSIDE_VLAN_V4, OUTSIDE_V4, OUTSIDE_V6,
+    OUTSIDE_VLAN_V4, Side, Topology, Totals, capture_marked, marked_udp_frame, open_port,
+    udp_ports, with_tags,
 };
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -674,66 +674,6 @@ fn receive_udp(socket: &UdpSocket, expected: usize) -> usize {
         }
     }
     count
-}
-
-fn udp_ports(frame: &[u8]) -> Option<(u16, u16)> {
-    match SlicedPacket::from_ethernet(frame).ok()?.transport? {
-        TransportSlice::Udp(udp) => Some((udp.source_port(), udp.destination_port())),
-        _ => None,
-    }
-}
-
-const INJECTED_SOURCE_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
-const INJECTED_DESTINATION_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x02];
-
-/// An untagged UDP frame between documentation addresses, its payload naming the case.
-fn marked_udp_frame(case: usize) -> Vec<u8> {
-    let payload = format!("vlan case {case}");
-    let builder = PacketBuilder::ethernet2(INJECTED_SOURCE_MAC, INJECTED_DESTINATION_MAC)
-        .ipv4(
-            Ipv4Addr::new(198, 51, 100, 10).octets(),
-            Ipv4Addr::new(198, 51, 100, 110).octets(),
-            64,
-        )
-        .udp(43000, 43001);
-    let mut frame = Vec::with_capacity(builder.size(payload.len()));
-    builder.write(&mut frame, payload.as_bytes()).unwrap();
-    frame
-}
-
-/// `frame` with `tags` (TPID, TCI), outermost first, after its MAC addresses.
-fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
-    let mut tagged = frame[..12].to_vec();
-    for (tpid, tci) in tags {
-        tagged.extend_from_slice(&tpid.to_be_bytes());
-        tagged.extend_from_slice(&tci.to_be_bytes());
-    }
-    tagged.extend_from_slice(&frame[12..]);
-    tagged
-}
-
-fn open_port(topology: &Topology, side: Side, interface: &str) -> AfPacketPort {
-    topology
-        .netns(side)
-        .run(|| AfPacketPort::open(interface, 16))
-        .unwrap()
-        .unwrap()
-}
-
-/// The frames from [`INJECTED_SOURCE_MAC`] that `port` receives until it has `expected` of
-/// them or `limit` has passed.
-fn capture_marked(port: &mut AfPacketPort, expected: usize, limit: Duration) -> Vec<Vec<u8>> {
-    let mut captured = Vec::new();
-    let deadline = Instant::now() + limit;
-    while captured.len() < expected && Instant::now() < deadline {
-        port.receive(Duration::from_millis(100), |frame| {
-            if frame[6..12] == INJECTED_SOURCE_MAC {
-                captured.push(frame.to_vec());
-            }
-        })
-        .unwrap();
-    }
-    captured
 }
 
 /// The kernel's promiscuity count of a gateway port (one per socket that asked for it).

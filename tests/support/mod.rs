@@ -7,6 +7,7 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -14,7 +15,8 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use portcullis::dataplane::afpacket;
+use etherparse::{PacketBuilder, SlicedPacket, TransportSlice};
+use portcullis::dataplane::afpacket::{self, AfPacketPort};
 use portcullis::dataplane::netns::{NetNs, NetnsThread};
 use portcullis::dataplane::{
     BackendConfig, BackendError, BatchStats, Disposition, PortPair, PortSide,
@@ -475,4 +477,67 @@ where
         totals.add(&batch);
     }
     Ok(totals)
+}
+
+// Frames injected and captured on the harness ports, shared by the backends' tests.
+
+/// The UDP ports of an Ethernet frame, if it carries UDP.
+pub fn udp_ports(frame: &[u8]) -> Option<(u16, u16)> {
+    match SlicedPacket::from_ethernet(frame).ok()?.transport? {
+        TransportSlice::Udp(udp) => Some((udp.source_port(), udp.destination_port())),
+        _ => None,
+    }
+}
+
+pub const INJECTED_SOURCE_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x01];
+pub const INJECTED_DESTINATION_MAC: [u8; 6] = [0x02, 0x00, 0x5e, 0x10, 0x00, 0x02];
+
+/// An untagged UDP frame between documentation addresses, its payload naming the case.
+pub fn marked_udp_frame(case: usize) -> Vec<u8> {
+    let payload = format!("vlan case {case}");
+    let builder = PacketBuilder::ethernet2(INJECTED_SOURCE_MAC, INJECTED_DESTINATION_MAC)
+        .ipv4(
+            Ipv4Addr::new(198, 51, 100, 10).octets(),
+            Ipv4Addr::new(198, 51, 100, 110).octets(),
+            64,
+        )
+        .udp(43000, 43001);
+    let mut frame = Vec::with_capacity(builder.size(payload.len()));
+    builder.write(&mut frame, payload.as_bytes()).unwrap();
+    frame
+}
+
+/// `frame` with `tags` (TPID, TCI), outermost first, after its MAC addresses.
+pub fn with_tags(frame: &[u8], tags: &[(u16, u16)]) -> Vec<u8> {
+    let mut tagged = frame[..12].to_vec();
+    for (tpid, tci) in tags {
+        tagged.extend_from_slice(&tpid.to_be_bytes());
+        tagged.extend_from_slice(&tci.to_be_bytes());
+    }
+    tagged.extend_from_slice(&frame[12..]);
+    tagged
+}
+
+pub fn open_port(topology: &Topology, side: Side, interface: &str) -> AfPacketPort {
+    topology
+        .netns(side)
+        .run(|| AfPacketPort::open(interface, 16))
+        .unwrap()
+        .unwrap()
+}
+
+/// The frames from [`INJECTED_SOURCE_MAC`] that `port` receives until it has `expected` of
+/// them or `limit` has passed.
+pub fn capture_marked(port: &mut AfPacketPort, expected: usize, limit: Duration) -> Vec<Vec<u8>> {
+    let mut captured = Vec::new();
+    let deadline = Instant::now() + limit;
+    while captured.len() < expected && Instant::now() < deadline {
+        port.receive(Duration::from_millis(100), |frame| {
+            if frame[6..12] == INJECTED_SOURCE_MAC {
+                captured.push(frame.to_vec());
+            }
+        })
+        .unwrap();
+    }
+    captured
 }
