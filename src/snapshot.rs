@@ -136,6 +136,25 @@ pub enum RuleAction {
     Log,
 }
 
+/// The side of an endpoint a policy or profile rule belongs to: its `ingress` or `egress`
+/// list. Defaults have none: one default id stands for both sides (a tier's end, an
+/// endpoint default, failsafe, unmatched traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleDirection {
+    Ingress,
+    Egress,
+}
+
+impl RuleDirection {
+    /// `ingress` or `egress`, as in metric labels, `/status` and log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleDirection::Ingress => "ingress",
+            RuleDirection::Egress => "egress",
+        }
+    }
+}
+
 /// Which default a synthetic rule stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DefaultKind {
@@ -154,6 +173,8 @@ pub struct RuleInfo<'a> {
     pub tier: Option<&'a str>,
     /// `KIND/NAME`, `KIND/NAMESPACE/NAME` or `Profile/NAME`; `None` for a default.
     pub policy: Option<&'a str>,
+    /// The policy's rule list the rule sits in; `None` for a default.
+    pub direction: Option<RuleDirection>,
     /// Index in the policy's rule list for its direction; `None` for a default.
     pub index: Option<u32>,
     pub action: RuleAction,
@@ -166,6 +187,7 @@ pub(crate) struct RuleMeta {
     pub stage: RuleStage,
     pub tier: Option<u32>,
     pub policy: Option<u32>,
+    pub direction: Option<RuleDirection>,
     pub index: Option<u32>,
     pub action: RuleAction,
     pub default: Option<DefaultKind>,
@@ -191,6 +213,7 @@ impl RuleTable {
             stage: meta.stage,
             tier: name(&self.tier_names, meta.tier),
             policy: name(&self.policy_names, meta.policy),
+            direction: meta.direction,
             index: meta.index,
             action: meta.action,
             default: meta.default,
