@@ -489,3 +489,72 @@ impl SnapshotHandle {
         self.current.load().generation
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::load::load_str;
+    use crate::model::{Limits, Model, Settings};
+
+    /// A policy with two ingress rules and one egress rule, and a profile with one of each.
+    const RULES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: { name: web, labels: { role: web } }
+spec: { node: n1, expectedIPs: ["203.0.113.10"], profiles: [base] }
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: { name: base }
+spec:
+  ingress: [{ action: Allow, protocol: UDP }]
+  egress: [{ action: Deny }]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: p }
+spec:
+  selector: role == 'web'
+  types: [Ingress, Egress]
+  ingress: [{ action: Log }, { action: Allow, protocol: TCP }]
+  egress: [{ action: Allow }]
+"#;
+
+    #[test]
+    fn every_policy_and_profile_rule_knows_its_direction_and_defaults_have_none() {
+        let limits = Limits::default();
+        let (resources, problems) = load_str("rules.yaml", RULES, &limits);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let settings = Settings::from_resources(&resources).unwrap();
+        let model = Model {
+            resources,
+            settings,
+        };
+        let snapshot = crate::compile::compile(&crate::policy::resolve(&model).unwrap(), 1);
+        let mut named = Vec::new();
+        for id in 0..snapshot.rule_count() {
+            let rule = snapshot.rule(RuleId(id as u32)).unwrap();
+            assert_eq!(
+                rule.direction.is_none(),
+                rule.default.is_some(),
+                "{rule:?}: a direction exactly when not a default"
+            );
+            if let (Some(policy), Some(direction), Some(index)) =
+                (rule.policy, rule.direction, rule.index)
+            {
+                named.push((policy.to_owned(), direction.name(), index, rule.action));
+            }
+        }
+        named.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        let expected = [
+            ("GlobalNetworkPolicy/p", "egress", 0, RuleAction::Allow),
+            ("GlobalNetworkPolicy/p", "ingress", 0, RuleAction::Log),
+            ("GlobalNetworkPolicy/p", "ingress", 1, RuleAction::Allow),
+            ("Profile/base", "egress", 0, RuleAction::Deny),
+            ("Profile/base", "ingress", 0, RuleAction::Allow),
+        ]
+        .map(|(p, d, i, a)| (p.to_owned(), d, i, a));
+        assert_eq!(named, expected);
+    }
+}
