@@ -21,10 +21,11 @@
 //!
 //! Locking: N shards, each a `parking_lot::Mutex` around a fixed-capacity open-addressing
 //! table (`table.rs`, a 64-byte slot and a 1-byte tag per slot, 1.25 slots per entry: 81
-//! bytes per entry, all allocated at construction). A call locks exactly one shard once and never holds a lock
-//! across packets. The key is hashed once with a randomly keyed hasher (SipHash-1-3 from
-//! `RandomState` by default) and that hash picks both the shard and the slot, so keys chosen
-//! to collide under a known hash gain an attacker nothing.
+//! bytes per entry, all allocated at construction; each slot on its own cache line). A call
+//! locks exactly one shard once and never holds a lock across packets. The key is hashed
+//! once with a randomly keyed hasher (a folded multiply under secret words drawn per table,
+//! `hash.rs`; SipHash cost as much as the rest of a hit) and that hash picks both the shard
+//! and the slot, so keys chosen to collide under a known hash gain an attacker nothing.
 //!
 //! Capacity (SPEC §A2): each shard holds `max_entries / shards`. A full shard frees the slot
 //! of an expired entry if one is near, else evicts a never-replied entry, else refuses the
@@ -33,11 +34,11 @@
 
 mod config;
 mod fragments;
+mod hash;
 mod key;
 mod table;
 mod tcp;
 
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -45,6 +46,7 @@ use parking_lot::Mutex;
 
 pub use config::{ConntrackConfig, DEFAULT_FRAGMENT_TIMEOUT, Timeouts};
 pub use fragments::{Fragment, FragmentDrop, FragmentOutcome, FragmentStats, FragmentTracker};
+pub use hash::{FlowHashBuilder, FoldHasher};
 pub use key::{ConnFlow, ConnKey, ConnPacket, Direction, IcmpInfo, InnerPacket, Side};
 pub use tcp::TcpState;
 
@@ -306,7 +308,7 @@ struct PaddedShard(Mutex<Shard>);
 
 /// The connection table. Share it between workers by reference (`&Conntrack` or `Arc`).
 #[derive(Debug)]
-pub struct Conntrack<S = RandomState> {
+pub struct Conntrack<S = FlowHashBuilder> {
     shards: Box<[PaddedShard]>,
     shard_mask: usize,
     hasher: S,
@@ -317,10 +319,10 @@ pub struct Conntrack<S = RandomState> {
     sweep_shard: AtomicUsize,
 }
 
-impl Conntrack<RandomState> {
+impl Conntrack<FlowHashBuilder> {
     /// A table with a fresh random hash key. All its memory is allocated here.
     pub fn new(config: &ConntrackConfig) -> Result<Self, ConntrackError> {
-        Conntrack::with_hasher(config, RandomState::new())
+        Conntrack::with_hasher(config, FlowHashBuilder::new())
     }
 }
 
