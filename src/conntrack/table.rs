@@ -157,20 +157,31 @@ impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
         Some(index)
     }
 
-    /// The entry at `index`, if that slot is occupied.
-    pub fn slot(&self, index: usize) -> Option<&Slot<K, V>> {
-        match self.tags.get(index) {
-            Some(&tag) if tag != EMPTY => self.slots.get(index),
-            _ => None,
+    /// Whether the slot at `index` holds an entry. An empty slot holds hash 0, so a slot
+    /// with any other hash is occupied without reading its tag's cache line; only hash 0
+    /// asks the tag.
+    #[inline]
+    fn occupied(&self, index: usize) -> bool {
+        match self.slots.get(index) {
+            Some(slot) if slot.hash != 0 => true,
+            Some(_) => self.tags.get(index).is_some_and(|&tag| tag != EMPTY),
+            None => false,
         }
     }
 
+    /// The entry at `index`, if that slot is occupied.
+    #[inline]
+    pub fn slot(&self, index: usize) -> Option<&Slot<K, V>> {
+        self.slots.get(index).filter(|_| self.occupied(index))
+    }
+
     /// The value at `index`, if that slot is occupied.
+    #[inline]
     pub fn value_mut(&mut self, index: usize) -> Option<&mut V> {
-        match self.tags.get(index) {
-            Some(&tag) if tag != EMPTY => self.slots.get_mut(index).map(|slot| &mut slot.value),
-            _ => None,
+        if !self.occupied(index) {
+            return None;
         }
+        self.slots.get_mut(index).map(|slot| &mut slot.value)
     }
 
     /// Empties the slot at `index` and shifts the rest of its cluster back so that every
