@@ -4,6 +4,9 @@
 //! - `fastpath/parse`: `packet::parse` of TCP ACK frames (IPv4, 66 bytes).
 //! - `fastpath/conntrack_hit`: lookups of UDP flows in a table holding 10,000 of them
 //!   (target ≤ 50 ns).
+//! - `fastpath/conntrack_hit_cached`: the same lookups through one worker's cache of steady
+//!   connections (`Conntrack::lookup_cached`, as the packet path does), the 10,000 flows
+//!   visited round-robin: the worst order for a direct-mapped cache of 16,384 lines.
 //! - `fastpath/conntrack_hit_1m`: the same with 1,000,000 flows in a table of 2^20
 //!   (target ≤ 150 ns).
 //! - `fastpath/conntrack_insert`: inserts of new flows into a table of 2^20 that stays under
@@ -18,12 +21,12 @@
 //! fixed-seed generators, so runs are comparable.
 //!
 //! Counting instead of timing (the machine is shared and its VM exposes no hardware
-//! counters): with `FASTPATH_DRIVE=CASE:N` (CASE `hit`, `hit_1m` or `established`) the binary
-//! skips criterion, builds that case's table and runs N lookups or judgements in the same
-//! order as the bench, inside [`drive_hits`] or [`drive_established`]. Under
-//! `valgrind --tool=cachegrind --cache-sim=yes` (or callgrind with
-//! `--toggle-collect='*drive_*'`) the instructions and D1/LL misses of a run with N minus
-//! those of a run with N = 0, divided by N, are the cost per packet.
+//! counters): with `FASTPATH_DRIVE=CASE:N` (CASE `hit`, `hit_cached`, `hit_1m` or
+//! `established`) the binary skips criterion, builds that case's table and runs N lookups or
+//! judgements in the same order as the bench, inside [`drive_hits`], [`drive_cached_hits`]
+//! or [`drive_established`]. Under `valgrind --tool=cachegrind --cache-sim=yes` (or
+//! callgrind with `--toggle-collect='*drive_*'`) the instructions and D1/LL misses of a run
+//! with N minus those of a run with N = 0, divided by N, are the cost per packet.
 
 // A benchmark may panic on setup failure: that is a broken benchmark, not bad input.
 #![allow(clippy::expect_used, clippy::panic)]
@@ -36,7 +39,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput, criterion_group};
 use etherparse::PacketBuilder;
 use portcullis::compile::compile;
-use portcullis::conntrack::{ConnPacket, Conntrack, ConntrackConfig, Lookup, Tick};
+use portcullis::conntrack::{ConnPacket, Conntrack, ConntrackConfig, FlowCache, Lookup, Tick};
 use portcullis::dataplane::{Disposition, PortSide};
 use portcullis::model::load::load_str;
 use portcullis::model::validate::validate;
@@ -231,6 +234,15 @@ fn drive_hits(table: &Conntrack, flows: &[ConnPacket], now: Tick, stride: usize,
     }
 }
 
+/// As [`drive_hits`], through a worker's cache.
+#[inline(never)]
+fn drive_cached_hits(table: &Conntrack, flows: &[ConnPacket], now: Tick, count: usize) {
+    let mut cache = FlowCache::default();
+    for i in 0..count {
+        black_box(table.lookup_cached(&flows[i % flows.len()], now, &mut cache));
+    }
+}
+
 /// `count` judgements of established ACKs, in the bench's order.
 #[inline(never)]
 fn drive_established(
@@ -257,6 +269,10 @@ fn drive(spec: &str) {
         "hit" => {
             let (table, flows) = filled_table(262_144, FLOWS, 0x5EED_0002);
             drive_hits(&table, &flows, now, 1, count);
+        }
+        "hit_cached" => {
+            let (table, flows) = filled_table(262_144, FLOWS, 0x5EED_0002);
+            drive_cached_hits(&table, &flows, now, count);
         }
         "hit_1m" => {
             let (table, flows) = filled_table(1 << 20, MILLION, 0x5EED_0003);
@@ -301,6 +317,13 @@ fn fastpath(c: &mut Criterion) {
         b.iter(|| {
             i = i.wrapping_add(1);
             black_box(small.lookup(&small_flows[i % FLOWS], now))
+        })
+    });
+    let mut cache = FlowCache::default();
+    group.bench_function("conntrack_hit_cached", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(small.lookup_cached(&small_flows[i % FLOWS], now, &mut cache))
         })
     });
     eprintln!(
