@@ -27,6 +27,13 @@
 //! `hash.rs`; SipHash cost as much as the rest of a hit) and that hash picks both the shard
 //! and the slot, so keys chosen to collide under a known hash gain an attacker nothing.
 //!
+//! Workers' caches: the packet path calls [`Conntrack::lookup_cached`] with its own
+//! [`FlowCache`], which answers a packet that cannot change its connection's state (a plain
+//! ACK of an established TCP connection, a datagram) without the lock or the table's memory,
+//! as long as the shard's epoch says nothing was removed or changed state since the line
+//! was filled, and for at most a second after the table last restarted the entry's timer
+//! (`cache.rs`). Every `ShardGuard` moves the epoch on at release when its shard changed.
+//!
 //! Capacity (SPEC §A2): each shard holds `max_entries / shards`. A full shard frees the slot
 //! of an expired entry if one is near, else evicts a never-replied entry, else refuses the
 //! new connection ([`InsertError::Full`], counted). Entries that have seen a reply are never
