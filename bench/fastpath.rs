@@ -4,6 +4,9 @@
 //! - `fastpath/parse`: `packet::parse` of TCP ACK frames (IPv4, 66 bytes).
 //! - `fastpath/conntrack_hit`: lookups of UDP flows in a table holding 10,000 of them
 //!   (target ≤ 50 ns).
+//! - `fastpath/conntrack_hit_cached`: the same lookups through one worker's cache of steady
+//!   connections (`Conntrack::lookup_cached`, as the packet path does), the 10,000 flows
+//!   visited round-robin: the worst order for a direct-mapped cache of 16,384 lines.
 //! - `fastpath/conntrack_hit_1m`: the same with 1,000,000 flows in a table of 2^20
 //!   (target ≤ 150 ns).
 //! - `fastpath/conntrack_insert`: inserts of new flows into a table of 2^20 that stays under
@@ -16,6 +19,14 @@
 //!
 //! Bytes per conntrack entry are printed to stderr (target ≤ 128). Inputs come from
 //! fixed-seed generators, so runs are comparable.
+//!
+//! Counting instead of timing (the machine is shared and its VM exposes no hardware
+//! counters): with `FASTPATH_DRIVE=CASE:N` (CASE `hit`, `hit_cached`, `hit_1m` or
+//! `established`) the binary skips criterion, builds that case's table and runs N lookups or
+//! judgements in the same order as the bench, inside [`drive_hits`], [`drive_cached_hits`]
+//! or [`drive_established`]. Under `valgrind --tool=cachegrind --cache-sim=yes` (or
+//! callgrind with `--toggle-collect='*drive_*'`) the instructions and D1/LL misses of a run
+//! with N minus those of a run with N = 0, divided by N, are the cost per packet.
 
 // A benchmark may panic on setup failure: that is a broken benchmark, not bad input.
 #![allow(clippy::expect_used, clippy::panic)]
@@ -25,10 +36,10 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{Criterion, Throughput, criterion_group};
 use etherparse::PacketBuilder;
 use portcullis::compile::compile;
-use portcullis::conntrack::{ConnPacket, Conntrack, ConntrackConfig, Lookup, Tick};
+use portcullis::conntrack::{ConnPacket, Conntrack, ConntrackConfig, FlowCache, Lookup, Tick};
 use portcullis::dataplane::{Disposition, PortSide};
 use portcullis::model::load::load_str;
 use portcullis::model::validate::validate;
@@ -184,6 +195,101 @@ fn prefault(table: &Conntrack, flows: &[ConnPacket], now: Tick) {
     assert!(table.is_empty());
 }
 
+/// A worker path whose table holds `FLOWS` established TCP connections to the web host, and
+/// an ACK from the client of each.
+fn established_world(
+    model: &Model,
+    snap: &Snapshot,
+    rng: &mut Rng,
+    now: Tick,
+) -> (WorkerPath, Vec<Vec<u8>>) {
+    let shared = Arc::new(
+        PathShared::with_log_sink(&model.settings, Arc::new(Discard)).expect("path allocated"),
+    );
+    let mut worker = WorkerPath::new(Arc::clone(&shared));
+    let mut established = Vec::with_capacity(FLOWS);
+    while established.len() < FLOWS {
+        let (src, sport) = client(rng.next());
+        let syn = tcp_frame(src, sport, WEB, 80, true, false);
+        if worker.judge(snap, now, PortSide::Outside, &syn) != Disposition::Forward {
+            continue; // the same client port twice: already open
+        }
+        let syn_ack = tcp_frame(WEB, 80, src, sport, true, true);
+        assert_eq!(
+            worker.judge(snap, now, PortSide::Inside, &syn_ack),
+            Disposition::Forward
+        );
+        established.push(tcp_frame(src, sport, WEB, 80, false, true));
+    }
+    (worker, established)
+}
+
+/// `count` lookups of `flows`, visiting them `stride` apart as the bench does.
+#[inline(never)]
+fn drive_hits(table: &Conntrack, flows: &[ConnPacket], now: Tick, stride: usize, count: usize) {
+    let mut at = 0usize;
+    for _ in 0..count {
+        at = (at + stride) % flows.len();
+        black_box(table.lookup(&flows[at], now));
+    }
+}
+
+/// As [`drive_hits`], through a worker's cache.
+#[inline(never)]
+fn drive_cached_hits(table: &Conntrack, flows: &[ConnPacket], now: Tick, count: usize) {
+    let mut cache = FlowCache::default();
+    for i in 0..count {
+        black_box(table.lookup_cached(&flows[i % flows.len()], now, &mut cache));
+    }
+}
+
+/// `count` judgements of established ACKs, in the bench's order.
+#[inline(never)]
+fn drive_established(
+    worker: &mut WorkerPath,
+    snap: &Snapshot,
+    frames: &[Vec<u8>],
+    now: Tick,
+    count: usize,
+) {
+    for i in 0..count {
+        black_box(worker.judge(snap, now, PortSide::Outside, &frames[i % frames.len()]));
+    }
+}
+
+/// `FASTPATH_DRIVE=CASE:N`: see the module documentation.
+fn drive(spec: &str) {
+    let (case, count) = spec
+        .split_once(':')
+        .and_then(|(case, n)| Some((case, n.parse::<usize>().ok()?)))
+        .expect("FASTPATH_DRIVE is CASE:N");
+    let now = Tick::from_nanos(1_000_000_000);
+    let started = Instant::now();
+    match case {
+        "hit" => {
+            let (table, flows) = filled_table(262_144, FLOWS, 0x5EED_0002);
+            drive_hits(&table, &flows, now, 1, count);
+        }
+        "hit_cached" => {
+            let (table, flows) = filled_table(262_144, FLOWS, 0x5EED_0002);
+            drive_cached_hits(&table, &flows, now, count);
+        }
+        "hit_1m" => {
+            let (table, flows) = filled_table(1 << 20, MILLION, 0x5EED_0003);
+            drive_hits(&table, &flows, now, 7919, count);
+        }
+        "established" => {
+            let model = model();
+            let snap = snapshot(&model);
+            let mut rng = Rng(0x5EED_FA57_0000_0001);
+            let (mut worker, frames) = established_world(&model, &snap, &mut rng, now);
+            drive_established(&mut worker, &snap, &frames, now, count);
+        }
+        other => panic!("unknown FASTPATH_DRIVE case {other:?}"),
+    }
+    eprintln!("drive {case}: {count} in {:?}", started.elapsed());
+}
+
 fn fastpath(c: &mut Criterion) {
     let now = Tick::from_nanos(1_000_000_000);
     let mut rng = Rng(0x5EED_FA57_0000_0001);
@@ -211,6 +317,13 @@ fn fastpath(c: &mut Criterion) {
         b.iter(|| {
             i = i.wrapping_add(1);
             black_box(small.lookup(&small_flows[i % FLOWS], now))
+        })
+    });
+    let mut cache = FlowCache::default();
+    group.bench_function("conntrack_hit_cached", |b| {
+        b.iter(|| {
+            i = i.wrapping_add(1);
+            black_box(small.lookup_cached(&small_flows[i % FLOWS], now, &mut cache))
         })
     });
     eprintln!(
@@ -264,24 +377,7 @@ fn fastpath(c: &mut Criterion) {
     // pipeline, established
     let model = model();
     let snap = snapshot(&model);
-    let shared = Arc::new(
-        PathShared::with_log_sink(&model.settings, Arc::new(Discard)).expect("path allocated"),
-    );
-    let mut worker = WorkerPath::new(Arc::clone(&shared));
-    let mut established = Vec::with_capacity(FLOWS);
-    while established.len() < FLOWS {
-        let (src, sport) = client(rng.next());
-        let syn = tcp_frame(src, sport, WEB, 80, true, false);
-        if worker.judge(&snap, now, PortSide::Outside, &syn) != Disposition::Forward {
-            continue; // the same client port twice: already open
-        }
-        let syn_ack = tcp_frame(WEB, 80, src, sport, true, true);
-        assert_eq!(
-            worker.judge(&snap, now, PortSide::Inside, &syn_ack),
-            Disposition::Forward
-        );
-        established.push(tcp_frame(src, sport, WEB, 80, false, true));
-    }
+    let (mut worker, established) = established_world(&model, &snap, &mut rng, now);
     group.bench_function("pipeline_established", |b| {
         b.iter(|| {
             i = i.wrapping_add(1);
@@ -335,4 +431,12 @@ fn fastpath(c: &mut Criterion) {
 }
 
 criterion_group!(benches, fastpath);
-criterion_main!(benches);
+
+fn main() {
+    if let Ok(spec) = std::env::var("FASTPATH_DRIVE") {
+        drive(&spec);
+        return;
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}

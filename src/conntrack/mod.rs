@@ -21,33 +21,46 @@
 //!
 //! Locking: N shards, each a `parking_lot::Mutex` around a fixed-capacity open-addressing
 //! table (`table.rs`, a 64-byte slot and a 1-byte tag per slot, 1.25 slots per entry: 81
-//! bytes per entry, all allocated at construction). A call locks exactly one shard once and never holds a lock
-//! across packets. The key is hashed once with a randomly keyed hasher (SipHash-1-3 from
-//! `RandomState` by default) and that hash picks both the shard and the slot, so keys chosen
-//! to collide under a known hash gain an attacker nothing.
+//! bytes per entry, all allocated at construction; each slot on its own cache line). A call
+//! locks exactly one shard once and never holds a lock across packets. The key is hashed
+//! once with a randomly keyed hasher (a folded multiply under secret words drawn per table,
+//! `hash.rs`; SipHash cost as much as the rest of a hit) and that hash picks both the shard
+//! and the slot, so keys chosen to collide under a known hash gain an attacker nothing.
+//!
+//! Workers' caches: the packet path calls [`Conntrack::lookup_cached`] with its own
+//! [`FlowCache`], which answers a packet that cannot change its connection's state (a plain
+//! ACK of an established TCP connection, a datagram) without the lock or the table's memory,
+//! as long as the shard's epoch says nothing was removed or changed state since the line
+//! was filled, and for at most a second after the table last restarted the entry's timer
+//! (`cache.rs`). Every `ShardGuard` moves the epoch on at release when its shard changed.
 //!
 //! Capacity (SPEC §A2): each shard holds `max_entries / shards`. A full shard frees the slot
 //! of an expired entry if one is near, else evicts a never-replied entry, else refuses the
 //! new connection ([`InsertError::Full`], counted). Entries that have seen a reply are never
 //! evicted.
 
+mod cache;
 mod config;
 mod fragments;
+mod hash;
 mod key;
 mod table;
 mod tcp;
 
-use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
+pub use cache::{FlowCache, REFRESH_SLACK_NANOS};
 pub use config::{ConntrackConfig, DEFAULT_FRAGMENT_TIMEOUT, Timeouts};
 pub use fragments::{Fragment, FragmentDrop, FragmentOutcome, FragmentStats, FragmentTracker};
+pub use hash::{FlowHashBuilder, FoldHasher};
 pub use key::{ConnFlow, ConnKey, ConnPacket, Direction, IcmpInfo, InnerPacket, Side};
 pub use tcp::TcpState;
 
+use cache::CachedFlow;
 use key::{Class, FlowPacket, PROTO_ICMP, PROTO_ICMPV6, PROTO_UDP, PROTO_UDPLITE};
 use table::{SweepStep, Table};
 use tcp::{Step, TcpEvent, TcpProgress};
@@ -290,6 +303,9 @@ const MAX_SHARDS: usize = 1 << 16;
 #[derive(Debug)]
 struct Shard {
     table: Table<ConnKey, Entry>,
+    /// Something changed that a worker's cached line may not outlive (see `cache.rs`): the
+    /// epoch moves on when the lock is released.
+    dirty: bool,
     /// Where the fallback eviction search starts: a hand that moves on each time, so that
     /// repeated searches cover the whole table.
     evict_cursor: usize,
@@ -299,14 +315,75 @@ struct Shard {
 }
 
 /// A shard on its own cache line, so that two workers locking neighbouring shards do not
-/// contend for one line.
+/// contend for one line, with the epoch workers' caches check their lines against.
 #[derive(Debug)]
 #[repr(align(64))]
-struct PaddedShard(Mutex<Shard>);
+struct PaddedShard {
+    shard: Mutex<Shard>,
+    /// Moved on, under the lock, after every change a cached line may not outlive; read
+    /// without the lock by [`Conntrack::lookup_cached`].
+    epoch: AtomicU32,
+}
+
+impl PaddedShard {
+    fn new(shard: Shard) -> PaddedShard {
+        PaddedShard {
+            shard: Mutex::new(shard),
+            epoch: AtomicU32::new(0),
+        }
+    }
+
+    fn lock(&self) -> ShardGuard<'_> {
+        ShardGuard {
+            shard: self.shard.lock(),
+            epoch: &self.epoch,
+        }
+    }
+}
+
+/// A locked shard. Releasing it publishes its changes to the epoch, so no path that changes
+/// a shard can forget to.
+struct ShardGuard<'a> {
+    shard: MutexGuard<'a, Shard>,
+    epoch: &'a AtomicU32,
+}
+
+impl ShardGuard<'_> {
+    /// Moves the epoch on if the shard changed; returns the epoch.
+    fn publish(&mut self) -> u32 {
+        if self.shard.dirty {
+            self.shard.dirty = false;
+            // Release: a worker that reads the new epoch also sees that its line is stale;
+            // one that reads the old epoch answers as if before the change.
+            self.epoch.fetch_add(1, Ordering::Release);
+        }
+        self.epoch.load(Ordering::Relaxed)
+    }
+}
+
+impl Drop for ShardGuard<'_> {
+    fn drop(&mut self) {
+        // Still under the lock: fields are dropped after this body.
+        self.publish();
+    }
+}
+
+impl Deref for ShardGuard<'_> {
+    type Target = Shard;
+    fn deref(&self) -> &Shard {
+        &self.shard
+    }
+}
+
+impl DerefMut for ShardGuard<'_> {
+    fn deref_mut(&mut self) -> &mut Shard {
+        &mut self.shard
+    }
+}
 
 /// The connection table. Share it between workers by reference (`&Conntrack` or `Arc`).
 #[derive(Debug)]
-pub struct Conntrack<S = RandomState> {
+pub struct Conntrack<S = FlowHashBuilder> {
     shards: Box<[PaddedShard]>,
     shard_mask: usize,
     hasher: S,
@@ -317,10 +394,10 @@ pub struct Conntrack<S = RandomState> {
     sweep_shard: AtomicUsize,
 }
 
-impl Conntrack<RandomState> {
+impl Conntrack<FlowHashBuilder> {
     /// A table with a fresh random hash key. All its memory is allocated here.
     pub fn new(config: &ConntrackConfig) -> Result<Self, ConntrackError> {
-        Conntrack::with_hasher(config, RandomState::new())
+        Conntrack::with_hasher(config, FlowHashBuilder::new())
     }
 }
 
@@ -330,12 +407,13 @@ impl<S: BuildHasher> Conntrack<S> {
         let max_entries = config.max_entries as usize;
         let count = shard_count(config.shards, max_entries);
         let shards = build_shards(count, max_entries, |table| {
-            PaddedShard(Mutex::new(Shard {
+            PaddedShard::new(Shard {
                 table,
+                dirty: false,
                 evict_cursor: 0,
                 sweep_cursor: 0,
                 stats: ConntrackStats::default(),
-            }))
+            })
         })?;
         Ok(Conntrack {
             shards,
@@ -433,12 +511,13 @@ impl<S: BuildHasher> Conntrack<S> {
             self.shard_mask,
             budget,
             |index, chunk| {
-                let mut guard = self.shards[index].0.lock();
-                let shard = &mut *guard;
+                let mut guard = self.shards[index].lock();
+                let shard = &mut *guard.shard;
                 let step = shard.table.sweep(&mut shard.sweep_cursor, chunk, |entry| {
                     entry.is_expired(now)
                 });
                 shard.stats.expirations += step.removed as u64;
+                shard.dirty |= step.removed > 0;
                 step
             },
         )
@@ -462,13 +541,13 @@ impl<S: BuildHasher> Conntrack<S> {
         let generation = generation as u32;
         self.shards
             .iter()
-            .map(|padded| padded.0.lock().revalidate(now, generation, &keep))
+            .map(|padded| padded.lock().revalidate(now, generation, &keep))
             .sum()
     }
 
     /// Entries in the table now (locks each shard in turn).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|s| s.0.lock().table.len()).sum()
+        self.shards.iter().map(|s| s.lock().table.len()).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -489,7 +568,7 @@ impl<S: BuildHasher> Conntrack<S> {
     pub fn stats(&self) -> ConntrackStats {
         let mut total = ConntrackStats::default();
         for padded in self.shards.iter() {
-            let shard = padded.0.lock();
+            let shard = padded.lock();
             total.add(&shard.stats);
             total.entries += shard.table.len() as u64;
         }
@@ -501,15 +580,15 @@ impl<S: BuildHasher> Conntrack<S> {
         let tables: usize = self
             .shards
             .iter()
-            .map(|s| s.0.lock().table.memory_bytes())
+            .map(|s| s.lock().table.memory_bytes())
             .sum();
         tables + std::mem::size_of_val(&*self.shards)
     }
 
-    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+    fn shard(&self, hash: u64) -> &PaddedShard {
         // Bits 32 and up: the table's slot uses the low 32 bits and its tag the top 7, so
         // the shard choice does not bias either within a shard.
-        &self.shards[(hash >> 32) as usize & self.shard_mask].0
+        &self.shards[(hash >> 32) as usize & self.shard_mask]
     }
 
     fn lookup_flow(&self, key: &ConnKey, side: Side, packet: FlowPacket, now: Tick) -> Lookup {
@@ -547,6 +626,7 @@ impl<S: BuildHasher> Conntrack<S> {
         let Some(entry) = shard.table.value_mut(index) else {
             return self.first_packet(packet);
         };
+        let before = entry.state();
         let direction = Direction::of(side, entry.originator);
         let step = match (packet, entry.tcp.as_mut()) {
             (FlowPacket::Tcp(event), Some(progress)) => tcp::advance(progress, event, direction),
@@ -556,7 +636,7 @@ impl<S: BuildHasher> Conntrack<S> {
             // replies always replies.
             (_, None) => Step::Accepted,
         };
-        match step {
+        let answer = match step {
             Step::Accepted => {
                 if direction == Direction::Reply {
                     entry.replied = true;
@@ -573,11 +653,85 @@ impl<S: BuildHasher> Conntrack<S> {
             },
             Step::Invalid => Lookup::Invalid(InvalidReason::TcpOutOfState),
             Step::Reopen => {
-                shard.table.remove(index);
+                shard.remove(index);
                 shard.stats.reopens += 1;
-                Lookup::New
+                return Lookup::New;
+            }
+        };
+        // A first reply or a TCP transition: workers' cached lines must not answer for
+        // the old state.
+        if let Some(entry) = shard.table.slot(index)
+            && entry.value.state() != before
+        {
+            shard.dirty = true;
+        }
+        answer
+    }
+
+    /// As [`Conntrack::lookup`], answering from the worker's `cache` when a line there can
+    /// (see `cache.rs`) and refilling it otherwise. Same answers as `lookup`, except that a
+    /// cached answer does not restart the entry's idle timer, which may then run out up to
+    /// [`REFRESH_SLACK_NANOS`] early.
+    pub fn lookup_cached(&self, pkt: &ConnPacket, now: Tick, cache: &mut FlowCache) -> Lookup {
+        let Class::Flow { key, side, packet } = key::classify(pkt) else {
+            return self.lookup(pkt, now);
+        };
+        let hash = self.hasher.hash_one(key);
+        let padded = self.shard(hash);
+        if cannot_change_state(packet) {
+            // Acquire: pairs with the release in `ShardGuard::publish`.
+            let epoch = padded.epoch.load(Ordering::Acquire);
+            if let Some(answer) = cache
+                .line(hash)
+                .and_then(|line| line.answer(&key, side, now, epoch))
+            {
+                return answer;
             }
         }
+        let mut shard = padded.lock();
+        let Some(index) = shard.find_live(hash, &key, now) else {
+            return self.first_packet(packet);
+        };
+        let answer = self.advance(&mut shard, index, key.protocol(), side, packet, now);
+        if let Lookup::Established { .. } = answer
+            && let Some(entry) = shard.table.slot(index).map(|slot| slot.value)
+            && let Some(trusted_until) = self.trusted_until(key.protocol(), &entry)
+        {
+            let epoch = shard.publish();
+            cache.fill(
+                hash,
+                CachedFlow {
+                    key,
+                    trusted_until,
+                    epoch,
+                    originator: entry.originator,
+                    state: entry.state(),
+                },
+            );
+        }
+        answer
+    }
+
+    /// Until when a cached line may answer for `entry`, if it may at all: only steady
+    /// entries (established TCP that has seen a reply, or a pseudo-connection), and only
+    /// within the slack after the table last restarted its timer.
+    fn trusted_until(&self, protocol: u8, entry: &Entry) -> Option<Tick> {
+        let steady = match entry.tcp {
+            Some(tcp) => tcp.state == TcpState::Established && entry.replied,
+            None => true,
+        };
+        if !steady {
+            return None;
+        }
+        let restarted = entry
+            .expires
+            .nanos()
+            .saturating_sub(self.timeouts.of(protocol, entry));
+        Some(
+            Tick(restarted)
+                .after(REFRESH_SLACK_NANOS)
+                .min(entry.expires),
+        )
     }
 
     fn lookup_related(&self, key: &ConnKey, side: Side, now: Tick) -> Lookup {
@@ -593,6 +747,18 @@ impl<S: BuildHasher> Conntrack<S> {
             None => Lookup::Stateless,
         }
     }
+}
+
+/// Whether a packet of a tracked connection leaves its state as it is (given a steady
+/// entry, see `cache.rs`): SYN, FIN and RST segments always go to the table.
+fn cannot_change_state(packet: FlowPacket) -> bool {
+    matches!(
+        packet,
+        FlowPacket::Tcp(TcpEvent::Ack)
+            | FlowPacket::Datagram
+            | FlowPacket::EchoRequest
+            | FlowPacket::EchoReply
+    )
 }
 
 /// Builds `count` shards holding `max_entries` in all: the first `max_entries % count`
@@ -660,6 +826,12 @@ fn shard_count(requested: Option<usize>, max_entries: usize) -> usize {
 }
 
 impl Shard {
+    /// Removes the entry at `index`; cached lines of this shard go stale.
+    fn remove(&mut self, index: usize) {
+        self.table.remove(index);
+        self.dirty = true;
+    }
+
     /// The slot of a live entry for `key`; an expired one met on the way is removed.
     fn find_live(&mut self, hash: u64, key: &ConnKey, now: Tick) -> Option<usize> {
         let index = self.table.find(hash, key)?;
@@ -668,7 +840,7 @@ impl Shard {
             .slot(index)
             .is_none_or(|slot| slot.value.is_expired(now));
         if expired {
-            self.table.remove(index);
+            self.remove(index);
             self.stats.expirations += 1;
             return None;
         }
@@ -707,7 +879,7 @@ impl Shard {
             };
             let entry = &slot.value;
             if entry.is_expired(now) {
-                self.table.remove(index);
+                self.remove(index);
                 self.stats.expirations += 1;
                 return true;
             }
@@ -718,7 +890,7 @@ impl Shard {
         let Some((index, _)) = victim else {
             return false;
         };
-        self.table.remove(index);
+        self.remove(index);
         self.stats.evictions += 1;
         true
     }
@@ -740,13 +912,13 @@ impl Shard {
             // After a removal the next entry of the cluster may shift into this slot, so
             // the index stays put.
             if entry.is_expired(now) {
-                self.table.remove(index);
+                self.remove(index);
                 self.stats.expirations += 1;
                 continue;
             }
             if entry.generation != generation {
                 if !keep(&slot.key.flow(entry.originator)) {
-                    self.table.remove(index);
+                    self.remove(index);
                     self.stats.revalidation_drops += 1;
                     removed += 1;
                     continue;

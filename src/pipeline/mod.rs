@@ -25,8 +25,8 @@
 //!            │                              └ otherwise: keep the verdict for below
 //!            ▼
 //!          conntrack lookup ─┬ Established / Related ─► forward, no policy
-//!                            ├ Invalid ───────────────► drop conntrack_invalid
-//!                            └ New / NewMidStream / Stateless
+//!          (worker's cache,  ├ Invalid ───────────────► drop conntrack_invalid
+//!           then the table)  └ New / NewMidStream / Stateless
 //!                                 └ decide (unless already) ─ denied ─► drop policy
 //!                                        allowed: New* ─► insert (full ─► drop conntrack_full)
 //!                                                 Stateless ─► forward, nothing tracked
@@ -69,8 +69,8 @@ use std::time::Instant;
 use parking_lot::Mutex;
 
 use crate::conntrack::{
-    ConnPacket, Conntrack, ConntrackConfig, ConntrackError, ConntrackStats, FragmentDrop,
-    FragmentOutcome, FragmentStats, FragmentTracker, InsertError, Lookup, Tick,
+    ConnPacket, Conntrack, ConntrackConfig, ConntrackError, ConntrackStats, FlowCache,
+    FragmentDrop, FragmentOutcome, FragmentStats, FragmentTracker, InsertError, Lookup, Tick,
 };
 use crate::dataplane::{Disposition, PortSide};
 use crate::model::Settings;
@@ -284,6 +284,9 @@ pub struct WorkerPath {
     /// The table of the snapshot in force, also published in `counters`; kept here so the
     /// hot path reaches it without an atomic load.
     hits: Arc<RuleHits>,
+    /// This worker's cache of steady connections: an established packet is answered
+    /// without the shard lock or the table's memory when it can be.
+    flows: FlowCache,
 }
 
 impl WorkerPath {
@@ -294,6 +297,7 @@ impl WorkerPath {
             hits: counters.rule_hits(),
             shared,
             counters,
+            flows: FlowCache::default(),
         }
     }
 
@@ -452,7 +456,11 @@ impl WorkerPath {
         conn: &ConnPacket,
         evaluated: Option<FlowVerdict>,
     ) -> Result<Admit, DropReason> {
-        let opens = match self.shared.conntrack.lookup(conn, packet.now) {
+        let opens = match self
+            .shared
+            .conntrack
+            .lookup_cached(conn, packet.now, &mut self.flows)
+        {
             Lookup::Established { .. } | Lookup::Related { .. } => {
                 self.counters.established.add(1);
                 return Ok(Admit::Forward);

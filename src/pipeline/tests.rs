@@ -606,6 +606,37 @@ fn established_connection_survives_a_stricter_snapshot_until_revalidated() {
 }
 
 #[test]
+fn a_connection_answered_by_the_worker_cache_still_times_out() {
+    let mut rig = Rig::new(&world("", ""));
+    rig.expect("syn", Outside, &tcp(CLIENT, 40002, WEB, 80, "S"), None);
+    rig.expect("syn-ack", Inside, &tcp(WEB, 80, CLIENT, 40002, "SA"), None);
+    rig.expect("ack", Outside, &tcp(CLIENT, 40002, WEB, 80, "A"), None);
+    // Steady packets in the same instant: answered by the worker's cache.
+    for _ in 0..3 {
+        rig.expect("data", Outside, &tcp(CLIENT, 40002, WEB, 80, "PA"), None);
+        rig.expect(
+            "data back",
+            Inside,
+            &tcp(WEB, 80, CLIENT, 40002, "PA"),
+            None,
+        );
+    }
+    assert_eq!(rig.totals().established, 8);
+    assert_eq!(rig.totals().policy_evaluations, 1);
+    // No new connections to web, and five days of silence (the established timeout) with
+    // no sweeper: the next segment finds no connection, whatever the cache held.
+    rig.reload(WEB_CLOSED);
+    rig.now = rig.now.after(432_000 * SECOND);
+    rig.expect(
+        "data after the timeout is a new, denied connection",
+        Outside,
+        &tcp(CLIENT, 40002, WEB, 80, "PA"),
+        Some(DropReason::Policy),
+    );
+    assert_eq!(rig.shared.conntrack_stats().expirations, 1);
+}
+
+#[test]
 fn revalidate_keeps_connections_still_allowed() {
     let mut rig = Rig::new(&world("", ""));
     rig.send(Outside, &tcp(CLIENT, 40000, WEB, 80, "S"));
