@@ -272,10 +272,11 @@ fn generate(args: &GenArgs) -> Result<String, String> {
         pool.next_batch(&mut next_flow, want, &mut batch);
         let which = batches % ports.len();
         let port = &mut ports[which];
-        sent += port
+        let accepted = port
             .send_batch(pool.bytes(), &batch)
-            .map_err(|e| e.to_string())? as u64;
-        attempted += batch.len() as u64;
+            .map_err(|e| e.to_string())?;
+        sent += accepted as u64;
+        attempted += offered(accepted, batch.len()) as u64;
         batches += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -294,6 +295,18 @@ fn generate(args: &GenArgs) -> Result<String, String> {
         sent_pps: sent as f64 / seconds,
         tx_dropped,
     })
+}
+
+/// Frames of a batch of `batch` that were offered to the interface, when it accepted
+/// `accepted`: a send the interface refuses (its peer's ring full) gives up the rest of the
+/// batch, so the refused frame counts as offered and lost, like a tail drop, and the frames
+/// after it were never offered: the pacer sends them next, each offered once.
+fn offered(accepted: usize, batch: usize) -> usize {
+    if accepted < batch {
+        accepted + 1
+    } else {
+        batch
+    }
 }
 
 fn interface_mac(interface: &str) -> Result<[u8; 6], String> {
@@ -638,6 +651,21 @@ mod tests {
             );
         }
         assert_eq!(Pacer::new(0).allowed(1 << 40, Duration::ZERO), usize::MAX);
+    }
+
+    #[test]
+    fn a_refused_send_offers_one_frame_more_than_it_sent() {
+        // (accepted, batch, offered)
+        let cases = [
+            (64, 64, 64),
+            (0, 64, 1),
+            (10, 64, 11),
+            (63, 64, 64),
+            (1, 1, 1),
+        ];
+        for (accepted, batch, expected) in cases {
+            assert_eq!(offered(accepted, batch), expected, "{accepted} of {batch}");
+        }
     }
 
     #[test]
