@@ -136,6 +136,25 @@ pub enum RuleAction {
     Log,
 }
 
+/// The side of an endpoint a policy or profile rule belongs to: its `ingress` or `egress`
+/// list. Defaults have none: one default id stands for both sides (a tier's end, an
+/// endpoint default, failsafe, unmatched traffic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RuleDirection {
+    Ingress,
+    Egress,
+}
+
+impl RuleDirection {
+    /// `ingress` or `egress`, as in metric labels, `/status` and log lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            RuleDirection::Ingress => "ingress",
+            RuleDirection::Egress => "egress",
+        }
+    }
+}
+
 /// Which default a synthetic rule stands for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DefaultKind {
@@ -154,6 +173,8 @@ pub struct RuleInfo<'a> {
     pub tier: Option<&'a str>,
     /// `KIND/NAME`, `KIND/NAMESPACE/NAME` or `Profile/NAME`; `None` for a default.
     pub policy: Option<&'a str>,
+    /// The policy's rule list the rule sits in; `None` for a default.
+    pub direction: Option<RuleDirection>,
     /// Index in the policy's rule list for its direction; `None` for a default.
     pub index: Option<u32>,
     pub action: RuleAction,
@@ -166,6 +187,7 @@ pub(crate) struct RuleMeta {
     pub stage: RuleStage,
     pub tier: Option<u32>,
     pub policy: Option<u32>,
+    pub direction: Option<RuleDirection>,
     pub index: Option<u32>,
     pub action: RuleAction,
     pub default: Option<DefaultKind>,
@@ -191,6 +213,7 @@ impl RuleTable {
             stage: meta.stage,
             tier: name(&self.tier_names, meta.tier),
             policy: name(&self.policy_names, meta.policy),
+            direction: meta.direction,
             index: meta.index,
             action: meta.action,
             default: meta.default,
@@ -464,5 +487,74 @@ impl SnapshotHandle {
     /// Generation of the snapshot in force.
     pub fn generation(&self) -> u64 {
         self.current.load().generation
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::model::load::load_str;
+    use crate::model::{Limits, Model, Settings};
+
+    /// A policy with two ingress rules and one egress rule, and a profile with one of each.
+    const RULES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: { name: web, labels: { role: web } }
+spec: { node: n1, expectedIPs: ["203.0.113.10"], profiles: [base] }
+---
+apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: { name: base }
+spec:
+  ingress: [{ action: Allow, protocol: UDP }]
+  egress: [{ action: Deny }]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: p }
+spec:
+  selector: role == 'web'
+  types: [Ingress, Egress]
+  ingress: [{ action: Log }, { action: Allow, protocol: TCP }]
+  egress: [{ action: Allow }]
+"#;
+
+    #[test]
+    fn every_policy_and_profile_rule_knows_its_direction_and_defaults_have_none() {
+        let limits = Limits::default();
+        let (resources, problems) = load_str("rules.yaml", RULES, &limits);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let settings = Settings::from_resources(&resources).unwrap();
+        let model = Model {
+            resources,
+            settings,
+        };
+        let snapshot = crate::compile::compile(&crate::policy::resolve(&model).unwrap(), 1);
+        let mut named = Vec::new();
+        for id in 0..snapshot.rule_count() {
+            let rule = snapshot.rule(RuleId(id as u32)).unwrap();
+            assert_eq!(
+                rule.direction.is_none(),
+                rule.default.is_some(),
+                "{rule:?}: a direction exactly when not a default"
+            );
+            if let (Some(policy), Some(direction), Some(index)) =
+                (rule.policy, rule.direction, rule.index)
+            {
+                named.push((policy.to_owned(), direction.name(), index, rule.action));
+            }
+        }
+        named.sort_by(|a, b| (&a.0, a.1, a.2).cmp(&(&b.0, b.1, b.2)));
+        let expected = [
+            ("GlobalNetworkPolicy/p", "egress", 0, RuleAction::Allow),
+            ("GlobalNetworkPolicy/p", "ingress", 0, RuleAction::Log),
+            ("GlobalNetworkPolicy/p", "ingress", 1, RuleAction::Allow),
+            ("Profile/base", "egress", 0, RuleAction::Deny),
+            ("Profile/base", "ingress", 0, RuleAction::Allow),
+        ]
+        .map(|(p, d, i, a)| (p.to_owned(), d, i, a));
+        assert_eq!(named, expected);
     }
 }

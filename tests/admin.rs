@@ -50,12 +50,17 @@ fn traffic(name: &str, port: &str, verdict: &str) -> String {
 }
 
 fn rule(name: &str, policy: &str, action: &str) -> String {
+    rule_of(name, policy, "ingress", action)
+}
+
+fn rule_of(name: &str, policy: &str, direction: &str, action: &str) -> String {
     series(
         name,
         &[
             ("stage", "normal"),
             ("tier", "default"),
             ("policy", policy),
+            ("direction", direction),
             ("rule", "0"),
             ("action", action),
             ("default", ""),
@@ -230,10 +235,111 @@ fn scraped_counters_equal_the_traffic_sent() {
         "last reload     ok, generation 1 (start,",
         "backend afpacket",
         "drops           policy 7",
-        "GlobalNetworkPolicy/deny-udp rule 0 (deny, normal)",
+        "GlobalNetworkPolicy/deny-udp ingress rule 0 (deny, normal)",
+        "kernel drops    not counted by the afpacket backend",
     ] {
         assert!(summary.contains(needle), "{needle:?} in\n{summary}");
     }
+}
+
+/// `web` (.110) with one policy whose ingress rule 0 and egress rule 0 both allow: UDP 5000
+/// in, UDP 6000 out.
+const BOTH_WAYS_POLICY: &str = r#"apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata:
+  name: web
+  labels: { role: web }
+spec:
+  node: web
+  expectedIPs: ["203.0.113.110"]
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata:
+  name: both-ways
+spec:
+  order: 10
+  selector: role == 'web'
+  types: [Ingress, Egress]
+  ingress:
+    - action: Allow
+      protocol: UDP
+      destination: { ports: [5000] }
+  egress:
+    - action: Allow
+      protocol: UDP
+      destination: { ports: [6000] }
+"#;
+
+#[test]
+fn ingress_and_egress_rule_0_of_one_policy_count_apart() {
+    const INBOUND_FLOWS: u16 = 3;
+    const OUTBOUND_FLOWS: u16 = 4;
+    let Some(topology) = Topology::new("ad") else {
+        return;
+    };
+    quiet_hosts(&topology);
+    let dir = ConfigDir::new("directions");
+    dir.write("policy.yaml", BOTH_WAYS_POLICY);
+    let sink = UdpSink::start(&topology, &[5000]);
+    // The outside host takes UDP 6000, so that nothing answers with ICMP.
+    let outside_sink = udp_socket(&topology, Side::Outside, OUTSIDE_V4[0], 6000);
+    let gateway = start_gateway(&topology, dir.path());
+    let before = gateway.metrics();
+    for flow in 0..INBOUND_FLOWS {
+        let socket = udp_socket(&topology, Side::Outside, OUTSIDE_V4[0], 43_000 + flow);
+        socket.send_to(b"in", (INSIDE_V4[0], 5000)).unwrap();
+    }
+    for flow in 0..OUTBOUND_FLOWS {
+        let socket = udp_socket(&topology, Side::Inside, INSIDE_V4[0], 44_000 + flow);
+        socket.send_to(b"out", (OUTSIDE_V4[0], 6000)).unwrap();
+    }
+    let name = "portcullis_rule_packets_total";
+    let ingress = rule_of(name, "GlobalNetworkPolicy/both-ways", "ingress", "allow");
+    let egress = rule_of(name, "GlobalNetworkPolicy/both-ways", "egress", "allow");
+    let after = gateway.wait_for_metrics("both directions counted", |m| {
+        delta(m, &before, &ingress) >= f64::from(INBOUND_FLOWS)
+            && delta(m, &before, &egress) >= f64::from(OUTBOUND_FLOWS)
+    });
+    thread::sleep(Duration::from_millis(300));
+    let settled = gateway.metrics();
+    assert_eq!(after.get(&ingress), settled.get(&ingress));
+    assert_eq!(
+        (
+            delta(&settled, &before, &ingress),
+            delta(&settled, &before, &egress)
+        ),
+        (f64::from(INBOUND_FLOWS), f64::from(OUTBOUND_FLOWS)),
+        "{}",
+        gateway.stderr()
+    );
+    assert_eq!(sink.received().len(), usize::from(INBOUND_FLOWS));
+    drop(outside_sink);
+
+    let (code, json) = gateway.get("/status").unwrap();
+    assert_eq!(code, 200, "{json}");
+    let status: serde_json::Value = serde_json::from_str(&json).unwrap();
+    let mut listed: Vec<(String, u64)> = status["top_rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["policy"] == "GlobalNetworkPolicy/both-ways")
+        .map(|r| {
+            (
+                r["direction"].as_str().unwrap().to_owned(),
+                r["packets"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    listed.sort();
+    assert_eq!(
+        listed,
+        [
+            ("egress".to_owned(), u64::from(OUTBOUND_FLOWS)),
+            ("ingress".to_owned(), u64::from(INBOUND_FLOWS)),
+        ],
+        "{json}"
+    );
 }
 
 #[test]

@@ -843,6 +843,29 @@ fn counters(backend: Backend) {
         rule_hits(&after, "mdns") - rule_hits(&before, "mdns") >= ALLOWED as f64,
         "{backend:?}: the allowed flows hit the Allow rule\n{after:#?}"
     );
+    // AF_XDP's kernel drop counts are exported (their values depend on load); AF_PACKET's
+    // backend has none to export.
+    let kernel_series: Vec<&String> = after
+        .keys()
+        .filter(|k| k.starts_with("portcullis_kernel_drops_total{"))
+        .collect();
+    let expected_series = match backend {
+        Backend::Afxdp => 4,
+        Backend::Afpacket => 0,
+    };
+    assert_eq!(
+        kernel_series.len(),
+        expected_series,
+        "{backend:?}: {kernel_series:?}"
+    );
+    if backend == Backend::Afxdp {
+        for series in [
+            r#"portcullis_kernel_drops_total{port="outside",reason="fill_ring_empty"}"#,
+            r#"portcullis_kernel_drops_total{port="inside",reason="rx_ring_full"}"#,
+        ] {
+            assert!(after.contains_key(series), "{backend:?}: {series} missing");
+        }
+    }
 
     let status = gateway.stop(Signal::Term);
     assert!(status.success(), "{status:?}\n{}", gateway.stderr());

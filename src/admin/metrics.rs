@@ -148,12 +148,17 @@ pub fn default_name(default: DefaultKind) -> &'static str {
     }
 }
 
-/// The label values of a rule's series, in [`RULE_LABELS`] order.
-pub fn rule_labels(rule: &RuleSample) -> [String; 6] {
+/// The label values of a rule's series, in [`RULE_LABELS`] order. A default's `policy`,
+/// `direction` and `rule` are empty: one default stands for both sides of an endpoint.
+pub fn rule_labels(rule: &RuleSample) -> RuleLabelValues {
     [
         stage_name(rule.stage).to_owned(),
         rule.tier.clone().unwrap_or_default(),
         rule.policy.clone().unwrap_or_default(),
+        rule.direction
+            .map(|d| d.name())
+            .unwrap_or_default()
+            .to_owned(),
         rule.index.map(|i| i.to_string()).unwrap_or_default(),
         action_name(rule.action).to_owned(),
         rule.default
@@ -163,11 +168,24 @@ pub fn rule_labels(rule: &RuleSample) -> [String; 6] {
     ]
 }
 
-/// The label names of the per-rule series.
-pub const RULE_LABELS: [&str; 6] = ["stage", "tier", "policy", "rule", "action", "default"];
+/// The label names of the per-rule series. `direction` is the policy's rule list
+/// (`ingress`, `egress`), unlike the `direction` of the traffic families, which says where a
+/// frame is heading (`inbound`, `outbound`).
+pub const RULE_LABELS: [&str; 7] = [
+    "stage",
+    "tier",
+    "policy",
+    "direction",
+    "rule",
+    "action",
+    "default",
+];
+
+/// A rule series' label values, in [`RULE_LABELS`] order.
+pub type RuleLabelValues = [String; RULE_LABELS.len()];
 
 /// Per-rule totals merged by label set, in label order.
-fn merged_rules(rules: &[RuleSample]) -> BTreeMap<[String; 6], (u64, u64)> {
+pub fn merged_rules(rules: &[RuleSample]) -> BTreeMap<RuleLabelValues, (u64, u64)> {
     let mut merged = BTreeMap::new();
     for rule in rules {
         let entry: &mut (u64, u64) = merged.entry(rule_labels(rule)).or_default();
@@ -344,6 +362,31 @@ fn config(e: &mut Exposition, s: &Scrape) {
     e.sample(name, &[("result", "failure")], r.failures);
 }
 
+/// Only for a backend that counts them (AF_XDP): a family with no samples would claim zeros
+/// nobody measured.
+fn kernel_drops(e: &mut Exposition, s: &Scrape) {
+    let Some(drops) = &s.kernel_drops else {
+        return;
+    };
+    let name = "portcullis_kernel_drops_total";
+    e.family(
+        name,
+        Type::Counter,
+        "Frames the kernel dropped on the gateway's sockets before a worker saw them, by port \
+         of arrival and reason (fill_ring_empty, rx_ring_full: the workers did not keep up). \
+         Read when a worker's poll finds no frame waiting.",
+    );
+    for (i, (port, _)) in PORTS.iter().enumerate() {
+        let d = drops[i];
+        for (reason, count) in [
+            ("fill_ring_empty", d.fill_ring_empty),
+            ("rx_ring_full", d.rx_ring_full),
+        ] {
+            e.sample(name, &[("port", *port), ("reason", reason)], count);
+        }
+    }
+}
+
 fn process(e: &mut Exposition, s: &Scrape) {
     e.single(
         "portcullis_log_lines_total",
@@ -357,6 +400,7 @@ fn process(e: &mut Exposition, s: &Scrape) {
         "Log-action lines not written because of logRateLimitPerSecond.",
         s.log_suppressed,
     );
+    kernel_drops(e, s);
     let families: [(&str, &str, &[u64; 2]); 2] = [
         (
             "portcullis_backend_tx_failed_total",

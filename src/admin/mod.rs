@@ -26,7 +26,8 @@ use std::time::{Duration, SystemTime};
 
 pub use http::{HttpServer, Method, Request, Response};
 pub use state::{
-    AdminSource, GatewayInfo, Readiness, ReloadAttempt, ReloadLog, ReloadRecord, RuleSample, Scrape,
+    AdminSource, GatewayInfo, KernelDropTotals, Readiness, ReloadAttempt, ReloadLog, ReloadRecord,
+    RuleSample, Scrape,
 };
 pub use status::Status;
 

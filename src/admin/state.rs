@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 
 use crate::conntrack::ConntrackStats;
 use crate::packet::DropReason;
-use crate::snapshot::{DefaultKind, RuleAction, RuleStage};
+use crate::snapshot::{DefaultKind, RuleAction, RuleDirection, RuleStage};
 
 /// The gateway as the admin listener sees it.
 pub trait AdminSource: Send + Sync + 'static {
@@ -64,11 +64,23 @@ pub struct RuleSample {
     pub tier: Option<String>,
     /// `KIND/NAME`, `KIND/NAMESPACE/NAME` or `Profile/NAME`; `None` for a default.
     pub policy: Option<String>,
+    /// The policy's `ingress` or `egress` list; `None` for a default, which serves both.
+    pub direction: Option<RuleDirection>,
     pub index: Option<u32>,
     pub action: RuleAction,
     pub default: Option<DefaultKind>,
     pub packets: u64,
     pub bytes: u64,
+}
+
+/// Frames the kernel dropped on one port's sockets before a worker saw them (AF_XDP's
+/// `XDP_STATISTICS`), summed over workers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct KernelDropTotals {
+    /// No free frame on the fill ring: the workers did not keep up.
+    pub fill_ring_empty: u64,
+    /// The RX ring was full: the workers did not keep up.
+    pub rx_ring_full: u64,
 }
 
 /// Every counter the gateway exposes, summed over workers.
@@ -94,6 +106,9 @@ pub struct Scrape {
     pub tx_failed: [u64; 2],
     /// By port of arrival: frames too long for the backend's buffers.
     pub truncated: [u64; 2],
+    /// By port of arrival; `None` when the backend does not count them (AF_PACKET) or no
+    /// worker runs yet.
+    pub kernel_drops: Option<[KernelDropTotals; 2]>,
 }
 
 impl Scrape {
@@ -117,6 +132,7 @@ impl Scrape {
             log_suppressed: 0,
             tx_failed: [0; 2],
             truncated: [0; 2],
+            kernel_drops: None,
         }
     }
 }

@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
 
-use super::metrics::rule_labels;
+use super::metrics::merged_rules;
 use super::state::{RuleSample, Scrape};
 use crate::packet::DropReason;
 use crate::pipeline::{DROPPED, FORWARDED};
@@ -31,8 +31,19 @@ pub struct Status {
     /// Drop reasons that happened, by name.
     pub drops: Vec<NamedCount>,
     pub conntrack: Conntrack,
+    /// Frames the kernel dropped before a worker saw them, by port; `None` when the backend
+    /// does not count them (afpacket) or from an older gateway.
+    #[serde(default)]
+    pub kernel_drops: Option<Vec<PortKernelDrops>>,
     pub log_suppressed: u64,
     pub top_rules: Vec<RuleHits>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PortKernelDrops {
+    pub port: String,
+    pub fill_ring_empty: u64,
+    pub rx_ring_full: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,6 +101,9 @@ pub struct RuleHits {
     pub stage: String,
     pub tier: String,
     pub policy: String,
+    /// `ingress` or `egress`; empty for a default. Absent from an older gateway's answer.
+    #[serde(default)]
+    pub direction: String,
     pub rule: String,
     pub action: String,
     pub default: String,
@@ -166,6 +180,17 @@ impl Status {
                 evictions: s.conntrack.evictions,
                 insert_failures: s.conntrack.insert_failures,
             },
+            kernel_drops: s.kernel_drops.map(|drops| {
+                ["outside", "inside"]
+                    .iter()
+                    .zip(drops)
+                    .map(|(port, d)| PortKernelDrops {
+                        port: (*port).to_owned(),
+                        fill_ring_empty: d.fill_ring_empty,
+                        rx_ring_full: d.rx_ring_full,
+                    })
+                    .collect()
+            }),
             log_suppressed: s.log_suppressed,
             top_rules: top_rules(&s.rules, TOP_RULES),
         }
@@ -269,6 +294,7 @@ impl Status {
              insert failures",
             c.entries, c.max_entries, c.inserts, c.evictions, c.insert_failures
         );
+        let _ = writeln!(out, "  kernel drops    {}", self.kernel_drops_text());
         if self.log_suppressed > 0 {
             let _ = writeln!(out, "  log lines suppressed {}", self.log_suppressed);
         }
@@ -290,7 +316,28 @@ impl Status {
     }
 }
 
-/// `tier default, GlobalNetworkPolicy/x rule 2 (allow)` or `default tier_end of tier t (deny)`.
+impl Status {
+    /// `outside 0 fill ring empty, 0 RX ring full; inside ...`, or why there is nothing.
+    fn kernel_drops_text(&self) -> String {
+        match &self.kernel_drops {
+            Some(ports) => ports
+                .iter()
+                .map(|p| {
+                    format!(
+                        "{} {} fill ring empty, {} RX ring full",
+                        p.port, p.fill_ring_empty, p.rx_ring_full
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; "),
+            None if self.ports.backend.is_empty() => "none yet".to_owned(),
+            None => format!("not counted by the {} backend", self.ports.backend),
+        }
+    }
+}
+
+/// `tier default, GlobalNetworkPolicy/x ingress rule 2 (allow, normal)` or
+/// `tier t, default tier_end (deny, normal)`.
 fn rule_text(r: &RuleHits) -> String {
     let mut text = String::new();
     if !r.tier.is_empty() {
@@ -300,8 +347,14 @@ fn rule_text(r: &RuleHits) -> String {
         let _ = write!(text, "default {}", r.default);
     } else {
         let _ = write!(text, "{}", r.policy);
-        if !r.rule.is_empty() {
-            let _ = write!(text, " rule {}", r.rule);
+        match (r.direction.is_empty(), r.rule.is_empty()) {
+            (_, true) => {}
+            (true, false) => {
+                let _ = write!(text, " rule {}", r.rule);
+            }
+            (false, false) => {
+                let _ = write!(text, " {} rule {}", r.direction, r.rule);
+            }
         }
     }
     let _ = write!(text, " ({}, {})", r.action, r.stage);
@@ -311,25 +364,22 @@ fn rule_text(r: &RuleHits) -> String {
 /// The `n` rules with the most packets (ties: label order), merged by label set as in
 /// `/metrics`.
 fn top_rules(rules: &[RuleSample], n: usize) -> Vec<RuleHits> {
-    let mut merged: std::collections::BTreeMap<[String; 6], (u64, u64)> = Default::default();
-    for rule in rules {
-        let e = merged.entry(rule_labels(rule)).or_default();
-        e.0 += rule.packets;
-        e.1 += rule.bytes;
-    }
-    let mut list: Vec<RuleHits> = merged
+    let mut list: Vec<RuleHits> = merged_rules(rules)
         .into_iter()
         .filter(|(_, (packets, _))| *packets > 0)
         .map(
-            |([stage, tier, policy, rule, action, default], (packets, bytes))| RuleHits {
-                stage,
-                tier,
-                policy,
-                rule,
-                action,
-                default,
-                packets,
-                bytes,
+            |([stage, tier, policy, direction, rule, action, default], (packets, bytes))| {
+                RuleHits {
+                    stage,
+                    tier,
+                    policy,
+                    direction,
+                    rule,
+                    action,
+                    default,
+                    packets,
+                    bytes,
+                }
             },
         )
         .collect();

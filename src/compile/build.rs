@@ -33,8 +33,8 @@ use crate::policy::{
 };
 use crate::selector::Selector;
 use crate::snapshot::{
-    AddressEntry, DefaultKind, PathPolicy, RuleAction, RuleId, RuleMeta, RuleStage, RuleTable,
-    Snapshot,
+    AddressEntry, DefaultKind, PathPolicy, RuleAction, RuleDirection, RuleId, RuleMeta, RuleStage,
+    RuleTable, Snapshot,
 };
 
 const DIRECTIONS: [Direction; 2] = [Direction::Ingress, Direction::Egress];
@@ -179,6 +179,7 @@ impl<'a> RuleIds<'a> {
             let base = DIRECTIONS.map(|d| {
                 ids.add_rules(
                     p.policy.rules(d).unwrap_or_default(),
+                    d,
                     stage,
                     Some(p.tier as u32),
                     name,
@@ -188,8 +189,8 @@ impl<'a> RuleIds<'a> {
         }
         for profile in &resolved.profiles {
             let name = ids.name(&profile.display_name);
-            let base =
-                DIRECTIONS.map(|d| ids.add_rules(profile.rules(d), RuleStage::Profile, None, name));
+            let base = DIRECTIONS
+                .map(|d| ids.add_rules(profile.rules(d), d, RuleStage::Profile, None, name));
             ids.profile_base.push(base);
         }
         for tier in 0..resolved.tiers.len() {
@@ -224,16 +225,22 @@ impl<'a> RuleIds<'a> {
     fn add_rules(
         &mut self,
         rules: &'a [Rule],
+        direction: Direction,
         stage: RuleStage,
         tier: Option<u32>,
         policy: u32,
     ) -> u32 {
         let base = self.metas.len() as u32;
+        let direction = match direction {
+            Direction::Ingress => RuleDirection::Ingress,
+            Direction::Egress => RuleDirection::Egress,
+        };
         for (index, rule) in rules.iter().enumerate() {
             self.metas.push(RuleMeta {
                 stage,
                 tier,
                 policy: Some(policy),
+                direction: Some(direction),
                 index: Some(index as u32),
                 action: match rule.action {
                     Action::Allow => RuleAction::Allow,
@@ -259,6 +266,7 @@ impl<'a> RuleIds<'a> {
             stage,
             tier,
             policy: None,
+            direction: None,
             index: None,
             action,
             default: Some(default),

@@ -11,6 +11,7 @@
 use std::io;
 
 use super::log::warning;
+use super::worker::KernelDropSource;
 use crate::dataplane::{BackendConfig, BackendError, PortPair, afpacket, afxdp};
 
 /// The `--backend` flag.
@@ -43,7 +44,11 @@ pub enum BackendChoice {
 /// Something that can run one worker loop over any backend: the generic half of the dispatch.
 pub trait WithPairs {
     type Output;
-    fn run<P: PortPair + 'static>(self, kind: BackendKind, pairs: Vec<P>) -> Self::Output;
+    fn run<P: PortPair + KernelDropSource + 'static>(
+        self,
+        kind: BackendKind,
+        pairs: Vec<P>,
+    ) -> Self::Output;
 }
 
 /// Opens every worker's ports with the chosen backend and hands them to `with`.
@@ -90,7 +95,7 @@ fn fallback_allowed(choice: BackendChoice, error: &BackendError) -> bool {
 
 /// Opens worker 0, 1, ... in order, then runs them. On a failure the pairs already open are
 /// closed (dropped) before the error is returned, so nothing stays attached to the ports.
-fn start<W: WithPairs, P: PortPair + 'static>(
+fn start<W: WithPairs, P: PortPair + KernelDropSource + 'static>(
     kind: BackendKind,
     config: &BackendConfig,
     with: W,

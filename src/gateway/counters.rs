@@ -20,6 +20,9 @@ pub struct Totals {
     pub tx_failed: [u64; 2],
     /// By port of arrival: too long for the backend's buffers, never judged.
     pub truncated: [u64; 2],
+    /// By port of arrival: (fill ring empty, RX ring full) as the kernel counted them;
+    /// `None` when the backend does not count them.
+    pub kernel_drops: Option<[(u64, u64); 2]>,
     pub conntrack: ConntrackStats,
 }
 
@@ -45,12 +48,20 @@ impl Totals {
             for (total, counter) in totals.drops.iter_mut().zip(&path.drops) {
                 *total += counter.get();
             }
+            if let Some(kernel) = backend.kernel.read() {
+                let sum = totals.kernel_drops.get_or_insert_default();
+                for (total, (fill_ring_empty, rx_ring_full)) in sum.iter_mut().zip(kernel) {
+                    total.0 += fill_ring_empty;
+                    total.1 += rx_ring_full;
+                }
+            }
         }
         totals
     }
 
     /// The report printed at exit: one line per port, then drops by reason (only those that
-    /// happened), the backend's own losses, and the connection table.
+    /// happened), the backend's own losses and the kernel's (when any), and the connection
+    /// table.
     pub fn report(&self) -> String {
         let mut out = String::from("final counters:\n");
         for side in PortSide::BOTH {
@@ -89,6 +100,16 @@ impl Totals {
                 self.tx_failed[0], self.tx_failed[1], self.truncated[0], self.truncated[1]
             );
         }
+        if let Some([outside, inside]) = self.kernel_drops
+            && outside.0 + outside.1 + inside.0 + inside.1 > 0
+        {
+            let _ = writeln!(
+                out,
+                "  kernel   fill ring empty {} (outside) {} (inside), RX ring full {} (outside) \
+                 {} (inside)",
+                outside.0, inside.0, outside.1, inside.1
+            );
+        }
         let c = &self.conntrack;
         let _ = writeln!(
             out,
@@ -116,6 +137,12 @@ mod tests {
         b.bytes[1][DROPPED].add(240);
         b.drops[DropReason::Policy.index()].add(4);
         backend.tx_failed[1].add(1);
+        let kernel = |fill_ring_empty, rx_ring_full| crate::dataplane::afxdp::KernelDrops {
+            too_long: 0,
+            fill_ring_empty,
+            rx_ring_full,
+        };
+        backend.kernel.store(&[kernel(1, 0), kernel(0, 5)]);
         let conntrack = ConntrackStats {
             entries: 2,
             inserts: 7,
@@ -145,5 +172,26 @@ mod tests {
             report.contains("conntrack entries 2, inserts 7"),
             "{report}"
         );
+        assert_eq!(totals.kernel_drops, Some([(2, 0), (0, 10)]));
+        assert!(
+            report.contains(
+                "  kernel   fill ring empty 2 (outside) 0 (inside), RX ring full 0 (outside) 10 \
+                 (inside)\n"
+            ),
+            "{report}"
+        );
+    }
+
+    #[test]
+    fn no_kernel_line_when_nothing_was_dropped_or_nothing_counted() {
+        let path = WorkerCounters::default();
+        let backend = BackendCounters::default();
+        let totals = Totals::sum([(&path, &backend)], ConntrackStats::default());
+        assert_eq!(totals.kernel_drops, None);
+        assert!(!totals.report().contains("kernel"));
+        backend.kernel.store(&[Default::default(); 2]);
+        let totals = Totals::sum([(&path, &backend)], ConntrackStats::default());
+        assert_eq!(totals.kernel_drops, Some([(0, 0); 2]));
+        assert!(!totals.report().contains("kernel"));
     }
 }

@@ -5,7 +5,8 @@
 //!         first load     ──► reloads.record("start")
 //!         workers up     ──► Observed::forwarding(snapshots, shared, workers) ─► ready
 //!  scrape: PathShared::counter_totals / rule_hit_totals / conntrack_stats
-//!          + BackendCounters of each worker, summed here
+//!          + BackendCounters of each worker (failed sends, truncated frames, the kernel's
+//!            drop counts where the backend has them), summed here
 //! ```
 //!
 //! Ready means a valid snapshot is enforced on both ports (the workers, which judge every
@@ -16,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::worker::BackendCounters;
-use crate::admin::{AdminSource, GatewayInfo, Readiness, ReloadLog, RuleSample, Scrape};
+use crate::admin::{
+    AdminSource, GatewayInfo, KernelDropTotals, Readiness, ReloadLog, RuleSample, Scrape,
+};
 use crate::pipeline::PathShared;
 use crate::snapshot::SnapshotHandle;
 
@@ -117,6 +120,7 @@ impl AdminSource for Observed {
                 stage: label.stage,
                 tier: label.tier,
                 policy: label.policy,
+                direction: label.direction,
                 index: label.index,
                 action: label.action,
                 default: label.default,
@@ -134,13 +138,29 @@ impl AdminSource for Observed {
                 scrape.truncated[side] += backend.truncated[side].get();
             }
         }
+        scrape.kernel_drops = kernel_drop_totals(&f.backends);
         scrape
     }
+}
+
+/// The kernel's drop counts summed over the workers whose backend counts them; `None` when
+/// none does.
+fn kernel_drop_totals(backends: &[Arc<BackendCounters>]) -> Option<[KernelDropTotals; 2]> {
+    let mut totals: Option<[KernelDropTotals; 2]> = None;
+    for counts in backends.iter().filter_map(|b| b.kernel.read()) {
+        let totals = totals.get_or_insert_default();
+        for (total, (fill_ring_empty, rx_ring_full)) in totals.iter_mut().zip(counts) {
+            total.fill_ring_empty += fill_ring_empty;
+            total.rx_ring_full += rx_ring_full;
+        }
+    }
+    totals
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::PortSide;
     use crate::model::Settings;
 
     #[test]
@@ -183,5 +203,113 @@ mod tests {
             observed.readiness().reason(),
             "not ready: a worker has stopped"
         );
+    }
+
+    #[test]
+    fn kernel_drops_are_summed_over_the_workers_that_count_them() {
+        use crate::dataplane::afxdp::KernelDrops;
+        let drops = |fill_ring_empty, rx_ring_full| KernelDrops {
+            too_long: 99,
+            fill_ring_empty,
+            rx_ring_full,
+        };
+        let a = Arc::new(BackendCounters::default());
+        let b = Arc::new(BackendCounters::default());
+        assert_eq!(kernel_drop_totals(&[Arc::clone(&a), Arc::clone(&b)]), None);
+        a.kernel.store(&[drops(1, 2), drops(3, 4)]);
+        // A later reading replaces the earlier: the backend reports totals.
+        b.kernel.store(&[drops(1, 1), drops(1, 1)]);
+        b.kernel.store(&[drops(10, 20), drops(30, 40)]);
+        let total = |fill_ring_empty, rx_ring_full| KernelDropTotals {
+            fill_ring_empty,
+            rx_ring_full,
+        };
+        assert_eq!(
+            kernel_drop_totals(&[a, b]),
+            Some([total(11, 22), total(33, 44)])
+        );
+    }
+
+    /// `web` behind `inside`; one policy whose ingress rule 0 and egress rule 0 both allow.
+    const BOTH_WAYS: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: { name: web, labels: { role: web } }
+spec: { node: n1, expectedIPs: ["203.0.113.10"] }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: both-ways }
+spec:
+  selector: role == 'web'
+  types: [Ingress, Egress]
+  ingress:
+    - action: Allow
+      protocol: UDP
+      destination: { ports: [5000] }
+  egress:
+    - action: Allow
+      protocol: UDP
+      destination: { ports: [6000] }
+"#;
+
+    fn udp(src: [u8; 4], sport: u16, dst: [u8; 4], dport: u16) -> Vec<u8> {
+        let mut frame = Vec::new();
+        etherparse::PacketBuilder::ethernet2([2, 0, 0, 0, 0, 1], [2, 0, 0, 0, 0, 2])
+            .ipv4(src, dst, 64)
+            .udp(sport, dport)
+            .write(&mut frame, b"hello")
+            .unwrap();
+        frame
+    }
+
+    #[test]
+    fn ingress_and_egress_rule_0_of_one_policy_scrape_as_two_series() {
+        let limits = crate::model::Limits::default();
+        let (resources, problems) = crate::model::load::load_str("t.yaml", BOTH_WAYS, &limits);
+        assert!(problems.is_empty(), "{problems:#?}");
+        let settings = Settings::from_resources(&resources).unwrap();
+        let model = crate::model::Model {
+            resources,
+            settings,
+        };
+        let snapshot = crate::compile::compile(&crate::policy::resolve(&model).unwrap(), 1);
+        let shared = Arc::new(PathShared::new(&model.settings).unwrap());
+        let mut worker = crate::pipeline::WorkerPath::new(Arc::clone(&shared));
+        let now = crate::conntrack::Tick::from_nanos(1_000_000_000);
+        let outside = [198, 51, 100, 7];
+        let web = [203, 0, 113, 10];
+        // New flows only: each one's first packet is decided by a rule.
+        for flow in 0..3 {
+            let frame = udp(outside, 40_000 + flow, web, 5000);
+            worker.judge(&snapshot, now, PortSide::Outside, &frame);
+        }
+        for flow in 0..5 {
+            let frame = udp(web, 41_000 + flow, outside, 6000);
+            worker.judge(&snapshot, now, PortSide::Inside, &frame);
+        }
+        let observed = Observed::new(
+            GatewayInfo::default(),
+            Arc::new(ReloadLog::default()),
+            Arc::new(AtomicBool::new(false)),
+        );
+        observed.forwarding(
+            Arc::new(SnapshotHandle::new(snapshot)),
+            shared,
+            vec![Arc::new(BackendCounters::default())],
+            "afpacket",
+            "test",
+            1024,
+        );
+        let text = crate::admin::metrics::render(&observed.scrape());
+        let series = |direction: &str, packets: u64| {
+            format!(
+                "portcullis_rule_packets_total{{stage=\"normal\",tier=\"default\",\
+                 policy=\"GlobalNetworkPolicy/both-ways\",direction=\"{direction}\",\
+                 rule=\"0\",action=\"allow\",default=\"\"}} {packets}\n"
+            )
+        };
+        assert!(text.contains(&series("ingress", 3)), "{text}");
+        assert!(text.contains(&series("egress", 5)), "{text}");
     }
 }

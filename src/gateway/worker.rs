@@ -6,7 +6,8 @@
 //!       at the batch's first frame: snapshot = snapshots.load(), now = clock_now()
 //!       path.judge(&snapshot, now, port, frame)
 //!     })
-//!     count what the backend did (received, failed sends, truncated frames)
+//!     count what the backend did (received, failed sends, truncated frames) and copy its
+//!     kernel drop counts (AF_XDP: fill ring empty, RX ring full)
 //! ```
 //!
 //! A batch is judged by one snapshot at one time. The snapshot and the clock are read when
@@ -16,7 +17,7 @@
 //! takes a lock.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -24,6 +25,8 @@ use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
 use super::log::{error, warning};
+use crate::dataplane::afpacket::AfPacketPair;
+use crate::dataplane::afxdp::{AfXdpPair, KernelDrops};
 use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
 use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
 use crate::snapshot::SnapshotHandle;
@@ -41,6 +44,8 @@ pub struct BackendCounters {
     pub received_bytes: [Counter; 2],
     pub tx_failed: [Counter; 2],
     pub truncated: [Counter; 2],
+    /// Frames the kernel dropped on this worker's sockets before the worker saw them.
+    pub kernel: KernelDropCounts,
 }
 
 impl BackendCounters {
@@ -51,6 +56,59 @@ impl BackendCounters {
             self.tx_failed[side].add(u64::from(batch.tx_failed[side]));
             self.truncated[side].add(u64::from(batch.truncated[side]));
         }
+    }
+}
+
+/// The kernel's drop counts for one worker's sockets, by port: totals since the pair was
+/// opened, copied from the backend after each batch (so stored, not added). Written by one
+/// worker, read by anyone.
+#[derive(Debug, Default)]
+pub struct KernelDropCounts {
+    /// Whether the backend counts these at all (AF_XDP does; AF_PACKET's pair does not say).
+    counted: AtomicBool,
+    fill_ring_empty: [AtomicU64; 2],
+    rx_ring_full: [AtomicU64; 2],
+}
+
+impl KernelDropCounts {
+    pub(super) fn store(&self, drops: &[KernelDrops; 2]) {
+        // Relaxed: each value is a total on its own; readers need no order between them.
+        for (side, d) in drops.iter().enumerate() {
+            self.fill_ring_empty[side].store(d.fill_ring_empty, Ordering::Relaxed);
+            self.rx_ring_full[side].store(d.rx_ring_full, Ordering::Relaxed);
+        }
+        self.counted.store(true, Ordering::Relaxed);
+    }
+
+    /// (fill ring empty, RX ring full) by port, or `None` when the backend does not count.
+    pub fn read(&self) -> Option<[(u64, u64); 2]> {
+        self.counted.load(Ordering::Relaxed).then(|| {
+            [0, 1].map(|side| {
+                (
+                    self.fill_ring_empty[side].load(Ordering::Relaxed),
+                    self.rx_ring_full[side].load(Ordering::Relaxed),
+                )
+            })
+        })
+    }
+}
+
+/// A backend pair that may know what the kernel dropped on its sockets.
+pub trait KernelDropSource {
+    /// Totals by port (outside, inside) since the pair opened; `None` if not counted.
+    fn kernel_drops(&self) -> Option<[KernelDrops; 2]>;
+}
+
+impl KernelDropSource for AfXdpPair {
+    fn kernel_drops(&self) -> Option<[KernelDrops; 2]> {
+        Some(AfXdpPair::kernel_drops(self))
+    }
+}
+
+impl KernelDropSource for AfPacketPair {
+    /// The AF_PACKET pair keeps no `PACKET_STATISTICS` reading to report.
+    fn kernel_drops(&self) -> Option<[KernelDrops; 2]> {
+        None
     }
 }
 
@@ -70,7 +128,7 @@ pub struct WorkerHandle {
 }
 
 /// Runs one worker until `stop` is set or its backend fails.
-pub fn run_worker<P: PortPair>(
+pub fn run_worker<P: PortPair + KernelDropSource>(
     pair: &mut P,
     path: &mut WorkerPath,
     snapshots: &SnapshotHandle,
@@ -88,6 +146,9 @@ pub fn run_worker<P: PortPair>(
             path.judge(snapshot, *now, port, frame)
         })?;
         counters.add(&batch);
+        if let Some(drops) = pair.kernel_drops() {
+            counters.kernel.store(&drops);
+        }
     }
     Ok(())
 }
@@ -106,7 +167,11 @@ pub struct SpawnWorkers {
 impl WithPairs for SpawnWorkers {
     type Output = std::io::Result<Vec<WorkerHandle>>;
 
-    fn run<P: PortPair + 'static>(self, kind: BackendKind, pairs: Vec<P>) -> Self::Output {
+    fn run<P: PortPair + KernelDropSource + 'static>(
+        self,
+        kind: BackendKind,
+        pairs: Vec<P>,
+    ) -> Self::Output {
         let mut handles = Vec::with_capacity(pairs.len());
         for (index, pair) in pairs.into_iter().enumerate() {
             match self.spawn(kind, index, pair) {
@@ -125,7 +190,7 @@ impl WithPairs for SpawnWorkers {
 }
 
 impl SpawnWorkers {
-    fn spawn<P: PortPair + 'static>(
+    fn spawn<P: PortPair + KernelDropSource + 'static>(
         &self,
         kind: BackendKind,
         index: usize,

@@ -14,7 +14,7 @@
 //! named with it. A worker allocates a new table at the first packet of a new snapshot (once
 //! per reload, never per packet) and retires the old one to the ledger under its lock; the
 //! ledger folds retired tables into totals keyed by the rule's labels (stage, tier, policy,
-//! rule index, action), so a rule that survives a reload keeps counting in one series.
+//! direction, rule index, action), so a rule that survives a reload keeps counting in one series.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -23,7 +23,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 
 use crate::packet::DropReason;
-use crate::snapshot::{DefaultKind, RuleAction, RuleId, RuleInfo, RuleStage, RuleTable};
+use crate::snapshot::{
+    DefaultKind, RuleAction, RuleDirection, RuleId, RuleInfo, RuleStage, RuleTable,
+};
 
 /// A counter written by one worker only and read by anyone: a relaxed load and store, no
 /// locked instruction on the hot path.
@@ -252,6 +254,7 @@ pub struct RuleLabel {
     pub stage: RuleStage,
     pub tier: Option<String>,
     pub policy: Option<String>,
+    pub direction: Option<RuleDirection>,
     pub index: Option<u32>,
     pub action: RuleAction,
     pub default: Option<DefaultKind>,
@@ -263,6 +266,7 @@ impl RuleLabel {
             stage: info.stage,
             tier: info.tier.map(str::to_owned),
             policy: info.policy.map(str::to_owned),
+            direction: info.direction,
             index: info.index,
             action: info.action,
             default: info.default,

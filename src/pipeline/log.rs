@@ -198,7 +198,7 @@ impl LogLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snapshot::{RuleAction, RuleStage};
+    use crate::snapshot::{RuleAction, RuleDirection, RuleStage};
 
     #[test]
     fn line_buffer_cuts_at_a_character_boundary() {
@@ -220,6 +220,7 @@ mod tests {
                 stage: RuleStage::Normal,
                 tier: Some("security"),
                 policy: Some("GlobalNetworkPolicy/audit"),
+                direction: Some(RuleDirection::Ingress),
                 index: Some(2),
                 action: RuleAction::Log,
                 default: None,

@@ -3,7 +3,7 @@
 //! tier and policy considered in order, why each rule matched or which criterion failed first,
 //! Pass and Log effects, tier ends, profiles, defaults, failsafe ports and the verdict.
 
-use super::eval::{Decision, Narration, decide};
+use super::eval::{Decision, Narration, TraceSide, decide};
 use super::flow::Flow;
 use super::resolve::Resolved;
 
@@ -23,9 +23,15 @@ pub fn explain_decision(resolved: &Resolved, flow: &Flow) -> (Decision, String) 
         text.push('\n');
     }
     for entry in &decision.trace {
+        // A Log rule sits in the rule list of the side that reached it, as in metrics.
+        let direction = match entry.side {
+            TraceSide::Ingress => "ingress ",
+            TraceSide::Egress => "egress ",
+            TraceSide::None => "",
+        };
         for logged in &entry.logged {
             text.push_str(&format!(
-                "logged by {}{} rule {}\n",
+                "logged by {}{} {direction}rule {}\n",
                 logged.policy,
                 logged
                     .tier
@@ -270,7 +276,7 @@ mod tests {
                 &[
                     "rule 0 (Log): matched",
                     "logged; evaluation continues",
-                    "logged by GlobalNetworkPolicy/security.block (tier security) rule 0",
+                    "logged by GlobalNetworkPolicy/security.block (tier security) ingress rule 0",
                 ],
             ),
             (

@@ -2,8 +2,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::admin::state::{GatewayInfo, Readiness, ReloadAttempt, ReloadRecord};
+use crate::admin::state::{GatewayInfo, KernelDropTotals, Readiness, ReloadAttempt, ReloadRecord};
 use crate::conntrack::ConntrackStats;
+use crate::snapshot::RuleDirection;
 
 fn rule(
     tier: Option<&str>,
@@ -18,6 +19,8 @@ fn rule(
         stage: RuleStage::Normal,
         tier: tier.map(str::to_owned),
         policy: policy.map(str::to_owned),
+        // The ingress list unless a test says otherwise; a default has none.
+        direction: policy.map(|_| RuleDirection::Ingress),
         index,
         action,
         default,
@@ -171,14 +174,101 @@ fn rule_families_exactly_with_escaping_and_merging() {
         family(&text, "portcullis_rule_packets_total"),
         "# HELP portcullis_rule_packets_total Frames whose verdict a rule (or a default) decided, or that reached a Log rule.
 # TYPE portcullis_rule_packets_total counter
-portcullis_rule_packets_total{stage=\"normal\",tier=\"default\",policy=\"\",rule=\"\",action=\"deny\",default=\"tier_end\"} 1
-portcullis_rule_packets_total{stage=\"normal\",tier=\"default\",policy=\"GlobalNetworkPolicy/allow-web\",rule=\"0\",action=\"allow\",default=\"\"} 5
-portcullis_rule_packets_total{stage=\"normal\",tier=\"default\",policy=\"NetworkPolicy/prod/say \\\"hi\\\"\\\\now\",rule=\"1\",action=\"deny\",default=\"\"} 2
+portcullis_rule_packets_total{stage=\"normal\",tier=\"default\",policy=\"\",direction=\"\",rule=\"\",action=\"deny\",default=\"tier_end\"} 1
+portcullis_rule_packets_total{stage=\"normal\",tier=\"default\",policy=\"GlobalNetworkPolicy/allow-web\",direction=\"ingress\",rule=\"0\",action=\"allow\",default=\"\"} 5
+portcullis_rule_packets_total{stage=\"normal\",tier=\"default\",policy=\"NetworkPolicy/prod/say \\\"hi\\\"\\\\now\",direction=\"ingress\",rule=\"1\",action=\"deny\",default=\"\"} 2
 "
     );
     assert!(text.contains(
-        "portcullis_rule_bytes_total{stage=\"normal\",tier=\"default\",policy=\"GlobalNetworkPolicy/allow-web\",rule=\"0\",action=\"allow\",default=\"\"} 500\n"
+        "portcullis_rule_bytes_total{stage=\"normal\",tier=\"default\",policy=\"GlobalNetworkPolicy/allow-web\",direction=\"ingress\",rule=\"0\",action=\"allow\",default=\"\"} 500\n"
     ), "{text}");
+}
+
+#[test]
+fn ingress_and_egress_rules_of_one_index_are_separate_series() {
+    let mut s = Scrape::empty(GatewayInfo::default());
+    let allow = |direction, packets| RuleSample {
+        direction: Some(direction),
+        ..rule(
+            Some("default"),
+            Some("GlobalNetworkPolicy/both"),
+            Some(0),
+            RuleAction::Allow,
+            None,
+            packets,
+            packets * 100,
+        )
+    };
+    s.rules = vec![
+        allow(RuleDirection::Ingress, 3),
+        allow(RuleDirection::Egress, 4),
+        // A second worker's (or generation's) share of the ingress rule: merged with it.
+        allow(RuleDirection::Ingress, 2),
+    ];
+    let text = render(&s);
+    let labels = |direction: &str| {
+        format!(
+            "{{stage=\"normal\",tier=\"default\",policy=\"GlobalNetworkPolicy/both\",\
+             direction=\"{direction}\",rule=\"0\",action=\"allow\",default=\"\"}}"
+        )
+    };
+    assert_eq!(
+        family(&text, "portcullis_rule_packets_total")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>(),
+        [
+            format!("portcullis_rule_packets_total{} 4", labels("egress")),
+            format!("portcullis_rule_packets_total{} 5", labels("ingress")),
+        ]
+    );
+    assert!(
+        text.contains(&format!(
+            "portcullis_rule_bytes_total{} 400\n",
+            labels("egress")
+        )),
+        "{text}"
+    );
+    check_exposition(&text);
+}
+
+#[test]
+fn kernel_drops_exactly_and_only_where_counted() {
+    let mut s = known();
+    assert!(
+        !render(&s).contains("portcullis_kernel_drops_total"),
+        "a backend that does not count them shows no family"
+    );
+    s.kernel_drops = Some([
+        KernelDropTotals {
+            fill_ring_empty: 3,
+            rx_ring_full: 0,
+        },
+        KernelDropTotals {
+            fill_ring_empty: 0,
+            rx_ring_full: 12,
+        },
+    ]);
+    let text = render(&s);
+    let block = family(&text, "portcullis_kernel_drops_total");
+    let samples: Vec<&str> = block
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .collect::<Vec<_>>();
+    assert_eq!(
+        samples,
+        [
+            "portcullis_kernel_drops_total{port=\"outside\",reason=\"fill_ring_empty\"} 3",
+            "portcullis_kernel_drops_total{port=\"outside\",reason=\"rx_ring_full\"} 0",
+            "portcullis_kernel_drops_total{port=\"inside\",reason=\"fill_ring_empty\"} 0",
+            "portcullis_kernel_drops_total{port=\"inside\",reason=\"rx_ring_full\"} 12",
+        ]
+    );
+    assert!(
+        text.contains("# TYPE portcullis_kernel_drops_total counter\n"),
+        "{text}"
+    );
+    check_exposition(&text);
 }
 
 #[test]

@@ -1,9 +1,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::admin::state::{GatewayInfo, Readiness, ReloadAttempt};
+use crate::admin::state::{GatewayInfo, KernelDropTotals, Readiness, ReloadAttempt};
 use crate::conntrack::ConntrackStats;
-use crate::snapshot::{DefaultKind, RuleAction, RuleStage};
+use crate::snapshot::{DefaultKind, RuleAction, RuleDirection, RuleStage};
 
 const T0: u64 = 1_700_000_000;
 
@@ -16,6 +16,7 @@ fn sample(policy: Option<&str>, index: Option<u32>, packets: u64) -> RuleSample 
         stage: RuleStage::Normal,
         tier: Some("default".to_owned()),
         policy: policy.map(str::to_owned),
+        direction: policy.map(|_| RuleDirection::Ingress),
         index,
         action: if policy.is_some() {
             RuleAction::Allow
@@ -53,6 +54,16 @@ fn scrape() -> Scrape {
         ..ConntrackStats::default()
     };
     s.conntrack_max_entries = 2048;
+    s.kernel_drops = Some([
+        KernelDropTotals {
+            fill_ring_empty: 2,
+            rx_ring_full: 0,
+        },
+        KernelDropTotals {
+            fill_ring_empty: 0,
+            rx_ring_full: 7,
+        },
+    ]);
     s.generation = Some(4);
     s.reloads.record(ReloadAttempt {
         at: at(T0 + 50),
@@ -86,9 +97,10 @@ fn the_summary_reads_well() {
   from inside     forwarded 7 packets (700 bytes), dropped 0 packets (0 bytes)
   drops           policy 3
   conntrack       512 of 2048 entries (25.0%), 900 inserts, 1 evictions, 0 insert failures
+  kernel drops    outside 2 fill ring empty, 0 RX ring full; inside 0 fill ring empty, 7 RX ring full
   top rules by packets:
-               9 pkts            900 bytes  tier default, GlobalNetworkPolicy/b rule 2 (allow, normal)
-               5 pkts            500 bytes  tier default, GlobalNetworkPolicy/a rule 0 (allow, normal)
+               9 pkts            900 bytes  tier default, GlobalNetworkPolicy/b ingress rule 2 (allow, normal)
+               5 pkts            500 bytes  tier default, GlobalNetworkPolicy/a ingress rule 0 (allow, normal)
                3 pkts            300 bytes  tier default, default tier_end (deny, normal)
 ",
         env!("CARGO_PKG_VERSION")
@@ -113,6 +125,7 @@ fn a_failed_reload_and_no_snapshot_say_so() {
         "generation none yet",
         "last reload     FAILED with 2 problem(s), generation 0 kept (SIGHUP, 5s ago",
         "top rules       none hit yet",
+        "kernel drops    none yet",
     ] {
         assert!(summary.contains(line), "{line}\n{summary}");
     }
@@ -127,7 +140,65 @@ fn json_round_trips() {
     let value: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(value["generation"], 4);
     assert_eq!(value["top_rules"][0]["policy"], "GlobalNetworkPolicy/b");
+    assert_eq!(value["top_rules"][0]["direction"], "ingress");
+    assert_eq!(value["top_rules"][2]["direction"], "", "a default has none");
     assert_eq!(value["top_rules"].as_array().unwrap().len(), 3);
+    assert_eq!(value["kernel_drops"][1]["port"], "inside");
+    assert_eq!(value["kernel_drops"][1]["rx_ring_full"], 7);
+}
+
+#[test]
+fn ingress_and_egress_rule_0_of_one_policy_are_listed_apart() {
+    let mut ingress = sample(Some("GlobalNetworkPolicy/both"), Some(0), 3);
+    let mut egress = ingress.clone();
+    ingress.direction = Some(RuleDirection::Ingress);
+    egress.direction = Some(RuleDirection::Egress);
+    egress.packets = 4;
+    let top = top_rules(&[ingress, egress], TOP_RULES);
+    let listed: Vec<(String, u64)> = top.iter().map(|r| (rule_text(r), r.packets)).collect();
+    assert_eq!(
+        listed,
+        [
+            (
+                "tier default, GlobalNetworkPolicy/both egress rule 0 (allow, normal)".to_owned(),
+                4
+            ),
+            (
+                "tier default, GlobalNetworkPolicy/both ingress rule 0 (allow, normal)".to_owned(),
+                3
+            ),
+        ]
+    );
+}
+
+#[test]
+fn an_afpacket_gateway_says_kernel_drops_are_not_counted() {
+    let mut s = scrape();
+    s.info.backend = "afpacket".to_owned();
+    s.kernel_drops = None;
+    let status = Status::from_scrape(&s, at(T0 + 10));
+    let value: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();
+    assert!(value["kernel_drops"].is_null(), "{value}");
+    assert!(
+        status
+            .summary(at(T0 + 10))
+            .contains("  kernel drops    not counted by the afpacket backend\n")
+    );
+}
+
+#[test]
+fn an_older_gateways_rules_without_direction_still_read() {
+    let status = Status::from_scrape(&scrape(), at(T0 + 10));
+    let mut value: serde_json::Value = serde_json::from_str(&status.to_json()).unwrap();
+    for rule in value["top_rules"].as_array_mut().unwrap() {
+        rule.as_object_mut().unwrap().remove("direction");
+    }
+    let back: Status = serde_json::from_value(value).unwrap();
+    assert_eq!(back.top_rules[0].direction, "");
+    assert_eq!(
+        rule_text(&back.top_rules[0]),
+        "tier default, GlobalNetworkPolicy/b rule 2 (allow, normal)"
+    );
 }
 
 #[test]
