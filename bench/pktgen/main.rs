@@ -18,6 +18,8 @@ mod rules;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -143,6 +145,12 @@ struct ForwardArgs {
     idle_exit: Option<u64>,
     #[arg(long, default_value_t = 64)]
     batch: usize,
+    /// AF_XDP: entries in each ring (a power of two); the backend's default otherwise.
+    #[arg(long)]
+    ring_size: Option<u32>,
+    /// AF_XDP: ask for preferred busy polling on the sockets.
+    #[arg(long)]
+    busy_poll: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -264,10 +272,11 @@ fn generate(args: &GenArgs) -> Result<String, String> {
         pool.next_batch(&mut next_flow, want, &mut batch);
         let which = batches % ports.len();
         let port = &mut ports[which];
-        sent += port
+        let accepted = port
             .send_batch(pool.bytes(), &batch)
-            .map_err(|e| e.to_string())? as u64;
-        attempted += batch.len() as u64;
+            .map_err(|e| e.to_string())?;
+        sent += accepted as u64;
+        attempted += offered(accepted, batch.len()) as u64;
         batches += 1;
     }
     let seconds = start.elapsed().as_secs_f64();
@@ -286,6 +295,18 @@ fn generate(args: &GenArgs) -> Result<String, String> {
         sent_pps: sent as f64 / seconds,
         tx_dropped,
     })
+}
+
+/// Frames of a batch of `batch` that were offered to the interface, when it accepted
+/// `accepted`: a send the interface refuses (its peer's ring full) gives up the rest of the
+/// batch, so the refused frame counts as offered and lost, like a tail drop, and the frames
+/// after it were never offered: the pacer sends them next, each offered once.
+fn offered(accepted: usize, batch: usize) -> usize {
+    if accepted < batch {
+        accepted + 1
+    } else {
+        batch
+    }
 }
 
 fn interface_mac(interface: &str) -> Result<[u8; 6], String> {
@@ -442,6 +463,28 @@ struct ForwardReport {
     seconds: f64,
     /// CPU time this process used, when the kernel reports it.
     cpu_seconds: Option<f64>,
+    /// AF_XDP: frames the kernel dropped on each port's socket (outside, inside) before the
+    /// forwarder saw them.
+    kernel_drops: Option<[KernelDropsReport; 2]>,
+    /// Why it stopped: "duration", "idle" or "signal".
+    stopped_by: &'static str,
+}
+
+#[derive(Serialize, Debug, Default)]
+struct KernelDropsReport {
+    fill_ring_empty: u64,
+    rx_ring_full: u64,
+    too_long: u64,
+}
+
+impl From<afxdp::KernelDrops> for KernelDropsReport {
+    fn from(drops: afxdp::KernelDrops) -> Self {
+        KernelDropsReport {
+            fill_ring_empty: drops.fill_ring_empty,
+            rx_ring_full: drops.rx_ring_full,
+            too_long: drops.too_long,
+        }
+    }
 }
 
 impl ForwardReport {
@@ -464,28 +507,46 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
         batch_size: args.batch,
     };
     let idle = args.idle_exit.map(Duration::from_millis);
+    // SIGTERM/SIGINT end the run with a report rather than without one.
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
     // One arm per backend; everything after opening is the same generic loop.
-    match args.backend {
+    let report = match args.backend {
         Backend::Afpacket => {
-            let pair = afpacket::open(&config, 0).map_err(|e| e.to_string())?;
-            forward_with(pair, duration, idle)
+            let mut pair = afpacket::open(&config, 0).map_err(|e| e.to_string())?;
+            forward_with(&mut pair, duration, idle, &stop)?
         }
         Backend::Afxdp => {
-            let pair = afxdp::open(&config, 0).map_err(|e| e.to_string())?;
-            forward_with(pair, duration, idle)
+            let defaults = afxdp::AfXdpOptions::default();
+            let options = afxdp::AfXdpOptions {
+                ring_size: args.ring_size.unwrap_or(defaults.ring_size),
+                busy_poll: args.busy_poll,
+                ..defaults
+            };
+            let mut pair = afxdp::open_with(&config, 0, &options).map_err(|e| e.to_string())?;
+            let mut report = forward_with(&mut pair, duration, idle, &stop)?;
+            let drops = pair.read_kernel_drops().map_err(|e| e.to_string())?;
+            report.kernel_drops = Some(drops.map(KernelDropsReport::from));
+            report
         }
-    }
+    };
+    to_json(&report)
 }
 
-/// Forwards everything until `duration` has passed, or `idle` after the last frame.
+/// Forwards everything until `duration` has passed, `idle` after the last frame, or `stop`.
 fn forward_with<P: PortPair>(
-    mut pair: P,
+    pair: &mut P,
     duration: Duration,
     idle: Option<Duration>,
-) -> Result<String, String> {
+    stop: &AtomicBool,
+) -> Result<ForwardReport, String> {
     let mut report = ForwardReport {
         mode: "forward",
         backend: pair.info().to_string(),
+        stopped_by: "duration",
         ..ForwardReport::default()
     };
     eprintln!("forward: ready, {}", report.backend);
@@ -494,6 +555,10 @@ fn forward_with<P: PortPair>(
     let start = Instant::now();
     let mut last_frame: Option<Instant> = None;
     while start.elapsed() < duration {
+        if stop.load(Ordering::Relaxed) {
+            report.stopped_by = "signal";
+            break;
+        }
         let stats = pair
             .poll(poll, |_, _| Disposition::Forward)
             .map_err(|e| e.to_string())?;
@@ -504,6 +569,7 @@ fn forward_with<P: PortPair>(
         if let (Some(idle), Some(last)) = (idle, last_frame)
             && last.elapsed() >= idle
         {
+            report.stopped_by = "idle";
             break;
         }
     }
@@ -511,7 +577,7 @@ fn forward_with<P: PortPair>(
     report.cpu_seconds = cpu_before
         .zip(counters::own_cpu_nanoseconds())
         .map(|(before, after)| after.saturating_sub(before) as f64 / 1e9);
-    to_json(&report)
+    Ok(report)
 }
 
 #[derive(Serialize, Debug)]
@@ -585,6 +651,21 @@ mod tests {
             );
         }
         assert_eq!(Pacer::new(0).allowed(1 << 40, Duration::ZERO), usize::MAX);
+    }
+
+    #[test]
+    fn a_refused_send_offers_one_frame_more_than_it_sent() {
+        // (accepted, batch, offered)
+        let cases = [
+            (64, 64, 64),
+            (0, 64, 1),
+            (10, 64, 11),
+            (63, 64, 64),
+            (1, 1, 1),
+        ];
+        for (accepted, batch, expected) in cases {
+            assert_eq!(offered(accepted, batch), expected, "{accepted} of {batch}");
+        }
     }
 
     #[test]

@@ -530,6 +530,21 @@ impl Frames {
         Ok(())
     }
 
+    /// Asks the kernel to let this worker run `side`'s receive processing (the NAPI instance
+    /// that feeds its RX ring) from its own receive calls, `budget` frames a time, rather than
+    /// in softirq, which may run on another core (on a veth: the sender's). Fails on kernels
+    /// without preferred busy polling (before 5.11) or without the privilege to set it.
+    pub(crate) fn prefer_busy_poll(&self, side: PortSide, budget: u16) -> io::Result<()> {
+        let Some(fd) = self.fd(side) else {
+            return Ok(());
+        };
+        // Microseconds a blocking receive would spin: the worker's receives never block, so
+        // this only has to be non-zero for the kernel to busy-poll at all.
+        set_socket_option(fd, libc::SO_BUSY_POLL, 20)?;
+        set_socket_option(fd, libc::SO_PREFER_BUSY_POLL, 1)?;
+        set_socket_option(fd, libc::SO_BUSY_POLL_BUDGET, i32::from(budget))
+    }
+
     /// Tells the kernel that `side`'s fill ring has frames again (`recvfrom`, not blocking).
     pub(crate) fn wake_rx(&self, side: PortSide) -> io::Result<()> {
         let Some(fd) = self.fd(side) else {
@@ -567,6 +582,24 @@ impl Frames {
             .map(|port| port.rx.fd().xdp_statistics())
             .transpose()
     }
+}
+
+fn set_socket_option(fd: RawFd, option: libc::c_int, value: libc::c_int) -> io::Result<()> {
+    // SAFETY: `value` is a live c_int and the length says so; `fd` is a socket the caller
+    // keeps open.
+    let result = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            option,
+            std::ptr::from_ref(&value).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if result < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
