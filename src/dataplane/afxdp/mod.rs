@@ -40,7 +40,7 @@
 //!
 //! **Frames longer than a UMEM frame** (4096 bytes by default; a veth with XDP attached caps
 //! its MTU below that) are dropped by the kernel before we see them; the socket's statistics,
-//! read when a poll finds nothing to do, add them to `received` and `truncated`. Multi-buffer
+//! read when a poll finds nothing to do (and every 500 ms under traffic), add them to `received` and `truncated`. Multi-buffer
 //! frames are not asked for. Frames the kernel dropped because the gateway did not keep up
 //! (fill ring empty, RX ring full) are in [`AfXdpPair::kernel_drops`].
 //!
@@ -80,6 +80,10 @@ const SENDING_WAIT: Duration = Duration::from_millis(1);
 /// polling) before it sleeps, and how many times at most per poll (see `spin.rs`).
 const SPIN_WINDOW: Duration = Duration::from_micros(200);
 const SPIN_ROUNDS: u32 = 32;
+
+/// How often a worker that never runs out of frames still reads its sockets' kernel
+/// statistics (one `getsockopt` per port), so drops under a continuous flood are seen.
+const STATISTICS_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a bind waits at most for the kernel to release a queue that a failed attempt in
 /// another mode bound, and how often it tries meanwhile.
@@ -134,6 +138,8 @@ pub struct AfXdpPair {
     /// Whether the kernel runs the ports' receive processing in this worker's receive calls.
     busy_poll: bool,
     spin: SpinThenSleep,
+    /// When the kernel statistics were last read.
+    statistics_read: Option<Instant>,
 }
 
 /// What a pair knows about one of its ports.
@@ -144,7 +150,8 @@ struct Port {
 }
 
 /// Frames the kernel dropped on a port's socket before the gateway could see them, since the
-/// pair was opened (from the socket's `XDP_STATISTICS`, read when a poll finds nothing to do).
+/// pair was opened (from the socket's `XDP_STATISTICS`, read when a poll finds nothing to do
+/// and at least every `STATISTICS_EVERY` under traffic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct KernelDrops {
     /// Longer than a UMEM frame; also counted in `BatchStats::truncated`.
@@ -248,6 +255,7 @@ pub fn open_with(
         mode,
         busy_poll,
         spin: SpinThenSleep::new(SPIN_WINDOW, SPIN_ROUNDS),
+        statistics_read: None,
     })
 }
 
@@ -619,10 +627,16 @@ impl PortPair for AfXdpPair {
             received = self.receive();
             if received == 0 {
                 self.count_kernel_drops(&mut stats)?;
+                self.statistics_read = Some(Instant::now());
             }
         }
         if received > 0 {
-            self.spin.frames_seen(Instant::now());
+            let now = Instant::now();
+            self.spin.frames_seen(now);
+            if statistics_due(self.statistics_read, now) {
+                self.count_kernel_drops(&mut stats)?;
+                self.statistics_read = Some(now);
+            }
         }
         for side in PortSide::BOTH {
             let decided = self.frames.decide(side, &mut decide);
@@ -782,7 +796,8 @@ impl AfXdpPair {
     }
 
     /// Frames the kernel dropped on each port's socket (outside, inside) before the gateway
-    /// saw them, as of the last poll that found nothing to do.
+    /// saw them, as last read (when a poll finds nothing to do and at least every
+    /// `STATISTICS_EVERY` under traffic).
     pub fn kernel_drops(&self) -> [KernelDrops; 2] {
         [self.ports[0].kernel, self.ports[1].kernel]
     }
@@ -823,9 +838,38 @@ fn count(frames: usize) -> u32 {
     u32::try_from(frames).unwrap_or(u32::MAX)
 }
 
+/// Whether a poll that received frames should read the kernel statistics too: a worker
+/// under a continuous flood never finds its rings empty, which is when they are read.
+fn statistics_due(last_read: Option<Instant>, now: Instant) -> bool {
+    last_read.is_none_or(|last| now.saturating_duration_since(last) >= STATISTICS_EVERY)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statistics_are_read_under_a_flood_at_most_every_period() {
+        let start = Instant::now();
+        let ms = |n: u64| start + Duration::from_millis(n);
+        // (last read at, now, due)
+        let cases = [
+            (None, 0, true),
+            (Some(0), 0, false),
+            (Some(0), 499, false),
+            (Some(0), 500, true),
+            (Some(100), 2_000, true),
+            // A clock that went backwards never makes a read due early.
+            (Some(900), 100, false),
+        ];
+        for (last, now, due) in cases {
+            assert_eq!(
+                statistics_due(last.map(ms), ms(now)),
+                due,
+                "last read {last:?} ms, now {now} ms"
+            );
+        }
+    }
 
     fn config() -> BackendConfig {
         BackendConfig {
