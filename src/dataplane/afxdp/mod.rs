@@ -40,8 +40,8 @@
 //!
 //! **Frames longer than a UMEM frame** (4096 bytes by default; a veth with XDP attached caps
 //! its MTU below that) are dropped by the kernel before we see them; the socket's statistics,
-//! read when a poll finds nothing to do (and every 500 ms under traffic), add them to `received` and `truncated`. Multi-buffer
-//! frames are not asked for. Frames the kernel dropped because the gateway did not keep up
+//! read when a poll finds nothing to do (and every 500 ms under traffic), add them to
+//! `received` and `truncated`. Multi-buffer frames are not asked for. Frames the kernel dropped because the gateway did not keep up
 //! (fill ring empty, RX ring full) are in [`AfXdpPair::kernel_drops`].
 //!
 //! **VLAN tags** reach `decide` as they are in the frame's bytes. A tag that the sending
