@@ -16,12 +16,10 @@ const MAX_BUCKETS: usize = 1 << 16;
 /// Keys split into intervals, each with a value.
 #[derive(Debug, Clone)]
 pub(crate) struct IntervalTable<K> {
-    /// The value of keys below the first bound.
-    below: u32,
-    /// The start key of every interval but the first (which starts at zero), ascending, each
-    /// with the interval's value beside it: the search and the value read share a cache
-    /// line (with bounds and values apart, a lookup in a crowded bucket touched three).
-    bounds: Box<[(K, u32)]>,
+    /// Start keys of every interval but the first (which starts at zero), ascending.
+    bounds: Box<[K]>,
+    /// `values[0]` for keys below `bounds[0]`, `values[i]` for `bounds[i-1] <= key < bounds[i]`.
+    values: Box<[u32]>,
     /// The radix index: the first bound, the bucket width in bits, and for each bucket the
     /// number of bounds below its start with the value at its start (one more entry holding
     /// the number of bounds). Most buckets hold no bound, and then that value is the answer.
@@ -58,8 +56,8 @@ impl<K: Key> IntervalTable<K> {
             })
             .collect();
         IntervalTable {
-            below: values[0],
-            bounds: bounds.into_iter().zip(values.into_iter().skip(1)).collect(),
+            bounds: bounds.into_boxed_slice(),
+            values: values.into_boxed_slice(),
             lo,
             shift,
             buckets,
@@ -70,26 +68,28 @@ impl<K: Key> IntervalTable<K> {
     #[inline]
     pub fn lookup(&self, key: K) -> u32 {
         if key < self.lo || self.bounds.is_empty() {
-            return self.below;
+            return self.values[0];
         }
         let last = self.buckets.len() - 2;
         let b = key.bucket(self.lo, self.shift, last);
         let (start, first) = self.buckets[b];
         let (start, end) = (start as usize, self.buckets[b + 1].0 as usize);
-        match self.bounds[start..end].partition_point(|&(bound, _)| bound <= key) {
+        match self.bounds[start..end].partition_point(|&bound| bound <= key) {
             0 => first,
-            within => self.bounds[start + within - 1].1,
+            within => self.values[start + within],
         }
     }
 
     /// Number of intervals.
     #[cfg(test)]
     pub fn intervals(&self) -> usize {
-        self.bounds.len() + 1
+        self.values.len()
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.bounds.len() * std::mem::size_of::<(K, u32)>() + self.buckets.len() * 8
+        self.bounds.len() * std::mem::size_of::<K>()
+            + self.values.len() * 4
+            + self.buckets.len() * 8
     }
 }
 
