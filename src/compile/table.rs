@@ -223,6 +223,57 @@ mod tests {
         }
     }
 
+    /// Bound counts on both sides of the radix index's sizes, spread out and packed against
+    /// the top of the key space, probed at each bound, beside it, and at both ends.
+    #[test]
+    fn lookups_agree_with_a_scan_at_index_size_boundaries() {
+        for count in [1u32, 2, 3, 7, 8, 9, 63, 64, 65, 511, 512, 513, 4_100] {
+            let spread: Vec<(u32, u32)> = (1..=count).map(|i| (i * 1000, i % 5)).collect();
+            let top: Vec<(u32, u32)> = (0..count).map(|i| (u32::MAX - i, i % 3)).rev().collect();
+            for breaks in [spread, top] {
+                let table = IntervalTable::from_breaks(breaks.iter().copied(), 9);
+                let mut probes = vec![0, 1, u32::MAX, u32::MAX - 1];
+                for &(start, _) in &breaks {
+                    probes.extend([start, start.wrapping_sub(1), start.saturating_add(1)]);
+                }
+                for key in probes {
+                    assert_eq!(
+                        table.lookup(key),
+                        naive(&breaks, 9, key),
+                        "{count} bounds, key {key}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ipv6_lookups_agree_at_prefix_boundaries() {
+        // Prefixes from /32 to /128 under 2001:db8::/32: each starts a value where it begins
+        // and ends it where it stops.
+        let base: u128 = 0x2001_0db8 << 96;
+        let mut breaks: Vec<(u128, u32)> = Vec::new();
+        for (i, len) in [32u32, 48, 64, 96, 112, 120, 127, 128]
+            .into_iter()
+            .enumerate()
+        {
+            let size = 1u128 << (128 - len);
+            let start = base + (i as u128) * (1u128 << 80);
+            breaks.push((start, i as u32 + 1));
+            breaks.push((start + size, 0));
+        }
+        breaks.sort_unstable();
+        breaks.dedup_by_key(|b| b.0);
+        let table = IntervalTable::from_breaks(breaks.iter().copied(), 0);
+        let mut probes = vec![0, u128::MAX, base - 1, base];
+        for &(start, _) in &breaks {
+            probes.extend([start, start - 1, start + 1]);
+        }
+        for key in probes {
+            assert_eq!(table.lookup(key), naive(&breaks, 0, key), "key {key:#x}");
+        }
+    }
+
     #[test]
     fn address_index_finds_exactly_its_keys() {
         // Dense runs, as endpoint addresses come, plus scattered keys.
