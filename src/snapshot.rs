@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 use crate::compile::classify;
 use crate::compile::program::{FailsafePorts, NamedPorts, Program};
-use crate::compile::table::AddressIndex;
+use crate::compile::table::{AddressIndex, ClassTable};
 
 /// What the classifier looks at for the first packet of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -307,6 +307,8 @@ pub struct Snapshot {
     /// Endpoint names by [`EndpointId`].
     pub(crate) endpoint_names: Box<[String]>,
     pub(crate) programs: Box<[Program]>,
+    /// Protocol and destination port → service class, for every program at once.
+    pub(crate) service_classes: ClassTable<u32>,
     /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).
     pub(crate) failsafe: [FailsafePorts; 2],
     pub(crate) named_ports: NamedPorts,
@@ -357,6 +359,7 @@ impl Snapshot {
         std::mem::size_of::<Snapshot>()
             + self.index_v4.heap_bytes()
             + self.index_v6.heap_bytes()
+            + self.service_classes.heap_bytes()
             + strings(&self.endpoint_names)
             + self
                 .programs
