@@ -20,9 +20,9 @@ use super::bitset::build_field;
 use super::keys;
 use super::program::{
     Act, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK, NamedCheck,
-    NamedPorts, NetRange, PortList, ProbeField, Program, SideCheck,
+    NamedPorts, NetRange, PortList, ProbeField, Program, ServiceField, SideCheck,
 };
-use super::table::{AddressIndex, IntervalTable};
+use super::table::{AddressIndex, ClassTable, IntervalTable};
 use crate::model::resources::Labels;
 use crate::model::settings::UnmatchedTrafficAction;
 use crate::model::settings::{FailsafePort as SettingsFailsafePort, FailsafeProtocol};
@@ -65,12 +65,14 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
                 .is_some_and(|m| m.stage == RuleStage::Untracked)
         })
     });
+    let (service_classes, programs) = share_service_classes(b.programs);
     Snapshot {
         generation,
         index_v4,
         index_v6,
         endpoint_names,
-        programs: b.programs.into_iter().map(|p| p.program).collect(),
+        programs,
+        service_classes,
         failsafe: [
             compile_failsafe(&resolved.settings.failsafe_inbound),
             compile_failsafe(&resolved.settings.failsafe_outbound),
@@ -95,6 +97,22 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
         path: path_policy(&resolved.path),
         compiled_entries,
     }
+}
+
+/// One service class table for the snapshot, each program keeping its bitset id per class.
+fn share_service_classes(built: Vec<BuiltProgram>) -> (ClassTable<u32>, Box<[Program]>) {
+    let tables: Vec<&IntervalTable<u32>> = built.iter().map(|p| &p.service).collect();
+    let (classes, by_class) = ClassTable::new(&tables);
+    let programs = built
+        .into_iter()
+        .zip(by_class)
+        .map(|(p, by_class)| {
+            let mut program = p.program;
+            program.service.by_class = by_class;
+            program
+        })
+        .collect();
+    (classes, programs)
 }
 
 fn path_policy(settings: &PathSettings) -> PathPolicy {
@@ -307,6 +325,8 @@ struct BuiltProgram {
     program: Program,
     local_v4: IntervalTable<u32>,
     local_v6: IntervalTable<u128>,
+    /// The service field's own table, until the snapshot's service classes replace it.
+    service: IntervalTable<u32>,
 }
 
 /// An entry before its fields are built.
@@ -589,9 +609,9 @@ impl<'a> Builder<'a> {
                     bits: remote6,
                     table: remote6_table,
                 },
-                service: Field {
+                service: ServiceField {
                     bits: service,
-                    table: service_table,
+                    by_class: Box::default(),
                 },
                 icmp: L4Field::new(Field {
                     bits: icmp,
@@ -606,6 +626,7 @@ impl<'a> Builder<'a> {
             },
             local_v4: local4_table,
             local_v6: local6_table,
+            service: service_table,
         }
     }
 

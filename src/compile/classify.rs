@@ -1,11 +1,14 @@
 //! The hot path: one flow through a [`Snapshot`] (SPEC §A1, §3.3–§4.4).
 //!
-//! Per flow: one endpoint-index probe per address; per side that runs, the failsafe ports
-//! (host endpoints), then one table lookup per active field of the side's program (the
-//! endpoint's own address needs none: its bitset id sits in the index entry) and the walk.
+//! Per flow: one endpoint-index probe per address and one lookup of the snapshot's service
+//! class (protocol and destination port, shared by both sides and every program); per side
+//! that runs, the failsafe ports (host endpoints), then one table lookup per remaining active
+//! field of the side's program (the endpoint's own address needs none: its bitset id sits in
+//! the index entry; the service field reads its class's bitset id from an array) and the walk.
 //! Nothing allocates: probes live in a fixed array, Log rules go to a fixed-size record.
 //! This module must not use model, selector or policy types (STYLE §2).
 
+use std::cell::Cell;
 use std::net::IpAddr;
 
 use super::addrset::Key;
@@ -103,7 +106,7 @@ fn classify_in<K: FamilyKey>(
     let flow = FlowFields {
         key,
         l4: keys::l4_key(key.protocol, key.icmp_type, key.icmp_code),
-        service: keys::service_key(key.protocol, key.dst_port),
+        service_class: Cell::new(NOT_LOOKED_UP),
         facts: PortFacts {
             protocol: key.protocol,
             src_port: key.src_port,
@@ -122,11 +125,30 @@ fn classify_in<K: FamilyKey>(
     }
 }
 
+/// A service class not yet looked up (no snapshot has 2^32 classes).
+const NOT_LOOKED_UP: u32 = u32::MAX;
+
+impl FlowFields<'_> {
+    #[inline]
+    fn service_class(&self, snapshot: &Snapshot) -> u32 {
+        let mut class = self.service_class.get();
+        if class == NOT_LOOKED_UP {
+            class = snapshot
+                .service_classes
+                .lookup(keys::service_key(self.key.protocol, self.key.dst_port));
+            self.service_class.set(class);
+        }
+        class
+    }
+}
+
 /// The flow's keys, computed once for both sides.
 struct FlowFields<'a> {
     key: &'a FlowKey,
     l4: u32,
-    service: u32,
+    /// The snapshot's service class of the protocol and destination port, looked up by the
+    /// first side whose program has a service field (small policies often have none).
+    service_class: Cell<u32>,
     facts: PortFacts,
 }
 
@@ -164,7 +186,7 @@ fn run_side<K: FamilyKey>(
                     .then(|| Probe::new(local, address.local[direction] as usize))
             }
             ProbeField::Remote => K::remote(program).probe(remote),
-            ProbeField::Service => program.service.probe(flow.service),
+            ProbeField::Service => program.service.probe(flow.service_class(snapshot)),
             ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
             ProbeField::Icmp if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) => {
                 None

@@ -162,6 +162,31 @@ impl<K: super::addrset::Key> Field<K> {
     }
 }
 
+/// The service field (protocol and destination port): its table is the snapshot's
+/// [`ServiceClasses`](super::table::ClassTable), shared by every program and looked up once
+/// per flow; the program keeps only each class's bitset id.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceField {
+    pub bits: FieldBits,
+    /// Bitset id per service class.
+    pub by_class: Box<[u32]>,
+}
+
+impl ServiceField {
+    /// The bitset of a service class, if the field constrains anything.
+    #[inline]
+    pub fn probe(&self, class: u32) -> Option<Probe<'_>> {
+        self.bits.is_active().then(|| {
+            let id = self.by_class.get(class as usize).copied().unwrap_or(0);
+            Probe::new(&self.bits, id as usize)
+        })
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.bits.heap_bytes() + self.by_class.len() * 4
+    }
+}
+
 /// The ICMP field: most flows carry no ICMP type, and their bitset id is read from a
 /// 256-entry array by protocol number instead of searching the table.
 #[derive(Debug, Clone)]
@@ -222,7 +247,7 @@ pub(crate) struct Program {
     /// The other address, per family.
     pub remote_v4: Field<u32>,
     pub remote_v6: Field<u128>,
-    pub service: Field<u32>,
+    pub service: ServiceField,
     pub icmp: L4Field,
     /// Whether every entry the ICMP field can rule out is one whose service field already
     /// rules out every protocol but ICMP and ICMPv6: then flows of other protocols (nearly

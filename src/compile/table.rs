@@ -93,6 +93,63 @@ impl<K: Key> IntervalTable<K> {
     }
 }
 
+/// Equivalence classes of one key space shared by several tables: the union of their
+/// bounds splits the keys into classes, one lookup gives the class, and each table's value
+/// for it is one read from that table's class array. Looked up once per flow and shared by
+/// every program, the class table stays in cache where a table per program would not.
+#[derive(Debug, Clone)]
+pub(crate) struct ClassTable<K> {
+    /// Key → class id (class `c` starts at the `c`-th bound of the union, class 0 at zero).
+    classes: IntervalTable<K>,
+}
+
+impl<K: Key> ClassTable<K> {
+    /// The class table of `tables`, with each table's value per class (in `tables` order).
+    pub fn new(tables: &[&IntervalTable<K>]) -> (ClassTable<K>, Vec<Box<[u32]>>) {
+        let mut starts: Vec<K> = tables
+            .iter()
+            .flat_map(|t| t.bounds.iter().copied())
+            .collect();
+        starts.sort_unstable();
+        starts.dedup();
+        let classes = IntervalTable::from_breaks(starts.iter().copied().zip(1..), 0);
+        let per_table = tables.iter().map(|t| t.values_at_starts(&starts)).collect();
+        (ClassTable { classes }, per_table)
+    }
+
+    /// The class of `key`.
+    #[inline]
+    pub fn lookup(&self, key: K) -> u32 {
+        self.classes.lookup(key)
+    }
+
+    /// Number of classes.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.classes.values.len()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.classes.heap_bytes()
+    }
+}
+
+impl<K: Key> IntervalTable<K> {
+    /// The value at zero, then at each of `starts` (ascending, a superset of the bounds): one
+    /// merge pass, not a lookup per start.
+    fn values_at_starts(&self, starts: &[K]) -> Box<[u32]> {
+        let mut at = 0;
+        std::iter::once(self.values[0])
+            .chain(starts.iter().map(|&start| {
+                while self.bounds.get(at).is_some_and(|&b| b <= start) {
+                    at += 1;
+                }
+                self.values[at]
+            }))
+            .collect()
+    }
+}
+
 /// Exact lookup of single keys (endpoint addresses): open addressing with linear probing,
 /// at most half full, so a lookup is one probe most of the time. The interval tables'
 /// radix index suits spread-out bounds; endpoint addresses come in dense runs (a pod CIDR,
@@ -296,6 +353,102 @@ mod tests {
             [Some(3), Some(4), Some(5), None]
         );
         assert_eq!(AddressIndex::<u32, u8>::new(&[]).lookup(0), None);
+    }
+
+    /// Service-shaped fields of several programs (protocol blocks, port ranges, the
+    /// no-port key, ICMP): the snapshot's class of a (protocol, port) gives each program the
+    /// bitset id its own table gives, at port 0 and 65535, at every range edge and beside
+    /// it, for protocols without ports and for ICMP and ICMPv6.
+    #[test]
+    fn service_classes_give_each_program_its_own_tables_bitset() {
+        use crate::compile::addrset::RangeSet;
+        use crate::compile::bitset::build_field;
+        use crate::compile::keys::{self, ICMP, ICMPV6, L4_MAX, service_key};
+
+        let block = |p: u8| RangeSet::single(keys::protocol_base(p), keys::protocol_last(p));
+        let ports = |p: u8, lo: u16, hi: u16| {
+            RangeSet::single(service_key(p, Some(lo)), service_key(p, Some(hi)))
+        };
+        let programs: Vec<Vec<Option<RangeSet<u32>>>> = vec![
+            // No service criterion at all: an inactive field.
+            vec![None, None],
+            vec![
+                Some(ports(6, 80, 80)),
+                Some(ports(6, 0, 1023).union(&ports(17, 53, 53))),
+                Some(block(ICMP).union(&block(ICMPV6))),
+                None,
+                Some(ports(6, 65535, 65535)),
+            ],
+            vec![
+                Some(ports(6, 443, 8443)),
+                Some(ports(132, 0, 65535)),
+                Some(block(47)),
+                // notProtocol: TCP.
+                Some(RangeSet::full(L4_MAX).minus(&block(6))),
+                Some(ports(17, 1000, 2000).union(&ports(6, 81, 81))),
+            ],
+            (0..40u16)
+                .map(|i| {
+                    Some(ports(
+                        if i % 2 == 0 { 6 } else { 17 },
+                        i * 1500,
+                        i * 1500 + 7,
+                    ))
+                })
+                .collect(),
+        ];
+        let built: Vec<_> = programs
+            .iter()
+            .map(|sets| {
+                let refs: Vec<Option<&RangeSet<u32>>> = sets.iter().map(Option::as_ref).collect();
+                build_field(&refs, L4_MAX).1
+            })
+            .collect();
+        let tables: Vec<&IntervalTable<u32>> = built.iter().collect();
+        let (classes, by_class) = ClassTable::new(&tables);
+
+        let mut distinct: Vec<u32> = tables.iter().flat_map(|t| t.bounds.to_vec()).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        assert_eq!(classes.len(), distinct.len() + 1);
+
+        let mut probes = vec![0, 1, L4_MAX, L4_MAX - 1];
+        for p in [0u8, 1, 6, 17, 47, 58, 132, 255] {
+            probes.extend([service_key(p, None), keys::protocol_last(p)]);
+            probes.extend(
+                [0u16, 1, 79, 80, 81, 1023, 1024, 65534, 65535]
+                    .map(|port| service_key(p, Some(port))),
+            );
+        }
+        for &bound in &distinct {
+            probes.extend([bound - 1, bound, bound.saturating_add(1).min(L4_MAX)]);
+        }
+        for (p, table) in tables.iter().enumerate() {
+            assert_eq!(by_class[p].len(), classes.len());
+            for &key in &probes {
+                let class = classes.lookup(key) as usize;
+                assert_eq!(
+                    by_class[p][class],
+                    table.lookup(key),
+                    "program {p}, key {key:#x}"
+                );
+            }
+        }
+        assert!(
+            programs[1].len() > 1 && tables[1].bounds.len() > 4,
+            "the tables under test must split the key space"
+        );
+    }
+
+    #[test]
+    fn class_table_of_no_tables_or_boundless_tables_has_one_class() {
+        let flat = IntervalTable::<u32>::from_breaks([], 5);
+        let (classes, by_class) = ClassTable::new(&[&flat, &flat]);
+        assert_eq!(classes.len(), 1);
+        assert_eq!([0, 7, u32::MAX].map(|k| classes.lookup(k)), [0; 3]);
+        assert_eq!(by_class, vec![vec![5].into_boxed_slice(); 2]);
+        let (none, per) = ClassTable::<u32>::new(&[]);
+        assert_eq!((none.len(), per.len()), (1, 0));
     }
 
     #[test]
