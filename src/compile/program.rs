@@ -163,7 +163,7 @@ impl<K: super::addrset::Key> Field<K> {
 }
 
 /// The service field (protocol and destination port): its table is the snapshot's
-/// [`ServiceClasses`](super::table::ClassTable), shared by every program and looked up once
+/// [`ClassTable`](super::table::ClassTable), shared by every program and looked up once
 /// per flow; the program keeps only each class's bitset id.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceField {
