@@ -41,9 +41,7 @@ use etherparse::PacketBuilder;
 use portcullis::compile::compile;
 use portcullis::conntrack::{ConnPacket, Conntrack, ConntrackConfig, FlowCache, Lookup, Tick};
 use portcullis::dataplane::{Disposition, PortSide};
-use portcullis::model::load::load_str;
-use portcullis::model::validate::validate;
-use portcullis::model::{Limits, Model, Settings};
+use portcullis::model::{Limits, Model, load_model_str};
 use portcullis::packet;
 use portcullis::pipeline::{LogSink, PathShared, WorkerPath};
 use portcullis::policy::resolve;
@@ -109,15 +107,8 @@ impl LogSink for Discard {
 }
 
 fn model() -> Model {
-    let limits = Limits::default();
-    let (resources, mut problems) = load_str("bench.yaml", CONFIG, &limits);
-    problems.extend(validate(&resources, &limits));
-    assert!(problems.is_empty(), "{problems:#?}");
-    let settings = Settings::from_resources(&resources).expect("settings");
-    Model {
-        resources,
-        settings,
-    }
+    load_model_str("bench.yaml", CONFIG, &Limits::default())
+        .unwrap_or_else(|problems| panic!("{problems:#?}"))
 }
 
 fn snapshot(model: &Model) -> Snapshot {

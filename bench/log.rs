@@ -33,9 +33,7 @@ use etherparse::PacketBuilder;
 use portcullis::compile::compile;
 use portcullis::conntrack::Tick;
 use portcullis::dataplane::{Disposition, PortSide};
-use portcullis::model::load::load_str;
-use portcullis::model::validate::validate;
-use portcullis::model::{Limits, Model, Settings};
+use portcullis::model::{Limits, Model, load_model_str};
 use portcullis::pipeline::{LogSink, PathShared, WorkerPath};
 use portcullis::policy::resolve;
 use portcullis::snapshot::Snapshot;
@@ -95,15 +93,8 @@ impl LogSink for Discard {
 }
 
 fn model(text: &str) -> Model {
-    let limits = Limits::default();
-    let (resources, mut problems) = load_str("bench.yaml", text, &limits);
-    problems.extend(validate(&resources, &limits));
-    assert!(problems.is_empty(), "{problems:#?}");
-    let settings = Settings::from_resources(&resources).expect("settings");
-    Model {
-        resources,
-        settings,
-    }
+    load_model_str("bench.yaml", text, &Limits::default())
+        .unwrap_or_else(|problems| panic!("{problems:#?}"))
 }
 
 /// A worker path judging with the snapshot of `text`.

@@ -12,9 +12,7 @@ use etherparse::PacketBuilder;
 use portcullis::compile::compile;
 use portcullis::conntrack::Tick;
 use portcullis::dataplane::PortSide;
-use portcullis::model::load::load_str;
-use portcullis::model::validate::validate;
-use portcullis::model::{Limits, Model, Settings};
+use portcullis::model::{Limits, load_model_str};
 use portcullis::pipeline::{LogSink, PathShared, WorkerPath};
 use portcullis::policy::resolve;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -64,15 +62,8 @@ impl LogSink for CountLines {
 
 #[test]
 fn suppressed_log_lines_allocate_nothing() {
-    let limits = Limits::default();
-    let (resources, mut problems) = load_str("flood.yaml", CONFIG, &limits);
-    problems.extend(validate(&resources, &limits));
-    assert!(problems.is_empty(), "{problems:#?}");
-    let settings = Settings::from_resources(&resources).unwrap();
-    let model = Model {
-        resources,
-        settings,
-    };
+    let model = load_model_str("flood.yaml", CONFIG, &Limits::default())
+        .unwrap_or_else(|problems| panic!("{problems:#?}"));
     let snapshot = compile(&resolve(&model).unwrap(), 1);
     let sink = Arc::new(CountLines::default());
     let shared = Arc::new(

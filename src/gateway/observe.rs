@@ -266,13 +266,8 @@ spec:
     #[test]
     fn ingress_and_egress_rule_0_of_one_policy_scrape_as_two_series() {
         let limits = crate::model::Limits::default();
-        let (resources, problems) = crate::model::load::load_str("t.yaml", BOTH_WAYS, &limits);
-        assert!(problems.is_empty(), "{problems:#?}");
-        let settings = Settings::from_resources(&resources).unwrap();
-        let model = crate::model::Model {
-            resources,
-            settings,
-        };
+        let model = crate::model::load_model_str("t.yaml", BOTH_WAYS, &limits)
+            .unwrap_or_else(|problems| panic!("{problems:#?}"));
         let snapshot = crate::compile::compile(&crate::policy::resolve(&model).unwrap(), 1);
         let shared = Arc::new(PathShared::new(&model.settings).unwrap());
         let mut worker = crate::pipeline::WorkerPath::new(Arc::clone(&shared));

@@ -166,15 +166,57 @@ pub struct Model {
 
 /// Load and validate `dir`: all or nothing.
 pub fn load_model(dir: &Path, limits: &Limits) -> Result<Model, Vec<Problem>> {
-    let (resources, mut problems) = load::load_dir(dir, limits);
+    let (resources, problems) = load::load_dir(dir, limits);
+    let mut model = validated(resources, problems, limits)?;
+    model.settings.apply_env(std::env::vars())?;
+    Ok(model)
+}
+
+/// Load and validate one YAML text, named `file_name` in problems: all or nothing, like
+/// [`load_model`] but with no environment overrides (fixed inputs: benchmarks, tests).
+pub fn load_model_str(file_name: &str, text: &str, limits: &Limits) -> Result<Model, Vec<Problem>> {
+    let (resources, problems) = load::load_str(file_name, text, limits);
+    validated(resources, problems, limits)
+}
+
+fn validated(
+    resources: Vec<Resource>,
+    mut problems: Vec<Problem>,
+    limits: &Limits,
+) -> Result<Model, Vec<Problem>> {
     problems.extend(validate::validate(&resources, limits));
     if !problems.is_empty() {
         return Err(problems);
     }
-    let mut settings = settings::Settings::from_resources(&resources)?;
-    settings.apply_env(std::env::vars())?;
+    let settings = settings::Settings::from_resources(&resources)?;
     Ok(Model {
         resources,
         settings,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_text_loads_all_or_nothing_with_its_settings() {
+        let limits = Limits::default();
+        let good = "apiVersion: portcullis/v1\nkind: GatewayConfiguration\n\
+                    metadata: { name: default }\nspec:\n  conntrackMaxEntries: 1024\n";
+        let model = load_model_str("good.yaml", good, &limits).unwrap();
+        assert_eq!(model.resources.len(), 1);
+        assert_eq!(model.settings.conntrack_max_entries, 1024);
+
+        // One invalid rule refuses the whole text, named by file, resource and field.
+        let bad = "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\n\
+                   metadata: { name: p }\nspec:\n  ingress:\n    - action: Maybe\n";
+        let problems = load_model_str("bad.yaml", bad, &limits).unwrap_err();
+        assert!(
+            problems.iter().any(|p| p.file == "bad.yaml"
+                && p.resource == "GlobalNetworkPolicy/p"
+                && p.field.contains("action")),
+            "{problems:#?}"
+        );
+    }
 }

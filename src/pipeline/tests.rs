@@ -12,9 +12,7 @@ use proptest::test_runner::{Config as ProptestConfig, TestRunner};
 
 use super::*;
 use crate::compile::compile;
-use crate::model::load::load_str;
-use crate::model::validate::validate;
-use crate::model::{Limits, Model};
+use crate::model::{Limits, Model, load_model_str};
 use crate::policy::resolve;
 use crate::snapshot::RuleAction;
 
@@ -134,15 +132,8 @@ fn world(settings: &str, extra: &str) -> String {
 }
 
 fn model(yaml: &str) -> Model {
-    let limits = Limits::default();
-    let (resources, mut problems) = load_str("test.yaml", yaml, &limits);
-    problems.extend(validate(&resources, &limits));
-    assert!(problems.is_empty(), "invalid test YAML: {problems:#?}");
-    let settings = Settings::from_resources(&resources).unwrap();
-    Model {
-        resources,
-        settings,
-    }
+    load_model_str("test.yaml", yaml, &Limits::default())
+        .unwrap_or_else(|problems| panic!("invalid test YAML: {problems:#?}"))
 }
 
 fn snapshot_of(model: &Model, generation: u64) -> Snapshot {
