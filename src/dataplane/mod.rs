@@ -134,4 +134,10 @@ pub trait PortPair: Send {
 
     /// How this pair runs, for logs and status.
     fn info(&self) -> BackendInfo;
+
+    /// Frames the kernel dropped on this pair's sockets before the gateway saw them, by port
+    /// (outside, inside), since the pair opened; `None` when the backend does not count them.
+    fn kernel_drops(&self) -> Option<[afxdp::KernelDrops; 2]> {
+        None
+    }
 }

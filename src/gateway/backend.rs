@@ -11,7 +11,6 @@
 use std::io;
 
 use super::log::warning;
-use super::worker::KernelDropSource;
 use crate::dataplane::{BackendConfig, BackendError, PortPair, afpacket, afxdp};
 
 /// The `--backend` flag.
@@ -44,11 +43,7 @@ pub enum BackendChoice {
 /// Something that can run one worker loop over any backend: the generic half of the dispatch.
 pub trait WithPairs {
     type Output;
-    fn run<P: PortPair + KernelDropSource + 'static>(
-        self,
-        kind: BackendKind,
-        pairs: Vec<P>,
-    ) -> Self::Output;
+    fn run<P: PortPair + 'static>(self, kind: BackendKind, pairs: Vec<P>) -> Self::Output;
 }
 
 /// Opens every worker's ports with the chosen backend and hands them to `with`.
@@ -95,7 +90,7 @@ fn fallback_allowed(choice: BackendChoice, error: &BackendError) -> bool {
 
 /// Opens worker 0, 1, ... in order, then runs them. On a failure the pairs already open are
 /// closed (dropped) before the error is returned, so nothing stays attached to the ports.
-fn start<W: WithPairs, P: PortPair + KernelDropSource + 'static>(
+fn start<W: WithPairs, P: PortPair + 'static>(
     kind: BackendKind,
     config: &BackendConfig,
     with: W,

@@ -25,8 +25,7 @@ use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
 use super::log::{error, warning};
-use crate::dataplane::afpacket::AfPacketPair;
-use crate::dataplane::afxdp::{AfXdpPair, KernelDrops};
+use crate::dataplane::afxdp::KernelDrops;
 use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
 use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
 use crate::snapshot::SnapshotHandle;
@@ -93,25 +92,6 @@ impl KernelDropCounts {
     }
 }
 
-/// A backend pair that may know what the kernel dropped on its sockets.
-pub trait KernelDropSource {
-    /// Totals by port (outside, inside) since the pair opened; `None` if not counted.
-    fn kernel_drops(&self) -> Option<[KernelDrops; 2]>;
-}
-
-impl KernelDropSource for AfXdpPair {
-    fn kernel_drops(&self) -> Option<[KernelDrops; 2]> {
-        Some(AfXdpPair::kernel_drops(self))
-    }
-}
-
-impl KernelDropSource for AfPacketPair {
-    /// The AF_PACKET pair keeps no `PACKET_STATISTICS` reading to report.
-    fn kernel_drops(&self) -> Option<[KernelDrops; 2]> {
-        None
-    }
-}
-
 /// What the control side needs to keep running one worker.
 #[derive(Debug)]
 pub struct WorkerHandle {
@@ -128,7 +108,7 @@ pub struct WorkerHandle {
 }
 
 /// Runs one worker until `stop` is set or its backend fails.
-pub fn run_worker<P: PortPair + KernelDropSource>(
+pub fn run_worker<P: PortPair>(
     pair: &mut P,
     path: &mut WorkerPath,
     snapshots: &SnapshotHandle,
@@ -167,11 +147,7 @@ pub struct SpawnWorkers {
 impl WithPairs for SpawnWorkers {
     type Output = std::io::Result<Vec<WorkerHandle>>;
 
-    fn run<P: PortPair + KernelDropSource + 'static>(
-        self,
-        kind: BackendKind,
-        pairs: Vec<P>,
-    ) -> Self::Output {
+    fn run<P: PortPair + 'static>(self, kind: BackendKind, pairs: Vec<P>) -> Self::Output {
         let mut handles = Vec::with_capacity(pairs.len());
         for (index, pair) in pairs.into_iter().enumerate() {
             match self.spawn(kind, index, pair) {
@@ -190,7 +166,7 @@ impl WithPairs for SpawnWorkers {
 }
 
 impl SpawnWorkers {
-    fn spawn<P: PortPair + KernelDropSource + 'static>(
+    fn spawn<P: PortPair + 'static>(
         &self,
         kind: BackendKind,
         index: usize,

@@ -42,7 +42,7 @@
 //! its MTU below that) are dropped by the kernel before we see them; the socket's statistics,
 //! read when a poll finds nothing to do (and every 500 ms under traffic), add them to
 //! `received` and `truncated`. Multi-buffer frames are not asked for. Frames the kernel dropped because the gateway did not keep up
-//! (fill ring empty, RX ring full) are in [`AfXdpPair::kernel_drops`].
+//! (fill ring empty, RX ring full) are in [`PortPair::kernel_drops`].
 //!
 //! **VLAN tags** reach `decide` as they are in the frame's bytes. A tag that the sending
 //! side's offload put into packet metadata rather than into the bytes (a veth peer's VLAN
@@ -666,6 +666,12 @@ impl PortPair for AfXdpPair {
             mode: self.mode.clone(),
         }
     }
+
+    /// As last read: when a poll finds nothing to do, and at least every
+    /// `STATISTICS_EVERY` under traffic.
+    fn kernel_drops(&self) -> Option<[KernelDrops; 2]> {
+        Some([self.ports[0].kernel, self.ports[1].kernel])
+    }
 }
 
 impl AfXdpPair {
@@ -793,13 +799,6 @@ impl AfXdpPair {
             stats.truncated[side.index()] += new;
         }
         Ok(())
-    }
-
-    /// Frames the kernel dropped on each port's socket (outside, inside) before the gateway
-    /// saw them, as last read (when a poll finds nothing to do and at least every
-    /// `STATISTICS_EVERY` under traffic).
-    pub fn kernel_drops(&self) -> [KernelDrops; 2] {
-        [self.ports[0].kernel, self.ports[1].kernel]
     }
 
     /// Frames the kernel dropped on each port's socket (outside, inside) since the pair was
