@@ -525,7 +525,9 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
     let report = match args.backend {
         Backend::Afpacket => {
             let mut pair = afpacket::open(&config, 0).map_err(|e| e.to_string())?;
-            forward_with(&mut pair, duration, idle, &stop)?
+            let mut report = forward_with(&mut pair, duration, idle, &stop)?;
+            report.kernel_drops = Some(pair.read_kernel_drops().map(KernelDropsReport::from));
+            report
         }
         Backend::Afxdp => {
             let defaults = afxdp::AfXdpOptions::default();
