@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 pub mod affinity;
 pub mod afpacket;
 pub mod afxdp;
+pub mod memory;
 pub mod netns;
 
 /// One of the gateway's two ports.
