@@ -157,6 +157,27 @@ fn udp_packet(r: u64) -> ConnPacket {
     }
 }
 
+/// The process's anonymous memory on transparent huge pages, from the kernel's own count:
+/// shows whether the table got the 2 MiB pages it asked for.
+fn huge_pages_in_use() -> String {
+    std::fs::read_to_string("/proc/self/smaps_rollup")
+        .ok()
+        .and_then(|text| {
+            text.lines()
+                .find(|line| line.starts_with("AnonHugePages:"))
+                .map(|line| {
+                    line.split_whitespace()
+                        .skip(1)
+                        .collect::<Vec<_>>()
+                        .join(" ")
+                })
+        })
+        .map_or_else(
+            || "AnonHugePages unknown".to_string(),
+            |size| format!("{size} of anonymous memory on huge pages"),
+        )
+}
+
 /// A table holding `count` distinct random UDP flows, and those flows.
 fn filled_table(max_entries: u32, count: usize, seed: u64) -> (Conntrack, Vec<ConnPacket>) {
     let config = ConntrackConfig {
@@ -324,6 +345,7 @@ fn fastpath(c: &mut Criterion) {
         small.capacity(),
         small.shard_count()
     );
+    eprintln!("conntrack: {}", huge_pages_in_use());
     drop(small);
     let (big, big_flows) = filled_table(1 << 20, MILLION, 0x5EED_0003);
     // Visit the million flows in a scattered order, as traffic would.

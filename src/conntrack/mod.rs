@@ -772,17 +772,14 @@ where
     K: Copy + Default + Eq,
     V: Copy + Default,
 {
-    (0..count)
-        .map(|i| {
-            let cap = max_entries / count + usize::from(i < max_entries % count);
-            Table::with_capacity(cap)
-                .map(&wrap)
-                .ok_or(ConntrackError::OutOfMemory {
-                    entries: max_entries,
-                    bytes: Table::<K, V>::memory_for(max_entries),
-                })
-        })
-        .collect()
+    let capacities: Vec<usize> = (0..count)
+        .map(|i| max_entries / count + usize::from(i < max_entries % count))
+        .collect();
+    let tables = Table::many(&capacities).ok_or(ConntrackError::OutOfMemory {
+        entries: max_entries,
+        bytes: Table::<K, V>::memory_for(max_entries),
+    })?;
+    Ok(tables.into_iter().map(wrap).collect())
 }
 
 /// Runs bounded sweep steps shard after shard, starting at the shard `cursor` names, until

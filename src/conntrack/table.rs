@@ -20,6 +20,8 @@
 //! The hash must come from a randomly keyed hasher: with attacker-chosen keys and a fixed
 //! hash, clusters grow without bound.
 
+use crate::dataplane::memory::{self, Chunk};
+
 /// One stored key and value with the hash it was stored under, starting on a cache line:
 /// a conntrack slot is 64 bytes, so a hit reads one line rather than the two that an
 /// 8-byte-aligned slot straddles seven times in eight.
@@ -33,13 +35,23 @@ pub(super) struct Slot<K, V> {
 
 #[derive(Debug)]
 pub(super) struct Table<K, V> {
-    tags: Box<[u8]>,
-    slots: Box<[Slot<K, V>]>,
+    tags: Chunk<u8>,
+    slots: Chunk<Slot<K, V>>,
     len: usize,
     capacity: usize,
 }
 
+/// The tag of an empty slot: also the value of fresh tag memory.
 const EMPTY: u8 = 0;
+
+/// Slots for a table of `capacity` entries; `None` beyond 32 bits.
+fn buckets_for(capacity: usize) -> Option<usize> {
+    // One slot more than 5/4 of the capacity keeps an empty slot in every probe sequence,
+    // so a probe always ends.
+    let buckets = capacity.checked_add(capacity / 4)?.checked_add(1)?;
+    u32::try_from(buckets).ok()?;
+    Some(buckets)
+}
 
 fn tag_of(hash: u64) -> u8 {
     0x80 | (hash >> 57) as u8
@@ -48,25 +60,34 @@ fn tag_of(hash: u64) -> u8 {
 impl<K: Copy + Default + Eq, V: Copy + Default> Table<K, V> {
     /// A table that holds up to `capacity` entries, allocated now and never again; `None`
     /// when that much memory cannot be had (or the slot count would not fit in 32 bits).
+    #[cfg(test)]
     pub fn with_capacity(capacity: usize) -> Option<Self> {
-        // One slot more than 5/4 of the capacity keeps an empty slot in every probe sequence,
-        // so a probe always ends.
-        let buckets = capacity.checked_add(capacity / 4)?.checked_add(1)?;
-        if u32::try_from(buckets).is_err() {
-            return None;
-        }
-        let mut tags = Vec::new();
-        tags.try_reserve_exact(buckets).ok()?;
-        tags.resize(buckets, EMPTY);
-        let mut slots = Vec::new();
-        slots.try_reserve_exact(buckets).ok()?;
-        slots.resize(buckets, Slot::default());
-        Some(Table {
-            tags: tags.into_boxed_slice(),
-            slots: slots.into_boxed_slice(),
-            len: 0,
-            capacity,
-        })
+        Table::many(&[capacity])?.pop()
+    }
+
+    /// Tables holding up to `capacities[i]` entries each, as [`Table::with_capacity`], with
+    /// all their slots in one region of memory and all their tags in another, each on huge
+    /// pages when large enough (`dataplane::memory`): a shard's own slots would be too small
+    /// for one.
+    pub fn many(capacities: &[usize]) -> Option<Vec<Self>> {
+        let buckets: Vec<usize> = capacities
+            .iter()
+            .map(|&capacity| buckets_for(capacity))
+            .collect::<Option<_>>()?;
+        let tags = memory::chunks::<u8>(&buckets)?;
+        let slots = memory::chunks::<Slot<K, V>>(&buckets)?;
+        Some(
+            tags.into_iter()
+                .zip(slots)
+                .zip(capacities)
+                .map(|((tags, slots), &capacity)| Table {
+                    tags,
+                    slots,
+                    len: 0,
+                    capacity,
+                })
+                .collect(),
+        )
     }
 
     pub fn len(&self) -> usize {
