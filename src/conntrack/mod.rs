@@ -21,7 +21,9 @@
 //!
 //! Locking: N shards, each a `parking_lot::Mutex` around a fixed-capacity open-addressing
 //! table (`table.rs`, a 64-byte slot and a 1-byte tag per slot, 1.25 slots per entry: 81
-//! bytes per entry, all allocated at construction; each slot on its own cache line). A call
+//! bytes per entry, all allocated at construction; each slot on its own cache line; all
+//! shards' slots in one mapping on 2 MiB pages where the kernel gives them,
+//! `dataplane::memory`, so that a hit is not also a TLB miss). A call
 //! locks exactly one shard once and never holds a lock across packets. The key is hashed
 //! once with a randomly keyed hasher (a folded multiply under secret words drawn per table,
 //! `hash.rs`; SipHash cost as much as the rest of a hit) and that hash picks both the shard
