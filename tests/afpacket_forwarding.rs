@@ -17,12 +17,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use etherparse::PacketBuilder;
 use portcullis::dataplane::afpacket;
-use portcullis::dataplane::{BackendError, Disposition, PortSide};
+use portcullis::dataplane::{BackendError, Disposition, PortPair, PortSide};
 use support::{
-    Gateway, INJECTED_SOURCE_MAC, INSIDE_V4, INSIDE_V6, INSIDE_VLAN_V4, OUTSIDE_V4, OUTSIDE_V6,
-    OUTSIDE_VLAN_V4, Side, Topology, Totals, capture_marked, marked_udp_frame, open_port,
-    udp_ports, with_tags,
+    Gateway, INJECTED_DESTINATION_MAC, INJECTED_SOURCE_MAC, INSIDE_V4, INSIDE_V6, INSIDE_VLAN_V4,
+    OUTSIDE_V4, OUTSIDE_V6, OUTSIDE_VLAN_V4, Side, Topology, Totals, capture_marked,
+    marked_udp_frame, open_port, udp_ports, with_tags,
 };
 
 const IO_TIMEOUT: Duration = Duration::from_secs(3);
@@ -505,6 +506,121 @@ fn a_stopped_gateway_forwards_nothing() {
     }
 }
 
+/// A pair that nobody polls while a burst arrives: the outside socket's receive queue fills
+/// and the kernel drops the rest there. Every frame sent must then be either received once the
+/// pair polls again or counted as `socket_queue_full`. Two bursts, so that the totals survive
+/// the kernel resetting its count at every read.
+#[test]
+fn frames_dropped_at_a_full_socket_queue_are_counted() {
+    socket_queue_overflow_is_counted("qfull", 1);
+}
+
+/// As above with two workers, whose sockets on a port share its frames through a fanout
+/// group: each counts its own drops, and their sum accounts for every frame once.
+#[test]
+fn fanout_workers_count_their_own_socket_queue_drops() {
+    socket_queue_overflow_is_counted("qfan", 2);
+}
+
+fn socket_queue_overflow_is_counted(tag: &str, workers: usize) {
+    /// Well past the sockets' receive buffers (4 MiB asked, 8 MiB granted: about 3,600
+    /// frames of this size each), and sent in well under a second.
+    const BURST: u64 = 10_000;
+    const FRAME_LEN: usize = 1400;
+    /// Flows, so that a fanout group spreads the frames over its sockets.
+    const FLOWS: u16 = 64;
+    const FIRST_SOURCE_PORT: u16 = 45000;
+    const DESTINATION_PORT: u16 = 46000;
+    let Some(topology) = Topology::new(tag) else {
+        return;
+    };
+    // The outside host says nothing of its own (IPv6 off: no neighbour discovery, MLD or
+    // router solicitations), so that every frame reaching the outside port is the test's.
+    let host = topology.host_interface(PortSide::Outside);
+    let silenced = topology.exec_outside(&[
+        "sh",
+        "-c",
+        &format!("echo 1 > /proc/sys/net/ipv6/conf/{host}/disable_ipv6"),
+    ]);
+    assert!(silenced.status.success(), "{silenced:?}");
+    let config = topology.backend_config(workers);
+    let mut pairs: Vec<afpacket::AfPacketPair> = topology
+        .netns(Side::Gateway)
+        .run(move || {
+            (0..workers)
+                .map(|worker| afpacket::open(&config, worker).unwrap())
+                .collect()
+        })
+        .unwrap();
+    let mut generator = open_port(&topology, Side::Outside, &host);
+    let frames: Vec<u8> = (0..FLOWS)
+        .flat_map(|flow| udp_frame_of_len((FIRST_SOURCE_PORT + flow, DESTINATION_PORT), FRAME_LEN))
+        .collect();
+    let is_marked = |frame: &[u8]| {
+        udp_ports(frame).is_some_and(|(source, destination)| {
+            destination == DESTINATION_PORT
+                && (FIRST_SOURCE_PORT..FIRST_SOURCE_PORT + FLOWS).contains(&source)
+        })
+    };
+
+    let mut sent = 0;
+    let mut received = vec![[0u64; 2]; workers];
+    let mut marked = vec![0u64; workers];
+    let mut dropped = 0;
+    for burst in 1..=2 {
+        sent += send_repeatedly(&mut generator, &frames, FRAME_LEN, BURST);
+        for (worker, pair) in pairs.iter_mut().enumerate() {
+            drain(pair, &mut received[worker], &mut marked[worker], is_marked);
+        }
+        let drops: Vec<[u64; 2]> = pairs
+            .iter()
+            .map(|pair| {
+                pair.kernel_drops()
+                    .expect("the afpacket backend counts its kernel drops")
+                    .map(|d| d.socket_queue_full.expect("as socket_queue_full"))
+            })
+            .collect();
+        let outside: u64 = drops.iter().map(|d| d[0]).sum();
+        let context = format!(
+            "{workers} worker(s), burst {burst}: sent {sent}, received {received:?} ({marked:?} \
+             of them sent by the test), dropped {drops:?}"
+        );
+        eprintln!("{context}");
+        assert_eq!(sent, burst * BURST, "{context}");
+        assert!(
+            outside > dropped,
+            "the queues overflowed in each burst: {context}"
+        );
+        dropped = outside;
+        assert_eq!(
+            marked.iter().sum::<u64>() + outside,
+            sent,
+            "every frame accounted for, once: {context}"
+        );
+        for worker in 0..workers {
+            assert_eq!(
+                received[worker][PortSide::Outside.index()],
+                marked[worker],
+                "nothing but the test's frames: {context}"
+            );
+            assert!(marked[worker] > 0, "the fanout fed every worker: {context}");
+            assert_eq!(
+                drops[worker][1], 0,
+                "nothing to drop on the idle port: {context}"
+            );
+        }
+        for pair in &mut pairs {
+            let reported = pair.kernel_drops();
+            assert_eq!(reported.map(|d| d[0].fill_ring_empty), Some(None));
+            assert_eq!(
+                reported,
+                Some(pair.read_kernel_drops()),
+                "nothing dropped since: {context}"
+            );
+        }
+    }
+}
+
 #[test]
 fn ports_in_another_namespace_are_not_found() {
     let Some(topology) = Topology::new("nsif") else {
@@ -674,6 +790,73 @@ fn receive_udp(socket: &UdpSocket, expected: usize) -> usize {
         }
     }
     count
+}
+
+/// A UDP frame between documentation addresses from [`INJECTED_SOURCE_MAC`], `len` bytes long.
+fn udp_frame_of_len((source, destination): (u16, u16), len: usize) -> Vec<u8> {
+    const HEADERS: usize = 14 + 20 + 8;
+    let builder = PacketBuilder::ethernet2(INJECTED_SOURCE_MAC, INJECTED_DESTINATION_MAC)
+        .ipv4([198, 51, 100, 10], [198, 51, 100, 110], 64)
+        .udp(source, destination);
+    let payload = vec![0x5a; len - HEADERS];
+    let mut frame = Vec::with_capacity(len);
+    builder.write(&mut frame, &payload).unwrap();
+    assert_eq!(frame.len(), len);
+    frame
+}
+
+/// Sends the frames of `frames` (each `len` bytes, one after the other) in turn, `count` in
+/// all, as fast as the port takes them, for at most 10 s; returns how many were sent.
+fn send_repeatedly(
+    port: &mut afpacket::AfPacketPort,
+    frames: &[u8],
+    len: usize,
+    count: u64,
+) -> u64 {
+    let ranges: Vec<_> = (0..frames.len() / len)
+        .map(|i| i * len..(i + 1) * len)
+        .cycle()
+        .take(256)
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut sent = 0;
+    while sent < count && Instant::now() < deadline {
+        let wanted = ranges.len().min((count - sent) as usize);
+        sent += port.send_batch(frames, &ranges[..wanted]).unwrap() as u64;
+    }
+    sent
+}
+
+/// Polls `pair` until two polls in a row find nothing (a poll that finds nothing reads the
+/// kernel's drop counts), for at most 10 s; adds what it received to `received`, and the
+/// frames `is_marked` picks to `marked`. Drops everything.
+fn drain(
+    pair: &mut afpacket::AfPacketPair,
+    received: &mut [u64; 2],
+    marked: &mut u64,
+    is_marked: impl Fn(&[u8]) -> bool,
+) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut idle = 0;
+    while idle < 2 && Instant::now() < deadline {
+        let stats = pair
+            .poll(Duration::from_millis(50), |_, frame| {
+                if is_marked(frame) {
+                    *marked += 1;
+                }
+                Disposition::Drop
+            })
+            .unwrap();
+        for (total, batch) in received.iter_mut().zip(stats.received) {
+            *total += u64::from(batch);
+        }
+        idle = if stats.received == [0, 0] {
+            idle + 1
+        } else {
+            0
+        };
+    }
+    assert_eq!(idle, 2, "the pair was still receiving after 10 s");
 }
 
 /// The kernel's promiscuity count of a gateway port (one per socket that asked for it).

@@ -224,6 +224,19 @@ fn through_the_do_nothing_forwarder(tag: &str, backend: &str) {
         "sink counted {packets}: {sunk}"
     );
     assert_eq!(sunk["traffic"], true);
+    // Each backend reports the kernel drops it counts, and is silent on the others.
+    let (counted, not_counted) = match backend {
+        "afpacket" => ("socket_queue_full", "fill_ring_empty"),
+        _ => ("fill_ring_empty", "socket_queue_full"),
+    };
+    for port in 0..2 {
+        let drops = &forwarded["kernel_drops"][port];
+        assert!(drops[counted].is_u64(), "{counted}: {forwarded}");
+        assert!(
+            drops.get(not_counted).is_none(),
+            "{not_counted}: {forwarded}"
+        );
+    }
 }
 
 /// The benchmark stops a flat-out generator when the sink's window ends and reads what it

@@ -29,7 +29,7 @@ use counters::{CpuTimes, InterfaceCounters};
 use frames::{FramePool, FrameSpec};
 use portcullis::dataplane::afpacket::{self, AfPacketPort};
 use portcullis::dataplane::afxdp;
-use portcullis::dataplane::{BackendConfig, BatchStats, Disposition, PortPair};
+use portcullis::dataplane::{BackendConfig, BatchStats, Disposition, KernelDrops, PortPair};
 
 /// Longest a generator or sink window may last.
 const MAX_SECONDS: f64 = 10.0;
@@ -475,8 +475,10 @@ struct ForwardReport {
     seconds: f64,
     /// CPU time this process used, when the kernel reports it.
     cpu_seconds: Option<f64>,
-    /// AF_XDP: frames the kernel dropped on each port's socket (outside, inside) before the
-    /// forwarder saw them.
+    /// Frames the kernel dropped on each port's socket (outside, inside) before the forwarder
+    /// saw them, read when it stopped: AF_XDP `fill_ring_empty`, `rx_ring_full` and
+    /// `too_long`; AF_PACKET `socket_queue_full`. A reason the backend does not count is
+    /// absent, not zero.
     kernel_drops: Option<[KernelDropsReport; 2]>,
     /// Why it stopped: "duration", "idle" or "signal".
     stopped_by: &'static str,
@@ -484,17 +486,23 @@ struct ForwardReport {
 
 #[derive(Serialize, Debug, Default)]
 struct KernelDropsReport {
-    fill_ring_empty: u64,
-    rx_ring_full: u64,
-    too_long: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    fill_ring_empty: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rx_ring_full: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    too_long: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    socket_queue_full: Option<u64>,
 }
 
-impl From<afxdp::KernelDrops> for KernelDropsReport {
-    fn from(drops: afxdp::KernelDrops) -> Self {
+impl From<KernelDrops> for KernelDropsReport {
+    fn from(drops: KernelDrops) -> Self {
         KernelDropsReport {
             fill_ring_empty: drops.fill_ring_empty,
             rx_ring_full: drops.rx_ring_full,
             too_long: drops.too_long,
+            socket_queue_full: drops.socket_queue_full,
         }
     }
 }
@@ -525,7 +533,9 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
     let report = match args.backend {
         Backend::Afpacket => {
             let mut pair = afpacket::open(&config, 0).map_err(|e| e.to_string())?;
-            forward_with(&mut pair, duration, idle, &stop)?
+            let mut report = forward_with(&mut pair, duration, idle, &stop)?;
+            report.kernel_drops = Some(pair.read_kernel_drops().map(KernelDropsReport::from));
+            report
         }
         Backend::Afxdp => {
             let defaults = afxdp::AfXdpOptions::default();

@@ -362,8 +362,8 @@ fn config(e: &mut Exposition, s: &Scrape) {
     e.sample(name, &[("result", "failure")], r.failures);
 }
 
-/// Only for a backend that counts them (AF_XDP): a family with no samples would claim zeros
-/// nobody measured.
+/// Only the reasons the backend counts (AF_XDP: fill_ring_empty, rx_ring_full; AF_PACKET:
+/// socket_queue_full): a series for any other would claim zeros nobody measured.
 fn kernel_drops(e: &mut Exposition, s: &Scrape) {
     let Some(drops) = &s.kernel_drops else {
         return;
@@ -373,16 +373,13 @@ fn kernel_drops(e: &mut Exposition, s: &Scrape) {
         name,
         Type::Counter,
         "Frames the kernel dropped on the gateway's sockets before a worker saw them, by port \
-         of arrival and reason (fill_ring_empty, rx_ring_full: the workers did not keep up). \
-         Read when a worker's poll finds no frame waiting.",
+         of arrival and reason (fill_ring_empty, rx_ring_full: AF_XDP; socket_queue_full: \
+         AF_PACKET; each means the workers did not keep up). Read when a worker's poll finds \
+         no frame waiting, and at least every 500 ms under traffic.",
     );
     for (i, (port, _)) in PORTS.iter().enumerate() {
-        let d = drops[i];
-        for (reason, count) in [
-            ("fill_ring_empty", d.fill_ring_empty),
-            ("rx_ring_full", d.rx_ring_full),
-        ] {
-            e.sample(name, &[("port", *port), ("reason", reason)], count);
+        for (reason, count) in drops[i].counted() {
+            e.sample(name, &[("port", *port), ("reason", reason.name())], count);
         }
     }
 }

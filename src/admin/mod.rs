@@ -26,8 +26,7 @@ use std::time::{Duration, SystemTime};
 
 pub use http::{HttpServer, Method, Request, Response};
 pub use state::{
-    AdminSource, GatewayInfo, KernelDropTotals, Readiness, ReloadAttempt, ReloadLog, ReloadRecord,
-    RuleSample, Scrape,
+    AdminSource, GatewayInfo, Readiness, ReloadAttempt, ReloadLog, ReloadRecord, RuleSample, Scrape,
 };
 pub use status::Status;
 

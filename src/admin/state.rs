@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 
 use crate::conntrack::ConntrackStats;
+use crate::dataplane::KernelDrops;
 use crate::packet::DropReason;
 use crate::snapshot::{DefaultKind, RuleAction, RuleDirection, RuleStage};
 
@@ -73,16 +74,6 @@ pub struct RuleSample {
     pub bytes: u64,
 }
 
-/// Frames the kernel dropped on one port's sockets before a worker saw them (AF_XDP's
-/// `XDP_STATISTICS`), summed over workers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct KernelDropTotals {
-    /// No free frame on the fill ring: the workers did not keep up.
-    pub fill_ring_empty: u64,
-    /// The RX ring was full: the workers did not keep up.
-    pub rx_ring_full: u64,
-}
-
 /// Every counter the gateway exposes, summed over workers.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Scrape {
@@ -106,9 +97,10 @@ pub struct Scrape {
     pub tx_failed: [u64; 2],
     /// By port of arrival: frames too long for the backend's buffers.
     pub truncated: [u64; 2],
-    /// By port of arrival; `None` when the backend does not count them (AF_PACKET) or no
-    /// worker runs yet.
-    pub kernel_drops: Option<[KernelDropTotals; 2]>,
+    /// Frames the kernel dropped on the sockets before a worker saw them, by port of arrival,
+    /// summed over workers: only the reasons the backend counts (AF_XDP: fill ring empty, RX
+    /// ring full; AF_PACKET: socket queue full); `None` before any worker reported.
+    pub kernel_drops: Option<[KernelDrops; 2]>,
 }
 
 impl Scrape {

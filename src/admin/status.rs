@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::metrics::merged_rules;
 use super::state::{RuleSample, Scrape};
+use crate::dataplane::{KernelDropReason, KernelDrops};
 use crate::packet::DropReason;
 use crate::pipeline::{DROPPED, FORWARDED};
 
@@ -31,19 +32,44 @@ pub struct Status {
     /// Drop reasons that happened, by name.
     pub drops: Vec<NamedCount>,
     pub conntrack: Conntrack,
-    /// Frames the kernel dropped before a worker saw them, by port; `None` when the backend
-    /// does not count them (afpacket) or from an older gateway.
+    /// Frames the kernel dropped before a worker saw them, by port; `None` before a worker
+    /// reported, or from an older gateway that did not count them (afpacket).
     #[serde(default)]
     pub kernel_drops: Option<Vec<PortKernelDrops>>,
     pub log_suppressed: u64,
     pub top_rules: Vec<RuleHits>,
 }
 
+/// One port's kernel drops by reason: only the reasons the backend counts are present
+/// (afxdp: `fill_ring_empty`, `rx_ring_full`; afpacket: `socket_queue_full`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PortKernelDrops {
     pub port: String,
-    pub fill_ring_empty: u64,
-    pub rx_ring_full: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fill_ring_empty: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rx_ring_full: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub socket_queue_full: Option<u64>,
+}
+
+impl PortKernelDrops {
+    fn new(port: &str, drops: &KernelDrops) -> PortKernelDrops {
+        PortKernelDrops {
+            port: port.to_owned(),
+            fill_ring_empty: drops.fill_ring_empty,
+            rx_ring_full: drops.rx_ring_full,
+            socket_queue_full: drops.socket_queue_full,
+        }
+    }
+
+    fn get(&self, reason: KernelDropReason) -> Option<u64> {
+        match reason {
+            KernelDropReason::FillRingEmpty => self.fill_ring_empty,
+            KernelDropReason::RxRingFull => self.rx_ring_full,
+            KernelDropReason::SocketQueueFull => self.socket_queue_full,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -183,12 +209,8 @@ impl Status {
             kernel_drops: s.kernel_drops.map(|drops| {
                 ["outside", "inside"]
                     .iter()
-                    .zip(drops)
-                    .map(|(port, d)| PortKernelDrops {
-                        port: (*port).to_owned(),
-                        fill_ring_empty: d.fill_ring_empty,
-                        rx_ring_full: d.rx_ring_full,
-                    })
+                    .zip(&drops)
+                    .map(|(port, d)| PortKernelDrops::new(port, d))
                     .collect()
             }),
             log_suppressed: s.log_suppressed,
@@ -317,16 +339,18 @@ impl Status {
 }
 
 impl Status {
-    /// `outside 0 fill ring empty, 0 RX ring full; inside ...`, or why there is nothing.
+    /// `outside 0 fill ring empty, 0 RX ring full; inside ...` (the reasons the backend
+    /// counts), or why there is nothing.
     fn kernel_drops_text(&self) -> String {
         match &self.kernel_drops {
             Some(ports) => ports
                 .iter()
                 .map(|p| {
-                    format!(
-                        "{} {} fill ring empty, {} RX ring full",
-                        p.port, p.fill_ring_empty, p.rx_ring_full
-                    )
+                    let reasons: Vec<String> = KernelDropReason::ALL
+                        .into_iter()
+                        .filter_map(|r| p.get(r).map(|n| format!("{n} {}", r.description())))
+                        .collect();
+                    format!("{} {}", p.port, reasons.join(", "))
                 })
                 .collect::<Vec<_>>()
                 .join("; "),

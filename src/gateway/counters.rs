@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::worker::BackendCounters;
 use crate::conntrack::ConntrackStats;
-use crate::dataplane::PortSide;
+use crate::dataplane::{KernelDrops, PortSide};
 use crate::packet::DropReason;
 use crate::pipeline::{DROPPED, FORWARDED, WorkerCounters};
 
@@ -20,9 +20,9 @@ pub struct Totals {
     pub tx_failed: [u64; 2],
     /// By port of arrival: too long for the backend's buffers, never judged.
     pub truncated: [u64; 2],
-    /// By port of arrival: (fill ring empty, RX ring full) as the kernel counted them;
-    /// `None` when the backend does not count them.
-    pub kernel_drops: Option<[(u64, u64); 2]>,
+    /// By port of arrival: what the kernel dropped on the sockets, by the reasons the
+    /// backend counts; `None` when it counts none.
+    pub kernel_drops: Option<[KernelDrops; 2]>,
     pub conntrack: ConntrackStats,
 }
 
@@ -50,9 +50,8 @@ impl Totals {
             }
             if let Some(kernel) = backend.kernel.read() {
                 let sum = totals.kernel_drops.get_or_insert_default();
-                for (total, (fill_ring_empty, rx_ring_full)) in sum.iter_mut().zip(kernel) {
-                    total.0 += fill_ring_empty;
-                    total.1 += rx_ring_full;
+                for (total, worker) in sum.iter_mut().zip(&kernel) {
+                    total.add(worker);
                 }
             }
         }
@@ -100,15 +99,20 @@ impl Totals {
                 self.tx_failed[0], self.tx_failed[1], self.truncated[0], self.truncated[1]
             );
         }
-        if let Some([outside, inside]) = self.kernel_drops
-            && outside.0 + outside.1 + inside.0 + inside.1 > 0
+        if let Some([outside, inside]) = &self.kernel_drops
+            && outside.total() + inside.total() > 0
         {
-            let _ = writeln!(
-                out,
-                "  kernel   fill ring empty {} (outside) {} (inside), RX ring full {} (outside) \
-                 {} (inside)",
-                outside.0, inside.0, outside.1, inside.1
-            );
+            let reasons: Vec<String> = outside
+                .counted()
+                .map(|(reason, count)| {
+                    let inside = inside.get(reason).unwrap_or(0);
+                    format!(
+                        "{} {count} (outside) {inside} (inside)",
+                        reason.description()
+                    )
+                })
+                .collect();
+            let _ = writeln!(out, "  kernel   {}", reasons.join(", "));
         }
         let c = &self.conntrack;
         let _ = writeln!(
@@ -137,11 +141,8 @@ mod tests {
         b.bytes[1][DROPPED].add(240);
         b.drops[DropReason::Policy.index()].add(4);
         backend.tx_failed[1].add(1);
-        let kernel = |fill_ring_empty, rx_ring_full| crate::dataplane::afxdp::KernelDrops {
-            too_long: 0,
-            fill_ring_empty,
-            rx_ring_full,
-        };
+        let kernel =
+            |fill_ring_empty, rx_ring_full| KernelDrops::afxdp(0, fill_ring_empty, rx_ring_full);
         backend.kernel.store(&[kernel(1, 0), kernel(0, 5)]);
         let conntrack = ConntrackStats {
             entries: 2,
@@ -172,7 +173,19 @@ mod tests {
             report.contains("conntrack entries 2, inserts 7"),
             "{report}"
         );
-        assert_eq!(totals.kernel_drops, Some([(2, 0), (0, 10)]));
+        assert_eq!(
+            totals.kernel_drops,
+            Some([
+                KernelDrops {
+                    too_long: None,
+                    ..KernelDrops::afxdp(0, 2, 0)
+                },
+                KernelDrops {
+                    too_long: None,
+                    ..KernelDrops::afxdp(0, 0, 10)
+                }
+            ])
+        );
         assert!(
             report.contains(
                 "  kernel   fill ring empty 2 (outside) 0 (inside), RX ring full 0 (outside) 10 \
@@ -189,9 +202,33 @@ mod tests {
         let totals = Totals::sum([(&path, &backend)], ConntrackStats::default());
         assert_eq!(totals.kernel_drops, None);
         assert!(!totals.report().contains("kernel"));
-        backend.kernel.store(&[Default::default(); 2]);
+        backend.kernel.store(&[KernelDrops::default(); 2]);
         let totals = Totals::sum([(&path, &backend)], ConntrackStats::default());
-        assert_eq!(totals.kernel_drops, Some([(0, 0); 2]));
+        assert_eq!(totals.kernel_drops, None, "no reason counted");
+        backend.kernel.store(&[KernelDrops::afpacket(0); 2]);
+        let totals = Totals::sum([(&path, &backend)], ConntrackStats::default());
+        assert_eq!(totals.kernel_drops, Some([KernelDrops::afpacket(0); 2]));
         assert!(!totals.report().contains("kernel"));
+    }
+
+    #[test]
+    fn afpacket_socket_queue_drops_are_summed_over_workers_and_reported() {
+        let path = WorkerCounters::default();
+        let (a, b) = (BackendCounters::default(), BackendCounters::default());
+        a.kernel
+            .store(&[KernelDrops::afpacket(7), KernelDrops::afpacket(0)]);
+        b.kernel
+            .store(&[KernelDrops::afpacket(5), KernelDrops::afpacket(1)]);
+        let totals = Totals::sum([(&path, &a), (&path, &b)], ConntrackStats::default());
+        assert_eq!(
+            totals.kernel_drops,
+            Some([KernelDrops::afpacket(12), KernelDrops::afpacket(1)])
+        );
+        let report = totals.report();
+        assert!(
+            report.contains("  kernel   socket queue full 12 (outside) 1 (inside)\n"),
+            "{report}"
+        );
+        assert!(!report.contains("fill ring"), "{report}");
     }
 }

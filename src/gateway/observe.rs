@@ -17,9 +17,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use super::worker::BackendCounters;
-use crate::admin::{
-    AdminSource, GatewayInfo, KernelDropTotals, Readiness, ReloadLog, RuleSample, Scrape,
-};
+use crate::admin::{AdminSource, GatewayInfo, Readiness, ReloadLog, RuleSample, Scrape};
+use crate::dataplane::KernelDrops;
 use crate::pipeline::PathShared;
 use crate::snapshot::SnapshotHandle;
 
@@ -145,13 +144,12 @@ impl AdminSource for Observed {
 
 /// The kernel's drop counts summed over the workers whose backend counts them; `None` when
 /// none does.
-fn kernel_drop_totals(backends: &[Arc<BackendCounters>]) -> Option<[KernelDropTotals; 2]> {
-    let mut totals: Option<[KernelDropTotals; 2]> = None;
+fn kernel_drop_totals(backends: &[Arc<BackendCounters>]) -> Option<[KernelDrops; 2]> {
+    let mut totals: Option<[KernelDrops; 2]> = None;
     for counts in backends.iter().filter_map(|b| b.kernel.read()) {
         let totals = totals.get_or_insert_default();
-        for (total, (fill_ring_empty, rx_ring_full)) in totals.iter_mut().zip(counts) {
-            total.fill_ring_empty += fill_ring_empty;
-            total.rx_ring_full += rx_ring_full;
+        for (total, worker) in totals.iter_mut().zip(&counts) {
+            total.add(worker);
         }
     }
     totals
@@ -207,12 +205,8 @@ mod tests {
 
     #[test]
     fn kernel_drops_are_summed_over_the_workers_that_count_them() {
-        use crate::dataplane::afxdp::KernelDrops;
-        let drops = |fill_ring_empty, rx_ring_full| KernelDrops {
-            too_long: 99,
-            fill_ring_empty,
-            rx_ring_full,
-        };
+        let drops =
+            |fill_ring_empty, rx_ring_full| KernelDrops::afxdp(99, fill_ring_empty, rx_ring_full);
         let a = Arc::new(BackendCounters::default());
         let b = Arc::new(BackendCounters::default());
         assert_eq!(kernel_drop_totals(&[Arc::clone(&a), Arc::clone(&b)]), None);
@@ -220,14 +214,35 @@ mod tests {
         // A later reading replaces the earlier: the backend reports totals.
         b.kernel.store(&[drops(1, 1), drops(1, 1)]);
         b.kernel.store(&[drops(10, 20), drops(30, 40)]);
-        let total = |fill_ring_empty, rx_ring_full| KernelDropTotals {
-            fill_ring_empty,
-            rx_ring_full,
+        // Too long is not carried past the backend: it is in `truncated`.
+        let total = |fill_ring_empty, rx_ring_full| KernelDrops {
+            too_long: None,
+            ..KernelDrops::afxdp(0, fill_ring_empty, rx_ring_full)
         };
         assert_eq!(
             kernel_drop_totals(&[a, b]),
             Some([total(11, 22), total(33, 44)])
         );
+    }
+
+    #[test]
+    fn afpacket_socket_queue_drops_are_summed_and_nothing_else_is_claimed() {
+        let workers: Vec<_> = (0..3)
+            .map(|_| Arc::new(BackendCounters::default()))
+            .collect();
+        for (i, worker) in workers.iter().enumerate() {
+            let i = i as u64;
+            worker
+                .kernel
+                .store(&[KernelDrops::afpacket(i), KernelDrops::afpacket(10 * i)]);
+        }
+        let totals = kernel_drop_totals(&workers).unwrap();
+        assert_eq!(
+            totals,
+            [KernelDrops::afpacket(3), KernelDrops::afpacket(30)]
+        );
+        assert_eq!(totals[0].fill_ring_empty, None);
+        assert_eq!(totals[0].rx_ring_full, None);
     }
 
     /// `web` behind `inside`; one policy whose ingress rule 0 and egress rule 0 both allow.

@@ -7,7 +7,8 @@
 //!       path.judge(&snapshot, now, port, frame)
 //!     })
 //!     count what the backend did (received, failed sends, truncated frames) and copy its
-//!     kernel drop counts (AF_XDP: fill ring empty, RX ring full)
+//!     kernel drop counts (AF_XDP: fill ring empty, RX ring full; AF_PACKET: socket queue
+//!     full)
 //! ```
 //!
 //! A batch is judged by one snapshot at one time. The snapshot and the clock are read when
@@ -25,8 +26,9 @@ use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
 use super::log::{error, warning};
-use crate::dataplane::afxdp::KernelDrops;
-use crate::dataplane::{BackendError, BatchStats, PortPair, affinity};
+use crate::dataplane::{
+    BackendError, BatchStats, KernelDropReason, KernelDrops, PortPair, affinity,
+};
 use crate::pipeline::{Counter, PathShared, WorkerCounters, WorkerPath, clock_now};
 use crate::snapshot::SnapshotHandle;
 
@@ -58,37 +60,47 @@ impl BackendCounters {
     }
 }
 
-/// The kernel's drop counts for one worker's sockets, by port: totals since the pair was
-/// opened, copied from the backend after each batch (so stored, not added). Written by one
-/// worker, read by anyone.
+/// The kernel's drop counts for one worker's sockets, by reason and port: totals since the
+/// pair was opened, copied from the backend after each batch (so stored, not added). Written
+/// by one worker, read by anyone. Frames too long for the backend are not here: they are in
+/// [`BackendCounters::truncated`].
 #[derive(Debug, Default)]
 pub struct KernelDropCounts {
-    /// Whether the backend counts these at all (AF_XDP does; AF_PACKET's pair does not say).
-    counted: AtomicBool,
-    fill_ring_empty: [AtomicU64; 2],
-    rx_ring_full: [AtomicU64; 2],
+    /// Whether the backend counts each reason at all, by [`KernelDropReason::index`].
+    counted: [AtomicBool; KernelDropReason::COUNT],
+    /// By reason, then port.
+    counts: [[AtomicU64; 2]; KernelDropReason::COUNT],
 }
 
 impl KernelDropCounts {
     pub(super) fn store(&self, drops: &[KernelDrops; 2]) {
         // Relaxed: each value is a total on its own; readers need no order between them.
-        for (side, d) in drops.iter().enumerate() {
-            self.fill_ring_empty[side].store(d.fill_ring_empty, Ordering::Relaxed);
-            self.rx_ring_full[side].store(d.rx_ring_full, Ordering::Relaxed);
+        for reason in KernelDropReason::ALL {
+            let r = reason.index();
+            for (side, d) in drops.iter().enumerate() {
+                if let Some(count) = d.get(reason) {
+                    self.counts[r][side].store(count, Ordering::Relaxed);
+                    self.counted[r].store(true, Ordering::Relaxed);
+                }
+            }
         }
-        self.counted.store(true, Ordering::Relaxed);
     }
 
-    /// (fill ring empty, RX ring full) by port, or `None` when the backend does not count.
-    pub fn read(&self) -> Option<[(u64, u64); 2]> {
-        self.counted.load(Ordering::Relaxed).then(|| {
-            [0, 1].map(|side| {
-                (
-                    self.fill_ring_empty[side].load(Ordering::Relaxed),
-                    self.rx_ring_full[side].load(Ordering::Relaxed),
-                )
-            })
-        })
+    /// By port, the reasons the backend counts; `None` when it counts none.
+    pub fn read(&self) -> Option<[KernelDrops; 2]> {
+        let mut drops = [KernelDrops::default(); 2];
+        let mut any = false;
+        for reason in KernelDropReason::ALL {
+            let r = reason.index();
+            if !self.counted[r].load(Ordering::Relaxed) {
+                continue;
+            }
+            any = true;
+            for (side, d) in drops.iter_mut().enumerate() {
+                d.set(reason, Some(self.counts[r][side].load(Ordering::Relaxed)));
+            }
+        }
+        any.then_some(drops)
     }
 }
 
@@ -225,5 +237,39 @@ impl Drop for WakeOnExit {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         self.signals.close();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_drop_counts_keep_the_latest_totals_of_the_reasons_counted() {
+        let afpacket = KernelDropCounts::default();
+        assert_eq!(afpacket.read(), None, "nothing reported yet");
+        afpacket.store(&[KernelDrops::afpacket(3), KernelDrops::afpacket(0)]);
+        afpacket.store(&[KernelDrops::afpacket(8), KernelDrops::afpacket(2)]);
+        assert_eq!(
+            afpacket.read(),
+            Some([KernelDrops::afpacket(8), KernelDrops::afpacket(2)])
+        );
+
+        let afxdp = KernelDropCounts::default();
+        afxdp.store(&[KernelDrops::afxdp(5, 1, 2), KernelDrops::afxdp(0, 3, 4)]);
+        let read = afxdp.read().unwrap();
+        assert_eq!(
+            read[1].counted().collect::<Vec<_>>(),
+            [
+                (KernelDropReason::FillRingEmpty, 3),
+                (KernelDropReason::RxRingFull, 4)
+            ]
+        );
+        assert_eq!(read[0].too_long, None, "counted in `truncated` instead");
+        assert_eq!(read[0].socket_queue_full, None);
+
+        let none = KernelDropCounts::default();
+        none.store(&[KernelDrops::default(); 2]);
+        assert_eq!(none.read(), None, "a backend that counts no reason");
     }
 }

@@ -2,8 +2,9 @@ use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime};
 
 use super::*;
-use crate::admin::state::{GatewayInfo, KernelDropTotals, Readiness, ReloadAttempt, ReloadRecord};
+use crate::admin::state::{GatewayInfo, Readiness, ReloadAttempt, ReloadRecord};
 use crate::conntrack::ConntrackStats;
+use crate::dataplane::KernelDrops;
 use crate::snapshot::RuleDirection;
 
 fn rule(
@@ -239,36 +240,41 @@ fn kernel_drops_exactly_and_only_where_counted() {
         !render(&s).contains("portcullis_kernel_drops_total"),
         "a backend that does not count them shows no family"
     );
-    s.kernel_drops = Some([
-        KernelDropTotals {
-            fill_ring_empty: 3,
-            rx_ring_full: 0,
-        },
-        KernelDropTotals {
-            fill_ring_empty: 0,
-            rx_ring_full: 12,
-        },
-    ]);
-    let text = render(&s);
-    let block = family(&text, "portcullis_kernel_drops_total");
-    let samples: Vec<&str> = block
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .collect::<Vec<_>>();
-    assert_eq!(
-        samples,
-        [
-            "portcullis_kernel_drops_total{port=\"outside\",reason=\"fill_ring_empty\"} 3",
-            "portcullis_kernel_drops_total{port=\"outside\",reason=\"rx_ring_full\"} 0",
-            "portcullis_kernel_drops_total{port=\"inside\",reason=\"fill_ring_empty\"} 0",
-            "portcullis_kernel_drops_total{port=\"inside\",reason=\"rx_ring_full\"} 12",
-        ]
-    );
-    assert!(
-        text.contains("# TYPE portcullis_kernel_drops_total counter\n"),
-        "{text}"
-    );
-    check_exposition(&text);
+    // (what the backend counted, by port; the samples expected)
+    let cases: [([KernelDrops; 2], &[&str]); 2] = [
+        (
+            // AF_XDP; too long is in the truncated family, not here.
+            [KernelDrops::afxdp(5, 3, 0), KernelDrops::afxdp(0, 0, 12)],
+            &[
+                "portcullis_kernel_drops_total{port=\"outside\",reason=\"fill_ring_empty\"} 3",
+                "portcullis_kernel_drops_total{port=\"outside\",reason=\"rx_ring_full\"} 0",
+                "portcullis_kernel_drops_total{port=\"inside\",reason=\"fill_ring_empty\"} 0",
+                "portcullis_kernel_drops_total{port=\"inside\",reason=\"rx_ring_full\"} 12",
+            ],
+        ),
+        (
+            [KernelDrops::afpacket(41), KernelDrops::afpacket(0)],
+            &[
+                "portcullis_kernel_drops_total{port=\"outside\",reason=\"socket_queue_full\"} 41",
+                "portcullis_kernel_drops_total{port=\"inside\",reason=\"socket_queue_full\"} 0",
+            ],
+        ),
+    ];
+    for (drops, expected) in cases {
+        s.kernel_drops = Some(drops);
+        let text = render(&s);
+        let block = family(&text, "portcullis_kernel_drops_total");
+        let samples: Vec<&str> = block
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>();
+        assert_eq!(samples, expected);
+        assert!(
+            text.contains("# TYPE portcullis_kernel_drops_total counter\n"),
+            "{text}"
+        );
+        check_exposition(&text);
+    }
 }
 
 #[test]

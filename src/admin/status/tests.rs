@@ -1,8 +1,9 @@
 use std::time::Duration;
 
 use super::*;
-use crate::admin::state::{GatewayInfo, KernelDropTotals, Readiness, ReloadAttempt};
+use crate::admin::state::{GatewayInfo, Readiness, ReloadAttempt};
 use crate::conntrack::ConntrackStats;
+use crate::dataplane::KernelDrops;
 use crate::snapshot::{DefaultKind, RuleAction, RuleDirection, RuleStage};
 
 const T0: u64 = 1_700_000_000;
@@ -54,16 +55,7 @@ fn scrape() -> Scrape {
         ..ConntrackStats::default()
     };
     s.conntrack_max_entries = 2048;
-    s.kernel_drops = Some([
-        KernelDropTotals {
-            fill_ring_empty: 2,
-            rx_ring_full: 0,
-        },
-        KernelDropTotals {
-            fill_ring_empty: 0,
-            rx_ring_full: 7,
-        },
-    ]);
+    s.kernel_drops = Some([KernelDrops::afxdp(0, 2, 0), KernelDrops::afxdp(0, 0, 7)]);
     s.generation = Some(4);
     s.reloads.record(ReloadAttempt {
         at: at(T0 + 50),
@@ -145,6 +137,10 @@ fn json_round_trips() {
     assert_eq!(value["top_rules"].as_array().unwrap().len(), 3);
     assert_eq!(value["kernel_drops"][1]["port"], "inside");
     assert_eq!(value["kernel_drops"][1]["rx_ring_full"], 7);
+    assert!(
+        value["kernel_drops"][1].get("socket_queue_full").is_none(),
+        "afxdp does not count socket queue drops: {value}"
+    );
 }
 
 #[test]
@@ -172,7 +168,33 @@ fn ingress_and_egress_rule_0_of_one_policy_are_listed_apart() {
 }
 
 #[test]
-fn an_afpacket_gateway_says_kernel_drops_are_not_counted() {
+fn an_afpacket_gateway_shows_its_socket_queue_drops_only() {
+    let mut s = scrape();
+    s.info.backend = "afpacket".to_owned();
+    s.kernel_drops = Some([KernelDrops::afpacket(1500), KernelDrops::afpacket(3)]);
+    let status = Status::from_scrape(&s, at(T0 + 10));
+    let json = status.to_json();
+    let value: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        value["kernel_drops"],
+        serde_json::json!([
+            { "port": "outside", "socket_queue_full": 1500 },
+            { "port": "inside", "socket_queue_full": 3 },
+        ])
+    );
+    let back: Status = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, status);
+    let summary = status.summary(at(T0 + 10));
+    assert!(
+        summary.contains(
+            "  kernel drops    outside 1500 socket queue full; inside 3 socket queue full\n"
+        ),
+        "{summary}"
+    );
+}
+
+#[test]
+fn a_gateway_that_does_not_count_kernel_drops_says_so() {
     let mut s = scrape();
     s.info.backend = "afpacket".to_owned();
     s.kernel_drops = None;
@@ -183,6 +205,16 @@ fn an_afpacket_gateway_says_kernel_drops_are_not_counted() {
         status
             .summary(at(T0 + 10))
             .contains("  kernel drops    not counted by the afpacket backend\n")
+    );
+}
+
+#[test]
+fn an_older_afxdp_gateways_kernel_drops_still_read() {
+    let json = r#"{"port": "outside", "fill_ring_empty": 4, "rx_ring_full": 0}"#;
+    let port: PortKernelDrops = serde_json::from_str(json).unwrap();
+    assert_eq!(
+        port,
+        PortKernelDrops::new("outside", &KernelDrops::afxdp(0, 4, 0))
     );
 }
 

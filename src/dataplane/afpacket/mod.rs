@@ -23,17 +23,28 @@
 //! tag was taken out, the twelve address bytes move back four and the tag goes where it was,
 //! so `decide` sees, and the other port sends, the frame exactly as it arrived, without a
 //! second copy.
+//!
+//! **Kernel drops.** When a socket's receive queue is full (the worker fell behind), the
+//! kernel drops the frames arriving for it and counts them on that socket. A poll that finds
+//! nothing to do, and at least every 500 ms (`STATISTICS_EVERY`) under continuous traffic,
+//! reads each port socket's `PACKET_STATISTICS`; the kernel resets the count at each read, so
+//! the pair keeps running totals, reported by [`PortPair::kernel_drops`] as
+//! `socket_queue_full`. Each worker owns its own socket per port (a fanout group hands every
+//! frame to exactly one of them), so the workers' totals add up to the port's without
+//! counting a frame twice.
 
 pub(crate) mod sys;
 
 use std::io;
 use std::ops::Range;
 use std::sync::{Arc, Mutex, PoisonError, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use super::{
-    BackendConfig, BackendError, BackendInfo, BatchStats, Disposition, PortPair, PortSide,
+    BackendConfig, BackendError, BackendInfo, BatchStats, Disposition, KernelDrops, PortPair,
+    PortSide, statistics_due,
 };
+
 use sys::{MessageBatch, PacketSocket, Received, VlanTag};
 
 /// Room in front of each receive slot for the tag the kernel took out.
@@ -63,6 +74,8 @@ pub struct AfPacketPair {
     ports: [Port; 2],
     worker: usize,
     mode: String,
+    /// When the sockets' kernel statistics were last read.
+    statistics_read: Option<Instant>,
 }
 
 /// Opens worker `worker`'s sockets on both ports of `config`. Workers may be opened in any
@@ -86,12 +99,33 @@ pub fn open(config: &BackendConfig, worker: usize) -> Result<AfPacketPair, Backe
         ports: [outside, inside],
         worker,
         mode,
+        statistics_read: None,
     })
 }
 
 impl AfPacketPair {
     fn port(&self, side: PortSide) -> &Port {
         &self.ports[side.index()]
+    }
+
+    /// Frames the kernel dropped on each port's socket (outside, inside) since the pair was
+    /// opened, read now.
+    pub fn read_kernel_drops(&mut self) -> [KernelDrops; 2] {
+        self.count_kernel_drops(Instant::now());
+        self.reported_kernel_drops()
+    }
+
+    fn count_kernel_drops(&mut self, now: Instant) {
+        for port in &mut self.ports {
+            port.count_kernel_drops(self.worker);
+        }
+        self.statistics_read = Some(now);
+    }
+
+    fn reported_kernel_drops(&self) -> [KernelDrops; 2] {
+        self.ports
+            .each_ref()
+            .map(|port| KernelDrops::afpacket(port.kernel_drops.total))
     }
 }
 
@@ -145,6 +179,12 @@ impl PortPair for AfPacketPair {
         let [outside, inside] = &mut self.ports;
         transmit_between(outside, inside, PortSide::Outside, self.worker, &mut stats)?;
         transmit_between(inside, outside, PortSide::Inside, self.worker, &mut stats)?;
+        // Idle, the statistics cost nothing that matters; under a flood the worker never
+        // finds its sockets empty, so they are read on a clock as well.
+        let now = Instant::now();
+        if stats.received == [0, 0] || statistics_due(self.statistics_read, now) {
+            self.count_kernel_drops(now);
+        }
         Ok(stats)
     }
 
@@ -153,6 +193,12 @@ impl PortPair for AfPacketPair {
             backend: "afpacket",
             mode: self.mode.clone(),
         }
+    }
+
+    /// As last read: when a poll finds nothing to do, and at least every
+    /// `STATISTICS_EVERY` under traffic.
+    fn kernel_drops(&self) -> Option<[KernelDrops; 2]> {
+        Some(self.reported_kernel_drops())
     }
 }
 
@@ -200,6 +246,7 @@ struct Port {
     received: Vec<Received>,
     /// Where, in `slots`, the frames to send out of the other port are.
     forward: Vec<Range<usize>>,
+    kernel_drops: SocketDrops,
 }
 
 impl Port {
@@ -272,6 +319,7 @@ impl Port {
             slots: Slots::new(batch, slot_len(mtu)),
             received: Vec::with_capacity(batch),
             forward: Vec::with_capacity(batch),
+            kernel_drops: SocketDrops::default(),
         };
         Ok((port, group))
     }
@@ -305,6 +353,22 @@ impl Port {
         }
     }
 
+    /// Adds what the kernel dropped on the socket since the last look. A failed look is
+    /// logged once and otherwise ignored: the count is not forwarding, and the kernel keeps
+    /// what it counted for the next look that works.
+    fn count_kernel_drops(&mut self, worker: usize) {
+        let reading = self.socket.take_drop_count();
+        if let Some(error) = self.kernel_drops.record(reading) {
+            tracing::warn!(
+                interface = %self.interface,
+                queue = worker,
+                %error,
+                "cannot read the socket's drop count (PACKET_STATISTICS): kernel drops are not \
+                 counted while this lasts; further failures are not logged"
+            );
+        }
+    }
+
     /// Hands each received frame, tag restored, to `decide` and notes those to forward.
     fn decide<F>(&mut self, side: PortSide, decide: &mut F, stats: &mut BatchStats)
     where
@@ -329,6 +393,33 @@ impl Port {
             match decide(side, &self.slots.bytes[range.clone()]) {
                 Disposition::Forward => self.forward.push(range),
                 Disposition::Drop => stats.dropped[i] += 1,
+            }
+        }
+    }
+}
+
+/// Frames the kernel dropped on one socket since it opened: the sum of its
+/// `PACKET_STATISTICS` reads, each of which resets the kernel's count.
+#[derive(Debug, Default)]
+struct SocketDrops {
+    total: u64,
+    /// A failed read would fail again at every idle poll: only the first is reported.
+    failure_reported: bool,
+}
+
+impl SocketDrops {
+    /// Adds one read's count; returns the error of the first failed read, to be reported.
+    /// A failed read changes nothing: the kernel did not reset its count.
+    fn record(&mut self, reading: io::Result<u32>) -> Option<io::Error> {
+        match reading {
+            Ok(dropped) => {
+                self.total = self.total.saturating_add(u64::from(dropped));
+                None
+            }
+            Err(_) if self.failure_reported => None,
+            Err(error) => {
+                self.failure_reported = true;
+                Some(error)
             }
         }
     }
@@ -878,6 +969,58 @@ mod tests {
                 "{config:?} worker {worker}: {error}"
             );
         }
+    }
+
+    #[test]
+    fn socket_drop_reads_add_up_and_failed_reads_are_reported_once() {
+        let failed = || Err(io::Error::from_raw_os_error(libc::EBADF));
+        // (the read, the total after it, whether it is reported)
+        let reads: Vec<(io::Result<u32>, u64, bool)> = vec![
+            (Ok(0), 0, false),
+            (Ok(12), 12, false),
+            (Ok(5), 17, false),
+            (failed(), 17, true),
+            (failed(), 17, false),
+            (Ok(u32::MAX), 17 + u64::from(u32::MAX), false),
+            (failed(), 17 + u64::from(u32::MAX), false),
+            (Ok(1), 18 + u64::from(u32::MAX), false),
+        ];
+        let mut drops = SocketDrops::default();
+        for (i, (reading, total, reported)) in reads.into_iter().enumerate() {
+            let report = drops.record(reading);
+            assert_eq!(report.is_some(), reported, "read {i}");
+            assert_eq!(drops.total, total, "read {i}");
+        }
+    }
+
+    /// The kernel's side: a count that grows with each drop and goes back to zero when read;
+    /// a read that fails leaves it alone.
+    #[derive(Default)]
+    struct KernelCount(u32);
+
+    impl KernelCount {
+        fn read(&mut self, fails: bool) -> io::Result<u32> {
+            if fails {
+                return Err(io::Error::from_raw_os_error(libc::ENOBUFS));
+            }
+            Ok(std::mem::take(&mut self.0))
+        }
+    }
+
+    #[test]
+    fn totals_match_the_kernels_drops_however_the_reads_fall() {
+        proptest::proptest!(|(steps in proptest::collection::vec((0u32..1000, proptest::bool::ANY), 0..200))| {
+            let mut kernel = KernelCount::default();
+            let mut drops = SocketDrops::default();
+            let mut dropped = 0u64;
+            for (new, fails) in steps {
+                kernel.0 += new;
+                dropped += u64::from(new);
+                drops.record(kernel.read(fails));
+            }
+            drops.record(kernel.read(false));
+            proptest::prop_assert_eq!(drops.total, dropped);
+        });
     }
 
     #[test]

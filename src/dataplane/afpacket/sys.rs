@@ -201,6 +201,32 @@ impl PacketSocket {
         Ok((value as u32 & 0xffff) as u16)
     }
 
+    /// Frames the kernel dropped on this socket since the last call (or since it opened),
+    /// from `PACKET_STATISTICS`: the receive queue was full (or, rarely, a copy of the frame
+    /// could not be allocated). The kernel resets its counters at each read, so every drop
+    /// is reported by exactly one call.
+    pub(crate) fn take_drop_count(&self) -> io::Result<u32> {
+        let mut statistics = libc::tpacket_stats {
+            tp_packets: 0,
+            tp_drops: 0,
+        };
+        let mut length = mem::size_of::<libc::tpacket_stats>() as libc::socklen_t;
+        // SAFETY: PACKET_STATISTICS writes at most `length` bytes (one `tpacket_stats`, the
+        // layout for a socket without a TPACKET_V3 ring) into `statistics` and the actual
+        // length into `length`; both are live locals.
+        let result = unsafe {
+            libc::getsockopt(
+                self.raw(),
+                libc::SOL_PACKET,
+                libc::PACKET_STATISTICS,
+                ptr::from_mut(&mut statistics).cast::<libc::c_void>(),
+                &mut length,
+            )
+        };
+        check(result)?;
+        Ok(statistics.tp_drops)
+    }
+
     /// The MTU of interface `name`.
     pub(crate) fn interface_mtu(&self, name: &str) -> io::Result<u32> {
         // SAFETY: all-zero bytes are a valid `ifreq` (a byte array and a union of integers,

@@ -61,7 +61,8 @@ use std::time::{Duration, Instant};
 use xsk_rs::config::{BindFlags, XdpFlags};
 
 use super::{
-    BackendConfig, BackendError, BackendInfo, BatchStats, Disposition, PortPair, PortSide,
+    BackendConfig, BackendError, BackendInfo, BatchStats, Disposition, KernelDrops, PortPair,
+    PortSide, statistics_due,
 };
 use frames::{BindError, Frames, Owner, Sizes};
 use program::{AttachMode, ClaimError, PortClaim};
@@ -80,10 +81,6 @@ const SENDING_WAIT: Duration = Duration::from_millis(1);
 /// polling) before it sleeps, and how many times at most per poll (see `spin.rs`).
 const SPIN_WINDOW: Duration = Duration::from_micros(200);
 const SPIN_ROUNDS: u32 = 32;
-
-/// How often a worker that never runs out of frames still reads its sockets' kernel
-/// statistics (one `getsockopt` per port), so drops under a continuous flood are seen.
-const STATISTICS_EVERY: Duration = Duration::from_millis(500);
 
 /// How long a bind waits at most for the kernel to release a queue that a failed attempt in
 /// another mode bound, and how often it tries meanwhile.
@@ -146,33 +143,37 @@ pub struct AfXdpPair {
 struct Port {
     interface: String,
     /// The kernel's counts for this socket, as last read.
-    kernel: KernelDrops,
+    kernel: XdpDrops,
 }
 
 /// Frames the kernel dropped on a port's socket before the gateway could see them, since the
-/// pair was opened (from the socket's `XDP_STATISTICS`, read when a poll finds nothing to do
-/// and at least every `STATISTICS_EVERY` under traffic).
+/// pair was opened (from the socket's `XDP_STATISTICS`, which the kernel never resets; read
+/// when a poll finds nothing to do and at least every `STATISTICS_EVERY` under traffic).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct KernelDrops {
+struct XdpDrops {
     /// Longer than a UMEM frame; also counted in `BatchStats::truncated`.
-    pub too_long: u64,
+    too_long: u64,
     /// No free frame on the fill ring: the gateway did not keep up.
-    pub fill_ring_empty: u64,
+    fill_ring_empty: u64,
     /// The RX ring was full: the gateway did not keep up.
-    pub rx_ring_full: u64,
+    rx_ring_full: u64,
 }
 
-impl KernelDrops {
-    fn from_statistics(statistics: &xsk_rs::socket::XdpStatistics) -> KernelDrops {
+impl XdpDrops {
+    fn from_statistics(statistics: &xsk_rs::socket::XdpStatistics) -> XdpDrops {
         // The kernel's `rx_dropped` counts frames too long for a UMEM frame and frames that
         // found the fill ring empty; the latter are also in `rx_fill_ring_empty`.
-        KernelDrops {
+        XdpDrops {
             too_long: statistics
                 .rx_dropped()
                 .saturating_sub(statistics.rx_fill_ring_empty_descs()),
             fill_ring_empty: statistics.rx_fill_ring_empty_descs(),
             rx_ring_full: statistics.rx_ring_full(),
         }
+    }
+
+    fn reported(self) -> KernelDrops {
+        KernelDrops::afxdp(self.too_long, self.fill_ring_empty, self.rx_ring_full)
     }
 }
 
@@ -248,7 +249,7 @@ pub fn open_with(
         frames,
         ports: names.map(|interface| Port {
             interface: interface.to_string(),
-            kernel: KernelDrops::default(),
+            kernel: XdpDrops::default(),
         }),
         _claims: claims,
         worker,
@@ -670,7 +671,7 @@ impl PortPair for AfXdpPair {
     /// As last read: when a poll finds nothing to do, and at least every
     /// `STATISTICS_EVERY` under traffic.
     fn kernel_drops(&self) -> Option<[KernelDrops; 2]> {
-        Some([self.ports[0].kernel, self.ports[1].kernel])
+        Some(self.ports.each_ref().map(|port| port.kernel.reported()))
     }
 }
 
@@ -790,7 +791,7 @@ impl AfXdpPair {
             let Some(statistics) = statistics else {
                 continue;
             };
-            let now = KernelDrops::from_statistics(&statistics);
+            let now = XdpDrops::from_statistics(&statistics);
             let port = &mut self.ports[side.index()];
             let new = now.too_long.saturating_sub(port.kernel.too_long);
             port.kernel = now;
@@ -804,14 +805,14 @@ impl AfXdpPair {
     /// Frames the kernel dropped on each port's socket (outside, inside) since the pair was
     /// opened, read now.
     pub fn read_kernel_drops(&self) -> Result<[KernelDrops; 2], BackendError> {
-        let mut drops = [KernelDrops::default(); 2];
+        let mut drops = [XdpDrops::default().reported(); 2];
         for side in PortSide::BOTH {
             let statistics = self
                 .frames
                 .kernel_statistics(side)
                 .map_err(|source| self.error(side, "read statistics (XDP_STATISTICS)", source))?;
             if let Some(statistics) = statistics {
-                drops[side.index()] = KernelDrops::from_statistics(&statistics);
+                drops[side.index()] = XdpDrops::from_statistics(&statistics).reported();
             }
         }
         Ok(drops)
@@ -837,38 +838,9 @@ fn count(frames: usize) -> u32 {
     u32::try_from(frames).unwrap_or(u32::MAX)
 }
 
-/// Whether a poll that received frames should read the kernel statistics too: a worker
-/// under a continuous flood never finds its rings empty, which is when they are read.
-fn statistics_due(last_read: Option<Instant>, now: Instant) -> bool {
-    last_read.is_none_or(|last| now.saturating_duration_since(last) >= STATISTICS_EVERY)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn statistics_are_read_under_a_flood_at_most_every_period() {
-        let start = Instant::now();
-        let ms = |n: u64| start + Duration::from_millis(n);
-        // (last read at, now, due)
-        let cases = [
-            (None, 0, true),
-            (Some(0), 0, false),
-            (Some(0), 499, false),
-            (Some(0), 500, true),
-            (Some(100), 2_000, true),
-            // A clock that went backwards never makes a read due early.
-            (Some(900), 100, false),
-        ];
-        for (last, now, due) in cases {
-            assert_eq!(
-                statistics_due(last.map(ms), ms(now)),
-                due,
-                "last read {last:?} ms, now {now} ms"
-            );
-        }
-    }
 
     fn config() -> BackendConfig {
         BackendConfig {
