@@ -238,3 +238,49 @@ fn through_the_do_nothing_forwarder(tag: &str, backend: &str) {
         );
     }
 }
+
+/// The benchmark stops a flat-out generator when the sink's window ends and reads what it
+/// offered from its report: SIGTERM must end the run early with that report, not silently.
+#[test]
+fn a_generator_stopped_by_sigterm_reports_what_it_offered_so_far() {
+    let Some(topology) = Topology::new("pgt") else {
+        return;
+    };
+    let outside_host = topology.host_interface(PortSide::Outside);
+    let inside_host = topology.host_interface(PortSide::Inside);
+    let sink_mac = mac_of(&topology, Side::Inside, &inside_host);
+    let started = Instant::now();
+    let generator = spawn_in(
+        &topology.namespace(Side::Outside),
+        &[
+            "gen",
+            "--interface",
+            &outside_host,
+            "--dst-mac",
+            &sink_mac,
+            "--rate",
+            "2000",
+            "--count",
+            "100000",
+            "--duration",
+            "10",
+        ],
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    let killed = Command::new("kill")
+        .args(["-TERM", &generator.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let generated = report_of(generator);
+
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the generator ran on after SIGTERM"
+    );
+    let attempted = generated["attempted"].as_u64().unwrap();
+    let seconds = generated["seconds"].as_f64().unwrap();
+    // 2,000 frames/s for a fraction of a second: some sent, far from the count.
+    assert!((1..100_000).contains(&attempted), "{generated}");
+    assert!(seconds > 0.0 && seconds < 8.0, "{generated}");
+}

@@ -204,6 +204,16 @@ fn bounded(seconds: f64, max: f64, what: &str) -> Result<Duration, String> {
     }
 }
 
+/// A flag that SIGTERM or SIGINT raises, so that a run stopped early still reports.
+fn stop_on_signals() -> Result<Arc<AtomicBool>, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .map_err(|e| format!("signal handler: {e}"))?;
+    }
+    Ok(stop)
+}
+
 fn to_json<T: Serialize>(value: &T) -> Result<String, String> {
     serde_json::to_string(value).map_err(|error| error.to_string())
 }
@@ -250,6 +260,8 @@ fn generate(args: &GenArgs) -> Result<String, String> {
         .map_err(|e| e.to_string())?;
     let before = InterfaceCounters::read(&args.interface).ok();
 
+    // SIGTERM/SIGINT end the run with a report (what was offered so far) rather than without.
+    let stop = stop_on_signals()?;
     let pacer = Pacer::new(args.rate);
     let mut batch = Vec::with_capacity(args.batch);
     let mut next_flow = 0;
@@ -257,7 +269,7 @@ fn generate(args: &GenArgs) -> Result<String, String> {
     let start = Instant::now();
     while attempted < args.count {
         let elapsed = start.elapsed();
-        if elapsed >= duration {
+        if elapsed >= duration || stop.load(Ordering::Relaxed) {
             break;
         }
         let remaining = usize::try_from(args.count - attempted).unwrap_or(usize::MAX);
@@ -516,11 +528,7 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
     };
     let idle = args.idle_exit.map(Duration::from_millis);
     // SIGTERM/SIGINT end the run with a report rather than without one.
-    let stop = Arc::new(AtomicBool::new(false));
-    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-        signal_hook::flag::register(signal, Arc::clone(&stop))
-            .map_err(|e| format!("signal handler: {e}"))?;
-    }
+    let stop = stop_on_signals()?;
     // One arm per backend; everything after opening is the same generic loop.
     let report = match args.backend {
         Backend::Afpacket => {
