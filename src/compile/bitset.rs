@@ -257,18 +257,33 @@ pub(crate) fn first_match(
 }
 
 /// Word by word over the first probe's words (at most [`DENSE_MAX_WORDS`]); the other
-/// probes are read only where the AND so far is not zero.
+/// probes are read only where the AND so far is not zero. Up to four other probes (every
+/// program's case: five fields at most) go in a fixed array, so that the loop over them
+/// unrolls and their slices stay in registers.
 #[inline]
 fn first_match_plain(first: &[u64], rest: &[&[u64]], cursor: usize) -> Option<usize> {
+    match *rest {
+        [] => scan_plain(first, [], cursor),
+        [a] => scan_plain(first, [a], cursor),
+        [a, b] => scan_plain(first, [a, b], cursor),
+        [a, b, c] => scan_plain(first, [a, b, c], cursor),
+        [a, b, c, d] => scan_plain(first, [a, b, c, d], cursor),
+        _ => scan_plain(first, rest, cursor),
+    }
+}
+
+#[inline(always)]
+fn scan_plain<'r, R: AsRef<[&'r [u64]]>>(first: &[u64], rest: R, cursor: usize) -> Option<usize> {
     let start = cursor >> 6;
     let mut mask = !0u64 << (cursor & 63);
-    for (w, &word) in first.iter().enumerate().skip(start) {
+    for (i, &word) in first.get(start..)?.iter().enumerate() {
         let mut x = word & mask;
         mask = !0;
         if x == 0 {
             continue;
         }
-        for row in rest {
+        let w = start + i;
+        for row in rest.as_ref() {
             x &= row.get(w).copied().unwrap_or(0);
             if x == 0 {
                 break;
