@@ -440,6 +440,87 @@ mod tests {
         );
     }
 
+    /// Remote-address fields of several programs, both families (CIDRs, nets minus
+    /// notNets, an inactive field, the whole space): the snapshot's address class gives
+    /// each program the bitset id its own table gives, at every bound, beside it and at
+    /// both ends of the key space.
+    #[test]
+    fn address_classes_give_each_program_its_own_tables_bitset() {
+        use crate::compile::addrset::RangeSet;
+        use crate::compile::bitset::build_field;
+
+        fn check<K: Key>(programs: &[Vec<Option<RangeSet<K>>>], max: K) {
+            let built: Vec<IntervalTable<K>> = programs
+                .iter()
+                .map(|sets| {
+                    let refs: Vec<Option<&RangeSet<K>>> = sets.iter().map(Option::as_ref).collect();
+                    build_field(&refs, max).1
+                })
+                .collect();
+            let tables: Vec<&IntervalTable<K>> = built.iter().collect();
+            let (classes, by_class) = ClassTable::new(&tables);
+            let mut keys = vec![K::ZERO, max];
+            for t in &tables {
+                for &bound in t.bounds.iter() {
+                    keys.push(bound);
+                    keys.extend(bound.succ());
+                    keys.extend(bound.pred());
+                }
+            }
+            assert!(
+                keys.len() > 10,
+                "the tables under test must split the key space"
+            );
+            for (p, table) in tables.iter().enumerate() {
+                assert_eq!(by_class[p].len(), classes.len());
+                for &key in &keys {
+                    let class = classes.lookup(key) as usize;
+                    assert_eq!(
+                        by_class[p][class],
+                        table.lookup(key),
+                        "program {p}, key {key:?}"
+                    );
+                }
+            }
+        }
+
+        let net4 =
+            |a: u32, len: u32| RangeSet::single(a, a | u32::MAX.checked_shr(len).unwrap_or(0));
+        check(
+            &[
+                vec![None, None],
+                vec![
+                    Some(net4(0xc000_0200, 24)),
+                    Some(net4(0xc000_0200, 28).union(&net4(0xc633_6400, 24))),
+                    None,
+                    Some(RangeSet::full(u32::MAX).minus(&net4(0xcb00_7100, 26))),
+                    Some(net4(0xc000_020a, 32)),
+                ],
+                vec![
+                    Some(net4(0, 0)),
+                    Some(net4(0xc633_6480, 25)),
+                    Some(net4(0xc000_0200, 23)),
+                    Some(net4(0xffff_ffff, 32)),
+                ],
+            ],
+            u32::MAX,
+        );
+        let net6 =
+            |a: u128, len: u32| RangeSet::single(a, a | u128::MAX.checked_shr(len).unwrap_or(0));
+        let doc = 0x2001_0db8_u128 << 96;
+        check(
+            &[
+                vec![Some(net6(doc, 32)), Some(net6(doc | 1 << 80, 48)), None],
+                vec![
+                    Some(RangeSet::full(u128::MAX).minus(&net6(doc, 64))),
+                    Some(net6(doc | 5, 128)),
+                    Some(net6(0, 1)),
+                ],
+            ],
+            u128::MAX,
+        );
+    }
+
     #[test]
     fn class_table_of_no_tables_or_boundless_tables_has_one_class() {
         let flat = IntervalTable::<u32>::from_breaks([], 5);
