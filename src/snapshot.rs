@@ -309,9 +309,6 @@ pub struct Snapshot {
     pub(crate) programs: Box<[Program]>,
     /// Protocol and destination port → service class, for every program at once.
     pub(crate) service_classes: ClassTable<u32>,
-    /// Remote address → address class, per family, for every program at once.
-    pub(crate) remote_classes_v4: ClassTable<u32>,
-    pub(crate) remote_classes_v6: ClassTable<u128>,
     /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).
     pub(crate) failsafe: [FailsafePorts; 2],
     pub(crate) named_ports: NamedPorts,
@@ -363,8 +360,6 @@ impl Snapshot {
             + self.index_v4.heap_bytes()
             + self.index_v6.heap_bytes()
             + self.service_classes.heap_bytes()
-            + self.remote_classes_v4.heap_bytes()
-            + self.remote_classes_v6.heap_bytes()
             + strings(&self.endpoint_names)
             + self
                 .programs

@@ -19,8 +19,8 @@ use super::addrset::{AddrSet, Family, RangeSet};
 use super::bitset::build_field;
 use super::keys;
 use super::program::{
-    Act, ClassField, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK,
-    NamedCheck, NamedPorts, NetRange, PortList, ProbeField, Program, SideCheck,
+    Act, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK, NamedCheck,
+    NamedPorts, NetRange, PortList, ProbeField, Program, ServiceField, SideCheck,
 };
 use super::table::{AddressIndex, ClassTable, IntervalTable};
 use crate::model::resources::Labels;
@@ -65,16 +65,14 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
                 .is_some_and(|m| m.stage == RuleStage::Untracked)
         })
     });
-    let (classes, programs) = share_classes(b.programs);
+    let (service_classes, programs) = share_service_classes(b.programs);
     Snapshot {
         generation,
         index_v4,
         index_v6,
         endpoint_names,
         programs,
-        service_classes: classes.service,
-        remote_classes_v4: classes.remote_v4,
-        remote_classes_v6: classes.remote_v6,
+        service_classes,
         failsafe: [
             compile_failsafe(&resolved.settings.failsafe_inbound),
             compile_failsafe(&resolved.settings.failsafe_outbound),
@@ -101,43 +99,20 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
     }
 }
 
-/// The snapshot's class tables.
-struct Classes {
-    service: ClassTable<u32>,
-    remote_v4: ClassTable<u32>,
-    remote_v6: ClassTable<u128>,
-}
-
-/// One class table per shared field for the snapshot (service, remote address per family),
-/// each program keeping its bitset id per class.
-fn share_classes(built: Vec<BuiltProgram>) -> (Classes, Box<[Program]>) {
-    let (service, mut service_ids) = ClassTable::new(&tables_of(&built, |p| &p.service));
-    let (remote_v4, mut remote4_ids) = ClassTable::new(&tables_of(&built, |p| &p.remote_v4));
-    let (remote_v6, mut remote6_ids) = ClassTable::new(&tables_of(&built, |p| &p.remote_v6));
+/// One service class table for the snapshot, each program keeping its bitset id per class.
+fn share_service_classes(built: Vec<BuiltProgram>) -> (ClassTable<u32>, Box<[Program]>) {
+    let tables: Vec<&IntervalTable<u32>> = built.iter().map(|p| &p.service).collect();
+    let (classes, by_class) = ClassTable::new(&tables);
     let programs = built
         .into_iter()
-        .enumerate()
-        .map(|(i, p)| {
+        .zip(by_class)
+        .map(|(p, by_class)| {
             let mut program = p.program;
-            program.service.by_class = std::mem::take(&mut service_ids[i]);
-            program.remote_v4.by_class = std::mem::take(&mut remote4_ids[i]);
-            program.remote_v6.by_class = std::mem::take(&mut remote6_ids[i]);
+            program.service.by_class = by_class;
             program
         })
         .collect();
-    let classes = Classes {
-        service,
-        remote_v4,
-        remote_v6,
-    };
     (classes, programs)
-}
-
-fn tables_of<K>(
-    built: &[BuiltProgram],
-    table: impl Fn(&BuiltProgram) -> &IntervalTable<K>,
-) -> Vec<&IntervalTable<K>> {
-    built.iter().map(table).collect()
 }
 
 fn path_policy(settings: &PathSettings) -> PathPolicy {
@@ -350,10 +325,8 @@ struct BuiltProgram {
     program: Program,
     local_v4: IntervalTable<u32>,
     local_v6: IntervalTable<u128>,
-    /// The class fields' own tables, until the snapshot's class tables replace them.
+    /// The service field's own table, until the snapshot's service classes replace it.
     service: IntervalTable<u32>,
-    remote_v4: IntervalTable<u32>,
-    remote_v6: IntervalTable<u128>,
 }
 
 /// An entry before its fields are built.
@@ -628,15 +601,15 @@ impl<'a> Builder<'a> {
                 dense: service.is_dense(),
                 order: order.into_iter().map(|(field, _)| field).collect(),
                 local: [local4, local6],
-                remote_v4: ClassField {
+                remote_v4: Field {
                     bits: remote4,
-                    by_class: Box::default(),
+                    table: remote4_table,
                 },
-                remote_v6: ClassField {
+                remote_v6: Field {
                     bits: remote6,
-                    by_class: Box::default(),
+                    table: remote6_table,
                 },
-                service: ClassField {
+                service: ServiceField {
                     bits: service,
                     by_class: Box::default(),
                 },
@@ -654,8 +627,6 @@ impl<'a> Builder<'a> {
             local_v4: local4_table,
             local_v6: local6_table,
             service: service_table,
-            remote_v4: remote4_table,
-            remote_v6: remote6_table,
         }
     }
 

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use super::addrset::Key;
 use super::bitset::{PlainProbe, Probe, ProbeList, ProbeOf};
 use super::keys;
-use super::program::{Act, ClassField, EGRESS, Entry, INGRESS, PortFacts, ProbeField, Program};
-use super::table::{AddressIndex, ClassTable};
+use super::program::{Act, EGRESS, Entry, Field, INGRESS, PortFacts, ProbeField, Program};
+use super::table::AddressIndex;
 use crate::snapshot::{
     AddressEntry, EndpointId, FlowKey, FlowOutcome, FlowVerdict, LoggedRules, RuleId, SideVerdict,
     Snapshot,
@@ -49,9 +49,7 @@ pub(crate) fn classify(
 pub(crate) trait FamilyKey: Key {
     const FAMILY: usize;
     fn index(snapshot: &Snapshot) -> &AddressIndex<Self, AddressEntry>;
-    fn remote(program: &Program) -> &ClassField;
-    /// The snapshot's classes of remote addresses of this family.
-    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<Self>;
+    fn remote(program: &Program) -> &Field<Self>;
 }
 
 impl FamilyKey for u32 {
@@ -61,12 +59,8 @@ impl FamilyKey for u32 {
         &snapshot.index_v4
     }
     #[inline]
-    fn remote(program: &Program) -> &ClassField {
+    fn remote(program: &Program) -> &Field<u32> {
         &program.remote_v4
-    }
-    #[inline]
-    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u32> {
-        &snapshot.remote_classes_v4
     }
 }
 
@@ -77,12 +71,8 @@ impl FamilyKey for u128 {
         &snapshot.index_v6
     }
     #[inline]
-    fn remote(program: &Program) -> &ClassField {
+    fn remote(program: &Program) -> &Field<u128> {
         &program.remote_v6
-    }
-    #[inline]
-    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u128> {
-        &snapshot.remote_classes_v6
     }
 }
 
@@ -255,10 +245,8 @@ impl<'a> Walk<'a, '_> {
                         .is_active()
                         .then(|| (local, self.address.local[self.direction]))
                 }
-                ProbeField::Remote => {
-                    K::remote(program).probe(|| K::remote_classes(self.snapshot).lookup(remote))
-                }
-                ProbeField::Service => program.service.probe(|| flow.service_class(self.snapshot)),
+                ProbeField::Remote => K::remote(program).probe(remote),
+                ProbeField::Service => program.service.probe(flow.service_class(self.snapshot)),
                 ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
                 ProbeField::Icmp
                     if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) =>

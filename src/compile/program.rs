@@ -162,23 +162,22 @@ impl<K: super::addrset::Key> Field<K> {
     }
 }
 
-/// A field whose table is one of the snapshot's [`ClassTable`](super::table::ClassTable)s,
-/// shared by every program (the service field: protocol and destination port; the remote
-/// address, per family): the program keeps only each class's bitset id.
+/// The service field (protocol and destination port): its table is the snapshot's
+/// [`ClassTable`](super::table::ClassTable), shared by every program and looked up once
+/// per flow; the program keeps only each class's bitset id.
 #[derive(Debug, Clone)]
-pub(crate) struct ClassField {
+pub(crate) struct ServiceField {
     pub bits: FieldBits,
-    /// Bitset id per class.
+    /// Bitset id per service class.
     pub by_class: Box<[u32]>,
 }
 
-impl ClassField {
-    /// The bitset of the class `class` gives, if the field constrains anything (the class
-    /// is not looked up otherwise).
+impl ServiceField {
+    /// The bitset of a service class, if the field constrains anything.
     #[inline]
-    pub fn probe(&self, class: impl FnOnce() -> u32) -> Option<(&FieldBits, u32)> {
+    pub fn probe(&self, class: u32) -> Option<(&FieldBits, u32)> {
         self.bits.is_active().then(|| {
-            let id = self.by_class.get(class() as usize).copied().unwrap_or(0);
+            let id = self.by_class.get(class as usize).copied().unwrap_or(0);
             (&self.bits, id)
         })
     }
@@ -246,9 +245,9 @@ pub(crate) struct Program {
     /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
     pub local: [FieldBits; 2],
     /// The other address, per family.
-    pub remote_v4: ClassField,
-    pub remote_v6: ClassField,
-    pub service: ClassField,
+    pub remote_v4: Field<u32>,
+    pub remote_v6: Field<u128>,
+    pub service: ServiceField,
     pub icmp: L4Field,
     /// Whether every entry the ICMP field can rule out is one whose service field already
     /// rules out every protocol but ICMP and ICMPv6: then flows of other protocols (nearly
