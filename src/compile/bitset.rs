@@ -100,9 +100,54 @@ pub(crate) trait ProbeOf<'a>: Copy {
     /// What fills the unused slots of a [`ProbeList`] (never read): cheap to make from any
     /// field of the program.
     fn filler(bits: &'a FieldBits) -> Self;
-    /// The first entry at or after `cursor` every probe of `probes` allows, among
-    /// `entries` entries; with no probes, `cursor` itself.
-    fn first_match(probes: &[Self], cursor: usize, entries: usize) -> Option<usize>;
+}
+
+/// A side's probes, as the walk asks them.
+pub(crate) trait ProbeSet {
+    /// The first entry at or after `cursor` every probe allows, among `entries` entries.
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize>;
+}
+
+/// No probes: every entry is allowed.
+pub(crate) struct AllEntries;
+
+impl ProbeSet for AllEntries {
+    #[inline]
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize> {
+        (cursor < entries).then_some(cursor)
+    }
+}
+
+/// Plain probes: the first (most selective) one's words, and the others as a fixed array
+/// of one to four slices (every program's case: five fields at most) or a slice. Matched
+/// into an array once per side, the loop over the other probes unrolls and their slices
+/// stay in registers.
+pub(crate) struct PlainSet<'a, R> {
+    pub first: PlainProbe<'a>,
+    pub rest: R,
+}
+
+impl<'r, R: AsRef<[PlainProbe<'r>]>> ProbeSet for PlainSet<'_, R> {
+    #[inline]
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize> {
+        if cursor >= entries {
+            return None;
+        }
+        scan_plain(self.first, &self.rest, cursor)
+    }
+}
+
+impl ProbeSet for [Probe<'_>] {
+    #[inline]
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize> {
+        if cursor >= entries {
+            None
+        } else if self.is_empty() {
+            Some(cursor)
+        } else {
+            first_match_indexed(self, cursor, entries)
+        }
+    }
 }
 
 /// A plain bitset: its words (fewer only if the id is out of range, which allows less:
@@ -119,17 +164,6 @@ impl<'a> ProbeOf<'a> for PlainProbe<'a> {
     #[inline]
     fn filler(_: &'a FieldBits) -> Self {
         &[]
-    }
-
-    #[inline]
-    fn first_match(probes: &[Self], cursor: usize, entries: usize) -> Option<usize> {
-        if cursor >= entries {
-            return None;
-        }
-        match probes.split_first() {
-            None => Some(cursor),
-            Some((first, rest)) => first_match_plain(first, rest, cursor),
-        }
     }
 }
 
@@ -152,17 +186,6 @@ impl<'a> ProbeOf<'a> for Probe<'a> {
     #[inline]
     fn filler(bits: &'a FieldBits) -> Self {
         Probe::new(bits, 0)
-    }
-
-    #[inline]
-    fn first_match(probes: &[Self], cursor: usize, entries: usize) -> Option<usize> {
-        if cursor >= entries {
-            None
-        } else if probes.is_empty() {
-            Some(cursor)
-        } else {
-            first_match_indexed(probes, cursor, entries)
-        }
     }
 }
 
@@ -250,28 +273,17 @@ pub(crate) fn first_match(
                 p.bits.pool.get(p.row..p.row + words).unwrap_or_default()
             })
             .collect();
-        PlainProbe::first_match(&rows, cursor, entries)
+        match rows.split_first() {
+            None => AllEntries.first_match(cursor, entries),
+            Some((&first, rest)) => PlainSet { first, rest }.first_match(cursor, entries),
+        }
     } else {
-        Probe::first_match(probes, cursor, entries)
+        probes.first_match(cursor, entries)
     }
 }
 
 /// Word by word over the first probe's words (at most [`DENSE_MAX_WORDS`]); the other
-/// probes are read only where the AND so far is not zero. Up to four other probes (every
-/// program's case: five fields at most) go in a fixed array, so that the loop over them
-/// unrolls and their slices stay in registers.
-#[inline]
-fn first_match_plain(first: &[u64], rest: &[&[u64]], cursor: usize) -> Option<usize> {
-    match *rest {
-        [] => scan_plain(first, [], cursor),
-        [a] => scan_plain(first, [a], cursor),
-        [a, b] => scan_plain(first, [a, b], cursor),
-        [a, b, c] => scan_plain(first, [a, b, c], cursor),
-        [a, b, c, d] => scan_plain(first, [a, b, c, d], cursor),
-        _ => scan_plain(first, rest, cursor),
-    }
-}
-
+/// probes are read only where the AND so far is not zero.
 #[inline(always)]
 fn scan_plain<'r, R: AsRef<[&'r [u64]]>>(first: &[u64], rest: R, cursor: usize) -> Option<usize> {
     let start = cursor >> 6;

@@ -12,7 +12,7 @@ use std::cell::Cell;
 use std::net::IpAddr;
 
 use super::addrset::Key;
-use super::bitset::{PlainProbe, Probe, ProbeList, ProbeOf};
+use super::bitset::{AllEntries, PlainProbe, PlainSet, Probe, ProbeList, ProbeOf, ProbeSet};
 use super::keys;
 use super::program::{Act, EGRESS, Entry, Field, INGRESS, PortFacts, ProbeField, Program};
 use super::table::AddressIndex;
@@ -208,9 +208,37 @@ fn run_side<K: FamilyKey>(
     // No hit is unreachable (every program ends in an entry that always matches): the
     // side stays a denial, fail-closed.
     let hit = if program.dense {
-        walk.run::<K, PlainProbe<'_>>(remote, &mut log_side)
+        let probes = walk.probes::<K, PlainProbe<'_>>(remote);
+        // The other probes in a fixed array, matched once per side (see `PlainSet`).
+        match *probes.as_slice() {
+            [] => walk.run(&AllEntries, &mut log_side),
+            [first] => walk.run(
+                &PlainSet {
+                    first,
+                    rest: [] as [PlainProbe<'_>; 0],
+                },
+                &mut log_side,
+            ),
+            [first, a] => walk.run(&PlainSet { first, rest: [a] }, &mut log_side),
+            [first, a, b] => walk.run(
+                &PlainSet {
+                    first,
+                    rest: [a, b],
+                },
+                &mut log_side,
+            ),
+            [first, a, b, c] => walk.run(
+                &PlainSet {
+                    first,
+                    rest: [a, b, c],
+                },
+                &mut log_side,
+            ),
+            [first, ref rest @ ..] => walk.run(&PlainSet { first, rest }, &mut log_side),
+        }
     } else {
-        walk.run::<K, Probe<'_>>(remote, &mut log_side)
+        let probes = walk.probes::<K, Probe<'_>>(remote);
+        walk.run(probes.as_slice(), &mut log_side)
     };
     if let Some(entry) = hit {
         side.allowed = entry.act == Act::Allow;
@@ -228,13 +256,9 @@ struct Walk<'a, 'f> {
 }
 
 impl<'a> Walk<'a, '_> {
-    /// One probe per active field of the program, in its order, then the walk.
+    /// One probe per active field of the program, in its order.
     #[inline]
-    fn run<K: FamilyKey, P: ProbeOf<'a>>(
-        &self,
-        remote: K,
-        log: &mut impl FnMut(RuleId),
-    ) -> Option<&'a Entry> {
+    fn probes<K: FamilyKey, P: ProbeOf<'a>>(&self, remote: K) -> ProbeList<P> {
         let (program, flow) = (self.program, self.flow);
         let mut probes = ProbeList::new(P::filler(&program.service.bits));
         for &field in &program.order {
@@ -263,12 +287,18 @@ impl<'a> Walk<'a, '_> {
                 probes.push(bits, id);
             }
         }
-        program.run(
-            probes.as_slice(),
-            &self.snapshot.named_ports,
-            &flow.facts,
-            log,
-        )
+        probes
+    }
+
+    /// The walk over the program with these probes.
+    #[inline]
+    fn run<S: ProbeSet + ?Sized>(
+        &self,
+        probes: &S,
+        log: &mut impl FnMut(RuleId),
+    ) -> Option<&'a Entry> {
+        self.program
+            .run(probes, &self.snapshot.named_ports, &self.flow.facts, log)
     }
 }
 

@@ -17,7 +17,7 @@
 
 use std::net::IpAddr;
 
-use super::bitset::{FieldBits, ProbeOf};
+use super::bitset::{FieldBits, ProbeSet};
 use super::table::IntervalTable;
 use crate::snapshot::RuleId;
 
@@ -261,16 +261,16 @@ impl Program {
     /// Walk the program. Returns the deciding entry; `log` sees every matching Log entry
     /// before it, in order. `probes` must be of the program's layout ([`Program::dense`]).
     #[inline]
-    pub fn run<'a, P: ProbeOf<'a>>(
+    pub fn run<S: ProbeSet + ?Sized>(
         &self,
-        probes: &[P],
+        probes: &S,
         named: &NamedPorts,
         facts: &PortFacts,
         log: &mut impl FnMut(RuleId),
     ) -> Option<&Entry> {
         let mut cursor = 0;
         loop {
-            let i = P::first_match(probes, cursor, self.entries.len())?;
+            let i = probes.first_match(cursor, self.entries.len())?;
             let entry = self.entries.get(i)?;
             cursor = i + 1;
             if entry.check != NO_CHECK && !self.named_check_passes(entry.check, named, facts) {
