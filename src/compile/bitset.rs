@@ -91,7 +91,83 @@ impl FieldBits {
     }
 }
 
-/// The bitset a field gives the flow.
+/// A field's bitset as the walk reads it: built from the field and the bitset id its table
+/// gave the flow. One type per layout, so that the walk over plain bitsets reads each word
+/// straight from a slice held in the probe list, without going through the field.
+pub(crate) trait ProbeOf<'a>: Copy {
+    /// The probe of bitset `id` of `bits` (a field in this layout).
+    fn of(bits: &'a FieldBits, id: u32) -> Self;
+    /// What fills the unused slots of a [`ProbeList`] (never read): cheap to make from any
+    /// field of the program.
+    fn filler(bits: &'a FieldBits) -> Self;
+}
+
+/// A side's probes, as the walk asks them.
+pub(crate) trait ProbeSet {
+    /// The first entry at or after `cursor` every probe allows, among `entries` entries.
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize>;
+}
+
+/// No probes: every entry is allowed.
+pub(crate) struct AllEntries;
+
+impl ProbeSet for AllEntries {
+    #[inline]
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize> {
+        (cursor < entries).then_some(cursor)
+    }
+}
+
+/// Plain probes: the first (most selective) one's words, and the others as a fixed array
+/// of one to four slices (every program's case: five fields at most) or a slice. Matched
+/// into an array once per side, the loop over the other probes unrolls and their slices
+/// stay in registers.
+pub(crate) struct PlainSet<'a, R> {
+    pub first: PlainProbe<'a>,
+    pub rest: R,
+}
+
+impl<'r, R: AsRef<[PlainProbe<'r>]>> ProbeSet for PlainSet<'_, R> {
+    #[inline]
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize> {
+        if cursor >= entries {
+            return None;
+        }
+        scan_plain(self.first, &self.rest, cursor)
+    }
+}
+
+impl ProbeSet for [Probe<'_>] {
+    #[inline]
+    fn first_match(&self, cursor: usize, entries: usize) -> Option<usize> {
+        if cursor >= entries {
+            None
+        } else if self.is_empty() {
+            Some(cursor)
+        } else {
+            first_match_indexed(self, cursor, entries)
+        }
+    }
+}
+
+/// A plain bitset: its words (fewer only if the id is out of range, which allows less:
+/// fail-closed).
+pub(crate) type PlainProbe<'a> = &'a [u64];
+
+impl<'a> ProbeOf<'a> for PlainProbe<'a> {
+    #[inline]
+    fn of(bits: &'a FieldBits, id: u32) -> Self {
+        let start = id as usize * bits.words;
+        bits.pool.get(start..start + bits.words).unwrap_or_default()
+    }
+
+    #[inline]
+    fn filler(_: &'a FieldBits) -> Self {
+        &[]
+    }
+}
+
+/// A bitset of the indexed layout.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Probe<'a> {
     bits: &'a FieldBits,
@@ -99,6 +175,18 @@ pub(crate) struct Probe<'a> {
     row: usize,
     /// `id * stride`.
     summary_row: usize,
+}
+
+impl<'a> ProbeOf<'a> for Probe<'a> {
+    #[inline]
+    fn of(bits: &'a FieldBits, id: u32) -> Self {
+        Probe::new(bits, id as usize)
+    }
+
+    #[inline]
+    fn filler(bits: &'a FieldBits) -> Self {
+        Probe::new(bits, 0)
+    }
 }
 
 impl<'a> Probe<'a> {
@@ -111,7 +199,7 @@ impl<'a> Probe<'a> {
         }
     }
 
-    #[inline]
+    #[cfg(test)]
     fn dense_word(&self, w: usize) -> u64 {
         self.bits.pool.get(self.row + w).copied().unwrap_or(0)
     }
@@ -136,31 +224,32 @@ const MAX_PROBES: usize = 5;
 
 /// The probes of one flow, one per active field, in a fixed array.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct ProbeList<'a> {
-    probes: [Probe<'a>; MAX_PROBES],
+pub(crate) struct ProbeList<P> {
+    probes: [P; MAX_PROBES],
     len: usize,
 }
 
-impl<'a> ProbeList<'a> {
+impl<'a, P: ProbeOf<'a>> ProbeList<P> {
     /// An empty list; `filler` only occupies the unused slots.
     #[inline]
-    pub fn new(filler: Probe<'a>) -> ProbeList<'a> {
+    pub fn new(filler: P) -> ProbeList<P> {
         ProbeList {
             probes: [filler; MAX_PROBES],
             len: 0,
         }
     }
 
+    /// Add the probe of bitset `id` of `bits`.
     #[inline]
-    pub fn push(&mut self, probe: Option<Probe<'a>>) {
-        if let (Some(p), Some(slot)) = (probe, self.probes.get_mut(self.len)) {
-            *slot = p;
+    pub fn push(&mut self, bits: &'a FieldBits, id: u32) {
+        if let Some(slot) = self.probes.get_mut(self.len) {
+            *slot = P::of(bits, id);
             self.len += 1;
         }
     }
 
     #[inline]
-    pub fn as_slice(&self) -> &[Probe<'a>] {
+    pub fn as_slice(&self) -> &[P] {
         self.probes.get(..self.len).unwrap_or_default()
     }
 }
@@ -169,32 +258,45 @@ impl<'a> ProbeList<'a> {
 /// With no probes every entry is allowed. `dense` says how the program's fields store their
 /// bitsets (all alike: they share the entry count). AND-ing stops at the first zero, so the
 /// first (most selective) probes do most of the work.
-#[inline]
+#[cfg(test)]
 pub(crate) fn first_match(
     probes: &[Probe<'_>],
     dense: bool,
     cursor: usize,
     entries: usize,
 ) -> Option<usize> {
-    if cursor >= entries {
-        None
-    } else if probes.is_empty() {
-        Some(cursor)
-    } else if dense {
-        first_match_dense(probes, cursor, entries)
+    if dense {
+        let rows: Vec<PlainProbe<'_>> = probes
+            .iter()
+            .map(|p| {
+                let words = p.bits.words;
+                p.bits.pool.get(p.row..p.row + words).unwrap_or_default()
+            })
+            .collect();
+        match rows.split_first() {
+            None => AllEntries.first_match(cursor, entries),
+            Some((&first, rest)) => PlainSet { first, rest }.first_match(cursor, entries),
+        }
     } else {
-        first_match_indexed(probes, cursor, entries)
+        probes.first_match(cursor, entries)
     }
 }
 
-/// Word by word: at most [`DENSE_MAX_WORDS`] of them.
-#[inline]
-fn first_match_dense(probes: &[Probe<'_>], cursor: usize, entries: usize) -> Option<usize> {
+/// Word by word over the first probe's words (at most [`DENSE_MAX_WORDS`]); the other
+/// probes are read only where the AND so far is not zero.
+#[inline(always)]
+fn scan_plain<'r, R: AsRef<[&'r [u64]]>>(first: &[u64], rest: R, cursor: usize) -> Option<usize> {
+    let start = cursor >> 6;
     let mut mask = !0u64 << (cursor & 63);
-    for w in (cursor >> 6)..entries.div_ceil(64) {
-        let mut x = mask;
-        for p in probes {
-            x &= p.dense_word(w);
+    for (i, &word) in first.get(start..)?.iter().enumerate() {
+        let mut x = word & mask;
+        mask = !0;
+        if x == 0 {
+            continue;
+        }
+        let w = start + i;
+        for row in rest.as_ref() {
+            x &= row.get(w).copied().unwrap_or(0);
             if x == 0 {
                 break;
             }
@@ -202,7 +304,6 @@ fn first_match_dense(probes: &[Probe<'_>], cursor: usize, entries: usize) -> Opt
         if x != 0 {
             return Some((w << 6) | x.trailing_zeros() as usize);
         }
-        mask = !0;
     }
     None
 }

@@ -12,9 +12,9 @@ use std::cell::Cell;
 use std::net::IpAddr;
 
 use super::addrset::Key;
-use super::bitset::{Probe, ProbeList};
+use super::bitset::{AllEntries, PlainProbe, PlainSet, Probe, ProbeList, ProbeOf, ProbeSet};
 use super::keys;
-use super::program::{Act, EGRESS, Field, INGRESS, PortFacts, ProbeField, Program};
+use super::program::{Act, EGRESS, Entry, Field, INGRESS, PortFacts, ProbeField, Program};
 use super::table::AddressIndex;
 use crate::snapshot::{
     AddressEntry, EndpointId, FlowKey, FlowOutcome, FlowVerdict, LoggedRules, RuleId, SideVerdict,
@@ -105,7 +105,6 @@ fn classify_in<K: FamilyKey>(
     }
     let flow = FlowFields {
         key,
-        l4: keys::l4_key(key.protocol, key.icmp_type, key.icmp_code),
         service_class: Cell::new(NOT_LOOKED_UP),
         facts: PortFacts {
             protocol: key.protocol,
@@ -115,14 +114,24 @@ fn classify_in<K: FamilyKey>(
             dst_endpoint: destination.map(|a| a.endpoint),
         },
     };
-    let egress = source.map(|a| run_side(snapshot, a, EGRESS, dst, &flow, log));
-    let ingress = destination.map(|a| run_side(snapshot, a, INGRESS, src, &flow, log));
-    FlowVerdict {
-        allowed: egress.is_none_or(|s| s.allowed) && ingress.is_none_or(|s| s.allowed),
+    // Each side is decided in its slot of the verdict, not built apart and copied in.
+    let mut verdict = FlowVerdict {
+        allowed: true,
         outcome: FlowOutcome::Evaluated,
-        egress,
-        ingress,
+        egress: None,
+        ingress: None,
+    };
+    if let Some(a) = source {
+        let side = verdict.egress.insert(SideVerdict::denied(snapshot, a));
+        run_side(snapshot, a, EGRESS, dst, &flow, side, log);
+        verdict.allowed = side.allowed;
     }
+    if let Some(a) = destination {
+        let side = verdict.ingress.insert(SideVerdict::denied(snapshot, a));
+        run_side(snapshot, a, INGRESS, src, &flow, side, log);
+        verdict.allowed &= side.allowed;
+    }
+    verdict
 }
 
 /// A service class not yet looked up (no snapshot has 2^32 classes).
@@ -145,88 +154,152 @@ impl FlowFields<'_> {
 /// The flow's keys, computed once for both sides.
 struct FlowFields<'a> {
     key: &'a FlowKey,
-    l4: u32,
     /// The snapshot's service class of the protocol and destination port, looked up by the
     /// first side whose program has a service field (small policies often have none).
     service_class: Cell<u32>,
     facts: PortFacts,
 }
 
+impl SideVerdict {
+    /// A side not decided yet: denied, fail-closed, if no path below decides it (only a
+    /// broken snapshot's would not).
+    #[inline]
+    fn denied(snapshot: &Snapshot, address: &AddressEntry) -> SideVerdict {
+        SideVerdict {
+            endpoint: EndpointId(address.endpoint),
+            allowed: false,
+            rule: snapshot.unmatched_rule,
+            logged: LoggedRules::default(),
+        }
+    }
+}
+
+/// Decide one side into `side` (see [`SideVerdict::denied`]).
+#[inline]
 fn run_side<K: FamilyKey>(
     snapshot: &Snapshot,
     address: &AddressEntry,
     direction: usize,
     remote: K,
     flow: &FlowFields<'_>,
+    side: &mut SideVerdict,
     log: &mut impl FnMut(usize, RuleId),
-) -> SideVerdict {
-    let mut verdict = SideVerdict {
-        endpoint: EndpointId(address.endpoint),
-        allowed: false,
-        // Replaced below on every path but a broken snapshot's, which is denied.
-        rule: snapshot.unmatched_rule,
-        logged: LoggedRules::default(),
-    };
+) {
     if address.host && failsafe_admits(snapshot, direction, flow) {
-        verdict.allowed = true;
-        verdict.rule = snapshot.failsafe_rule;
-        return verdict;
+        side.allowed = true;
+        side.rule = snapshot.failsafe_rule;
+        return;
     }
     let Some(program) = snapshot.programs.get(address.programs[direction] as usize) else {
-        return verdict;
+        return;
     };
-
-    let mut probes = ProbeList::new(Probe::new(&program.service.bits, 0));
-    for &field in &program.order {
-        probes.push(match field {
-            ProbeField::Local => {
-                let local = &program.local[K::FAMILY];
-                local
-                    .is_active()
-                    .then(|| Probe::new(local, address.local[direction] as usize))
-            }
-            ProbeField::Remote => K::remote(program).probe(remote),
-            ProbeField::Service => program.service.probe(flow.service_class(snapshot)),
-            ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
-            ProbeField::Icmp if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) => {
-                None
-            }
-            ProbeField::Icmp => program.icmp.probe(flow.l4),
-        });
-    }
-    decide_with(
-        program,
-        probes.as_slice(),
-        snapshot,
-        flow,
-        direction,
-        verdict,
-        log,
-    )
-}
-
-#[inline]
-fn decide_with(
-    program: &Program,
-    probes: &[Probe<'_>],
-    snapshot: &Snapshot,
-    flow: &FlowFields<'_>,
-    direction: usize,
-    mut verdict: SideVerdict,
-    log: &mut impl FnMut(usize, RuleId),
-) -> SideVerdict {
-    let logged = &mut verdict.logged;
-    let hit = program.run(probes, &snapshot.named_ports, &flow.facts, &mut |rule| {
+    let logged = &mut side.logged;
+    let mut log_side = |rule| {
         logged.push(rule);
         log(direction, rule);
-    });
+    };
+    let walk = Walk {
+        snapshot,
+        program,
+        address,
+        direction,
+        flow,
+    };
     // No hit is unreachable (every program ends in an entry that always matches): the
-    // verdict stays a denial, fail-closed.
+    // side stays a denial, fail-closed.
+    let hit = if program.dense {
+        let probes = walk.probes::<K, PlainProbe<'_>>(remote);
+        // The other probes in a fixed array, matched once per side (see `PlainSet`).
+        match *probes.as_slice() {
+            [] => walk.run(&AllEntries, &mut log_side),
+            [first] => walk.run(
+                &PlainSet {
+                    first,
+                    rest: [] as [PlainProbe<'_>; 0],
+                },
+                &mut log_side,
+            ),
+            [first, a] => walk.run(&PlainSet { first, rest: [a] }, &mut log_side),
+            [first, a, b] => walk.run(
+                &PlainSet {
+                    first,
+                    rest: [a, b],
+                },
+                &mut log_side,
+            ),
+            [first, a, b, c] => walk.run(
+                &PlainSet {
+                    first,
+                    rest: [a, b, c],
+                },
+                &mut log_side,
+            ),
+            [first, ref rest @ ..] => walk.run(&PlainSet { first, rest }, &mut log_side),
+        }
+    } else {
+        let probes = walk.probes::<K, Probe<'_>>(remote);
+        walk.run(probes.as_slice(), &mut log_side)
+    };
     if let Some(entry) = hit {
-        verdict.allowed = entry.act == Act::Allow;
-        verdict.rule = entry.rule;
+        side.allowed = entry.act == Act::Allow;
+        side.rule = entry.rule;
     }
-    verdict
+}
+
+/// One side's program with what its probes are made of.
+struct Walk<'a, 'f> {
+    snapshot: &'a Snapshot,
+    program: &'a Program,
+    address: &'a AddressEntry,
+    direction: usize,
+    flow: &'f FlowFields<'f>,
+}
+
+impl<'a> Walk<'a, '_> {
+    /// One probe per active field of the program, in its order.
+    #[inline]
+    fn probes<K: FamilyKey, P: ProbeOf<'a>>(&self, remote: K) -> ProbeList<P> {
+        let (program, flow) = (self.program, self.flow);
+        let mut probes = ProbeList::new(P::filler(&program.service.bits));
+        for &field in &program.order {
+            let probe = match field {
+                ProbeField::Local => {
+                    let local = &program.local[K::FAMILY];
+                    local
+                        .is_active()
+                        .then(|| (local, self.address.local[self.direction]))
+                }
+                ProbeField::Remote => K::remote(program).probe(remote),
+                ProbeField::Service => program.service.probe(flow.service_class(self.snapshot)),
+                ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
+                ProbeField::Icmp
+                    if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) =>
+                {
+                    None
+                }
+                ProbeField::Icmp => program.icmp.probe(keys::l4_key(
+                    flow.key.protocol,
+                    flow.key.icmp_type,
+                    flow.key.icmp_code,
+                )),
+            };
+            if let Some((bits, id)) = probe {
+                probes.push(bits, id);
+            }
+        }
+        probes
+    }
+
+    /// The walk over the program with these probes.
+    #[inline]
+    fn run<S: ProbeSet + ?Sized>(
+        &self,
+        probes: &S,
+        log: &mut impl FnMut(RuleId),
+    ) -> Option<&'a Entry> {
+        self.program
+            .run(probes, &self.snapshot.named_ports, &self.flow.facts, log)
+    }
 }
 
 /// Failsafe ports: inbound on ingress (remote = source), outbound on egress (remote =

@@ -17,7 +17,7 @@
 
 use std::net::IpAddr;
 
-use super::bitset::{FieldBits, Probe, first_match};
+use super::bitset::{FieldBits, ProbeSet};
 use super::table::IntervalTable;
 use crate::snapshot::RuleId;
 
@@ -149,12 +149,12 @@ pub(crate) struct Field<K> {
 }
 
 impl<K: super::addrset::Key> Field<K> {
-    /// The bitset of `key`, if the field constrains anything.
+    /// The bitset of `key` (the field and the bitset's id), if the field constrains anything.
     #[inline]
-    pub fn probe(&self, key: K) -> Option<Probe<'_>> {
+    pub fn probe(&self, key: K) -> Option<(&FieldBits, u32)> {
         self.bits
             .is_active()
-            .then(|| Probe::new(&self.bits, self.table.lookup(key) as usize))
+            .then(|| (&self.bits, self.table.lookup(key)))
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -175,10 +175,10 @@ pub(crate) struct ServiceField {
 impl ServiceField {
     /// The bitset of a service class, if the field constrains anything.
     #[inline]
-    pub fn probe(&self, class: u32) -> Option<Probe<'_>> {
+    pub fn probe(&self, class: u32) -> Option<(&FieldBits, u32)> {
         self.bits.is_active().then(|| {
             let id = self.by_class.get(class as usize).copied().unwrap_or(0);
-            Probe::new(&self.bits, id as usize)
+            (&self.bits, id)
         })
     }
 
@@ -204,7 +204,7 @@ impl L4Field {
     }
 
     #[inline]
-    pub fn probe(&self, key: u32) -> Option<Probe<'_>> {
+    pub fn probe(&self, key: u32) -> Option<(&FieldBits, u32)> {
         if !self.field.bits.is_active() {
             return None;
         }
@@ -212,7 +212,7 @@ impl L4Field {
             Some(p) => self.by_protocol.get(p).copied().unwrap_or(0),
             None => self.field.table.lookup(key),
         };
-        Some(Probe::new(&self.field.bits, id as usize))
+        Some((&self.field.bits, id))
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -259,26 +259,21 @@ pub(crate) struct Program {
 
 impl Program {
     /// Walk the program. Returns the deciding entry; `log` sees every matching Log entry
-    /// before it, in order.
+    /// before it, in order. `probes` must be of the program's layout ([`Program::dense`]).
     #[inline]
-    pub fn run(
+    pub fn run<S: ProbeSet + ?Sized>(
         &self,
-        probes: &[Probe<'_>],
+        probes: &S,
         named: &NamedPorts,
         facts: &PortFacts,
         log: &mut impl FnMut(RuleId),
     ) -> Option<&Entry> {
         let mut cursor = 0;
         loop {
-            let i = first_match(probes, self.dense, cursor, self.entries.len())?;
-            let entry = &self.entries[i];
+            let i = probes.first_match(cursor, self.entries.len())?;
+            let entry = self.entries.get(i)?;
             cursor = i + 1;
-            if entry.check != NO_CHECK
-                && !self
-                    .checks
-                    .get(entry.check as usize)
-                    .is_some_and(|c| named.check(c, facts))
-            {
+            if entry.check != NO_CHECK && !self.named_check_passes(entry.check, named, facts) {
                 continue;
             }
             match entry.act {
@@ -287,6 +282,15 @@ impl Program {
                 Act::Pass => cursor = entry.target as usize,
             }
         }
+    }
+
+    /// The exact named-port check of an entry: rare, kept out of the walk's code.
+    #[cold]
+    #[inline(never)]
+    fn named_check_passes(&self, check: u32, named: &NamedPorts, facts: &PortFacts) -> bool {
+        self.checks
+            .get(check as usize)
+            .is_some_and(|c| named.check(c, facts))
     }
 
     pub fn heap_bytes(&self) -> usize {
