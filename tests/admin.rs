@@ -15,7 +15,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use gateway::{ConfigDir, PROCESS_WAIT, udp_socket, value};
+use gateway::{ConfigDir, PROCESS_WAIT, udp_socket, value, web_endpoint};
 use observe::{
     GENERATION, UdpSink, large_policy, quiet_hosts, spawn_gateway, start_gateway, udp_policy,
 };
@@ -253,15 +253,9 @@ fn scraped_counters_equal_the_traffic_sent() {
 
 /// `web` (.110) with one policy whose ingress rule 0 and egress rule 0 both allow: UDP 5000
 /// in, UDP 6000 out.
-const BOTH_WAYS_POLICY: &str = r#"apiVersion: projectcalico.org/v3
-kind: HostEndpoint
-metadata:
-  name: web
-  labels: { role: web }
-spec:
-  node: web
-  expectedIPs: ["203.0.113.110"]
----
+const BOTH_WAYS_POLICY: &str = concat!(
+    web_endpoint!(),
+    r#"---
 apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata:
@@ -278,7 +272,8 @@ spec:
     - action: Allow
       protocol: UDP
       destination: { ports: [6000] }
-"#;
+"#
+);
 
 #[test]
 fn ingress_and_egress_rule_0_of_one_policy_count_apart() {
