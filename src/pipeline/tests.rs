@@ -198,6 +198,16 @@ impl Rig {
         self.worker.counters().read()
     }
 
+    /// A TCP handshake from `CLIENT:client_port` (outside) to `server:port` (inside), each
+    /// of its three frames expected forwarded.
+    #[track_caller]
+    fn handshake(&mut self, client_port: u16, server: &str, port: u16) {
+        let (c, p) = (client_port, port);
+        self.expect("syn", Outside, &tcp(CLIENT, c, server, p, "S"), None);
+        self.expect("syn-ack", Inside, &tcp(server, p, CLIENT, c, "SA"), None);
+        self.expect("ack", Outside, &tcp(CLIENT, c, server, p, "A"), None);
+    }
+
     /// Sends a frame and checks its fate: forwarded, or dropped and counted under exactly
     /// `reason`.
     #[track_caller]
@@ -448,9 +458,7 @@ fn truth_table_with_and_without_untracked_policy() {
 fn tcp_replies_pass_only_for_allowed_connections() {
     for extra in ["", UNTRACKED_IN] {
         let mut rig = Rig::new(&world("", extra));
-        rig.expect("syn", Outside, &tcp(CLIENT, 40000, WEB, 80, "S"), None);
-        rig.expect("syn-ack", Inside, &tcp(WEB, 80, CLIENT, 40000, "SA"), None);
-        rig.expect("ack", Outside, &tcp(CLIENT, 40000, WEB, 80, "A"), None);
+        rig.handshake(40000, WEB, 80);
         rig.expect(
             "data back",
             Inside,
@@ -547,14 +555,7 @@ fn do_not_track_replies_need_their_own_rule() {
     );
 
     let mut rig = Rig::new(&world("", &format!("{UNTRACKED_IN}{UNTRACKED_RETURN}")));
-    rig.expect("syn", Outside, &tcp(CLIENT, 40000, CACHE, 6379, "S"), None);
-    rig.expect(
-        "syn-ack",
-        Inside,
-        &tcp(CACHE, 6379, CLIENT, 40000, "SA"),
-        None,
-    );
-    rig.expect("ack", Outside, &tcp(CLIENT, 40000, CACHE, 6379, "A"), None);
+    rig.handshake(40000, CACHE, 6379);
     rig.expect("data", Inside, &tcp(CACHE, 6379, CLIENT, 40000, "PA"), None);
     assert_eq!(rig.shared.conntrack_stats().entries, 0);
     assert_eq!(rig.totals().untracked, 4);
@@ -599,9 +600,7 @@ fn established_connection_survives_a_stricter_snapshot_until_revalidated() {
 #[test]
 fn a_connection_answered_by_the_worker_cache_still_times_out() {
     let mut rig = Rig::new(&world("", ""));
-    rig.expect("syn", Outside, &tcp(CLIENT, 40002, WEB, 80, "S"), None);
-    rig.expect("syn-ack", Inside, &tcp(WEB, 80, CLIENT, 40002, "SA"), None);
-    rig.expect("ack", Outside, &tcp(CLIENT, 40002, WEB, 80, "A"), None);
+    rig.handshake(40002, WEB, 80);
     // Steady packets in the same instant: answered by the worker's cache.
     for _ in 0..3 {
         rig.expect("data", Outside, &tcp(CLIENT, 40002, WEB, 80, "PA"), None);
