@@ -20,7 +20,7 @@ use super::bitset::build_field;
 use super::keys;
 use super::program::{
     Act, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK, NamedCheck,
-    NamedPorts, NetRange, PortList, ProbeField, Program, ServiceField, SideCheck,
+    NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program, ServiceField, SideCheck,
 };
 use super::table::{AddressIndex, ClassTable, IntervalTable};
 use crate::model::resources::Labels;
@@ -599,7 +599,7 @@ impl<'a> Builder<'a> {
             program: Program {
                 entries,
                 dense: service.is_dense(),
-                order: order.into_iter().map(|(field, _)| field).collect(),
+                order: ProbeOrder::new(order.into_iter().map(|(field, _)| field)),
                 local: [local4, local6],
                 remote_v4: Field {
                     bits: remote4,

@@ -261,7 +261,7 @@ impl<'a> Walk<'a, '_> {
     fn probes<K: FamilyKey, P: ProbeOf<'a>>(&self, remote: K) -> ProbeList<P> {
         let (program, flow) = (self.program, self.flow);
         let mut probes = ProbeList::new(P::filler(&program.service.bits));
-        for &field in &program.order {
+        for &field in program.order.as_slice() {
             let probe = match field {
                 ProbeField::Local => {
                     let local = &program.local[K::FAMILY];

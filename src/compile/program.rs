@@ -233,6 +233,34 @@ pub(crate) enum ProbeField {
     Icmp,
 }
 
+/// The active fields of a program in the order its walk probes them, held inline: reading
+/// them costs no pointer to follow and no line of its own per side.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct ProbeOrder {
+    fields: [ProbeField; 5],
+    len: u8,
+}
+
+impl ProbeOrder {
+    /// The first five of `fields` (a program has five probe fields).
+    pub fn new(fields: impl IntoIterator<Item = ProbeField>) -> ProbeOrder {
+        let mut order = ProbeOrder {
+            fields: [ProbeField::Local; 5],
+            len: 0,
+        };
+        for (slot, field) in order.fields.iter_mut().zip(fields) {
+            *slot = field;
+            order.len += 1;
+        }
+        order
+    }
+
+    #[inline]
+    pub fn as_slice(&self) -> &[ProbeField] {
+        self.fields.get(..usize::from(self.len)).unwrap_or_default()
+    }
+}
+
 /// One compiled endpoint direction.
 #[derive(Debug, Clone)]
 pub(crate) struct Program {
@@ -240,7 +268,7 @@ pub(crate) struct Program {
     /// Whether the fields keep plain bitsets (see [`FieldBits`]); the same for all of them.
     pub dense: bool,
     /// The active fields by increasing density of their bitsets: the sparsest first.
-    pub order: Box<[ProbeField]>,
+    pub order: ProbeOrder,
     /// The endpoint's own address (destination of ingress, source of egress), per family.
     /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
     pub local: [FieldBits; 2],
