@@ -27,26 +27,28 @@ use super::table::IntervalTable;
 /// the indexed layout (counted under callgrind), for 6.6 MB of snapshot instead of 5.3 MB.
 pub(crate) const DENSE_MAX_WORDS: usize = 32;
 
-/// The bitsets of one field of one program.
+/// The bitsets of one field of one program. In declaration order (`repr(C)`), what a plain
+/// probe reads first: its 32 bytes share a line more often than when spread over the 72.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct FieldBits {
+    /// Plain: bitset `id` is `pool[id * words ..][..words]`. Indexed: the distinct words.
+    pool: Box<[u64]>,
+    /// 64-entry words per bitset.
+    words: usize,
     /// Whether any entry is constrained in this field; if none is, the field is skipped.
     active: bool,
     /// Plain layout (else indexed).
     dense: bool,
-    /// 64-entry words per bitset.
-    words: usize,
+    /// Mean share of entries a bitset holds, in 1/1024ths (1024 when inactive): how little
+    /// the field tells entries apart.
+    density: u32,
     /// Summary words per bitset (indexed layout).
     stride: usize,
-    /// Plain: bitset `id` is `pool[id * words ..][..words]`. Indexed: the distinct words.
-    pool: Box<[u64]>,
     /// Indexed: bitset `id`'s words are `pool[rows[id * words + w]]`.
     rows: Box<[u32]>,
     /// Indexed: bitset `id`'s summary is `summaries[id * stride ..][..stride]`.
     summaries: Box<[u64]>,
-    /// Mean share of entries a bitset holds, in 1/1024ths (1024 when inactive): how little
-    /// the field tells entries apart.
-    density: u32,
 }
 
 impl FieldBits {

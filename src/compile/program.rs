@@ -142,10 +142,13 @@ impl NamedPorts {
 }
 
 /// A field with its lookup table.
+/// The table first, then the bitsets, whose first bytes are all a probe reads of them
+/// (`repr(C)`: see [`Program`]).
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct Field<K> {
-    pub bits: FieldBits,
     pub table: IntervalTable<K>,
+    pub bits: FieldBits,
 }
 
 impl<K: super::addrset::Key> Field<K> {
@@ -166,10 +169,11 @@ impl<K: super::addrset::Key> Field<K> {
 /// [`ClassTable`](super::table::ClassTable), shared by every program and looked up once
 /// per flow; the program keeps only each class's bitset id.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct ServiceField {
-    pub bits: FieldBits,
     /// Bitset id per service class.
     pub by_class: Box<[u32]>,
+    pub bits: FieldBits,
 }
 
 impl ServiceField {
@@ -261,27 +265,30 @@ impl ProbeOrder {
     }
 }
 
-/// One compiled endpoint direction.
+/// One compiled endpoint direction. Fields in declaration order (`repr(C)`), those every
+/// side reads first: at 10,000 rules the programs' headers do not stay in L1, and a side
+/// reads a few of their lines before its first table lookup.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct Program {
     pub entries: Box<[Entry]>,
-    /// Whether the fields keep plain bitsets (see [`FieldBits`]); the same for all of them.
-    pub dense: bool,
     /// The active fields by increasing density of their bitsets: the sparsest first.
     pub order: ProbeOrder,
-    /// The endpoint's own address (destination of ingress, source of egress), per family.
-    /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
-    pub local: [FieldBits; 2],
-    /// The other address, per family.
-    pub remote_v4: Field<u32>,
-    pub remote_v6: Field<u128>,
-    pub service: ServiceField,
-    pub icmp: L4Field,
+    /// Whether the fields keep plain bitsets (see [`FieldBits`]); the same for all of them.
+    pub dense: bool,
     /// Whether every entry the ICMP field can rule out is one whose service field already
     /// rules out every protocol but ICMP and ICMPv6: then flows of other protocols (nearly
     /// all of them) skip the ICMP probe.
     pub icmp_only_for_icmp: bool,
+    pub service: ServiceField,
+    /// The other address, per family.
+    pub remote_v4: Field<u32>,
     pub src_port: Field<u32>,
+    /// The endpoint's own address (destination of ingress, source of egress), per family.
+    /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
+    pub local: [FieldBits; 2],
+    pub icmp: L4Field,
+    pub remote_v6: Field<u128>,
     pub checks: Box<[NamedCheck]>,
 }
 

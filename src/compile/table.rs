@@ -25,18 +25,20 @@ const MAX_BUCKETS: usize = 1 << 16;
 
 /// Keys split into intervals, each with a value.
 #[derive(Debug, Clone)]
+#[repr(C)]
 pub(crate) struct IntervalTable<K> {
-    /// The value of keys below the first bound.
-    below: u32,
-    /// Start key of every interval but the first (which starts at zero), ascending, each
-    /// with the value of its interval: `steps[i].1` for `steps[i].0 <= key < steps[i+1].0`.
-    steps: Box<[(K, u32)]>,
     /// The radix index: the first bound, the bucket width in bits, and for each bucket the
     /// number of bounds below its start with the value at its start (one more entry holding
     /// the number of bounds). Most buckets hold no bound, and then that value is the answer.
+    /// (`repr(C)`, in this order: no padding for either key type.)
     lo: K,
-    shift: u32,
     buckets: Box<[(u32, u32)]>,
+    /// Start key of every interval but the first (which starts at zero), ascending, each
+    /// with the value of its interval: `steps[i].1` for `steps[i].0 <= key < steps[i+1].0`.
+    steps: Box<[(K, u32)]>,
+    shift: u32,
+    /// The value of keys below the first bound.
+    below: u32,
 }
 
 impl<K: Key> IntervalTable<K> {
