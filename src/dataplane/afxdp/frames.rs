@@ -130,6 +130,7 @@ struct PortRings {
     rx: RxQueue,
     tx: TxQueue,
     fill_size: u32,
+    rx_size: u32,
     tx_size: u32,
 }
 
@@ -194,6 +195,20 @@ impl From<SocketCreateError> for BindError {
         };
         BindError { reason, errno }
     }
+}
+
+/// How many more frames a port's fill ring may get when `with_kernel` frames are already the
+/// kernel's for that port (on its fill ring, or received and not yet taken off its RX ring):
+/// never more in all than its RX ring holds, so the RX ring can never overflow. A worker
+/// that falls behind then has the kernel drop at an empty fill ring, where its copy mode
+/// finds no frame to copy into, rather than at a full RX ring, which it finds only after
+/// taking a frame and copying the packet into it (Linux 6.x, single-buffer frames): work
+/// for frames dropped anyway, done ahead of the worker on its core (the receive livelock of
+/// the forwarding benchmark). Caught up, the RX ring is near empty and the fill ring holds a
+/// ring's worth as before, so a stall is absorbed as before.
+#[inline]
+fn fill_quota(with_kernel: usize, rx_size: usize) -> usize {
+    rx_size.saturating_sub(with_kernel)
 }
 
 /// How many frames ahead of the one being decided `decide` starts loading. A frame's bytes
@@ -329,6 +344,7 @@ impl Frames {
             rx,
             tx,
             fill_size: ring,
+            rx_size: ring,
             tx_size: ring,
         });
         let share = self.free.len() / (2 - usize::from(side == PortSide::Inside));
@@ -370,13 +386,15 @@ impl Frames {
         done
     }
 
-    /// Puts up to `at_most` free frames on `side`'s fill ring, as many as it has room for.
+    /// Puts up to `at_most` free frames on `side`'s fill ring, as many as it has room for
+    /// and as [`fill_quota`] allows.
     pub(crate) fn refill(&mut self, side: PortSide, at_most: usize) -> usize {
         let Some(port) = self.ports[side.index()].as_mut() else {
             return 0;
         };
         let room = port.fill.nb_free(port.fill_size) as usize;
-        let count = room.min(at_most).min(self.free.len());
+        let quota = fill_quota(self.ledger.count(Owner::Fill(side)), port.rx_size as usize);
+        let count = room.min(quota).min(at_most).min(self.free.len());
         if count == 0 {
             return 0;
         }
@@ -657,6 +675,25 @@ mod tests {
 
     fn counts(ledger: &Ledger) -> [usize; Owner::COUNT] {
         ledger.counts
+    }
+
+    #[test]
+    fn the_kernel_never_holds_more_frames_for_a_port_than_its_rx_ring() {
+        // (frames the kernel has for the port, RX ring size, quota)
+        let cases = [
+            (0, 4096, 4096),
+            (1000, 4096, 3096),
+            (4096, 4096, 0),
+            (5000, 4096, 0),
+            (0, 64, 64),
+        ];
+        for (with_kernel, rx_size, quota) in cases {
+            assert_eq!(
+                fill_quota(with_kernel, rx_size),
+                quota,
+                "{with_kernel} of {rx_size}"
+            );
+        }
     }
 
     #[test]
