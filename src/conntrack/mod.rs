@@ -684,7 +684,7 @@ impl<S: BuildHasher> Conntrack<S> {
             // Acquire: pairs with the release in `ShardGuard::publish`.
             let epoch = padded.epoch.load(Ordering::Acquire);
             if let Some(answer) = cache
-                .line(hash)
+                .line(hash, &key)
                 .and_then(|line| line.answer(&key, side, now, epoch))
             {
                 return answer;
@@ -703,12 +703,14 @@ impl<S: BuildHasher> Conntrack<S> {
             cache.fill(
                 hash,
                 CachedFlow {
+                    tag: cache::tag_of(hash),
                     key,
                     trusted_until,
                     epoch,
                     originator: entry.originator,
                     state: entry.state(),
                 },
+                now,
             );
         }
         answer

@@ -130,6 +130,7 @@ struct PortRings {
     rx: RxQueue,
     tx: TxQueue,
     fill_size: u32,
+    rx_size: u32,
     tx_size: u32,
 }
 
@@ -194,6 +195,59 @@ impl From<SocketCreateError> for BindError {
         };
         BindError { reason, errno }
     }
+}
+
+/// How many more frames a port's fill ring may get when `with_kernel` frames are already the
+/// kernel's for that port (on its fill ring, or received and not yet taken off its RX ring):
+/// never more in all than its RX ring holds, so the RX ring can never overflow. A worker
+/// that falls behind then has the kernel drop at an empty fill ring, where its copy mode
+/// finds no frame to copy into, rather than at a full RX ring, which it finds only after
+/// taking a frame and copying the packet into it (Linux 6.x, single-buffer frames): work
+/// for frames dropped anyway, done ahead of the worker on its core (the receive livelock of
+/// the forwarding benchmark). Caught up, the RX ring is near empty and the fill ring holds a
+/// ring's worth as before, so a stall is absorbed as before.
+#[inline]
+fn fill_quota(with_kernel: usize, rx_size: usize) -> usize {
+    rx_size.saturating_sub(with_kernel)
+}
+
+/// How many frames ahead of the one being decided `decide` starts loading. A frame's bytes
+/// were written by the kernel's copy a while ago (as long ago as the RX ring is deep) and
+/// each frame has its own 4 KiB page: reading one can cost a cache and a TLB miss, which
+/// the frames before it now overlap. (The do-nothing forwarder never reads a frame, so this
+/// is a cost only the gateway pays.)
+const PREFETCH_AHEAD: usize = 2;
+
+/// Whether the frame `desc` names lies whole within its UMEM frame (one buffer, its length
+/// inside the frame).
+#[inline]
+fn is_whole(desc: &FrameDesc, frame_size: usize) -> bool {
+    !desc.has_more_frames()
+        && (desc.addr() % frame_size).checked_add(desc.lengths().data()) <= Some(frame_size)
+}
+
+/// Starts loading the first bytes of a received frame that `decide` reads soon.
+#[inline]
+fn prefetch_frame(umem: &Umem, desc: &FrameDesc, frame_size: usize) {
+    if !is_whole(desc, frame_size) {
+        return;
+    }
+    // SAFETY: as in `decide`: the frame is in hand (out of every ring, so the kernel does not
+    // write it) and lies inside its UMEM frame; only its address is taken here.
+    let data = unsafe { umem.data(desc) };
+    prefetch_read(data.contents().as_ptr());
+}
+
+#[inline]
+fn prefetch_read(at: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint that never faults and reads nothing into the program;
+    // SSE, which it needs, is part of every x86-64.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(at.cast());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = at;
 }
 
 impl Frames {
@@ -290,6 +344,7 @@ impl Frames {
             rx,
             tx,
             fill_size: ring,
+            rx_size: ring,
             tx_size: ring,
         });
         let share = self.free.len() / (2 - usize::from(side == PortSide::Inside));
@@ -331,13 +386,15 @@ impl Frames {
         done
     }
 
-    /// Puts up to `at_most` free frames on `side`'s fill ring, as many as it has room for.
+    /// Puts up to `at_most` free frames on `side`'s fill ring, as many as it has room for
+    /// and as [`fill_quota`] allows.
     pub(crate) fn refill(&mut self, side: PortSide, at_most: usize) -> usize {
         let Some(port) = self.ports[side.index()].as_mut() else {
             return 0;
         };
         let room = port.fill.nb_free(port.fill_size) as usize;
-        let count = room.min(at_most).min(self.free.len());
+        let quota = fill_quota(self.ledger.count(Owner::Fill(side)), port.rx_size as usize);
+        let count = room.min(quota).min(at_most).min(self.free.len());
         if count == 0 {
             return 0;
         }
@@ -398,12 +455,18 @@ impl Frames {
             ..
         } = self;
         let count = std::mem::take(&mut received_count[side.index()]);
-        for desc in received[side.index()][..count].iter().copied() {
+        let descs = &received[side.index()][..count];
+        for desc in descs.iter().take(PREFETCH_AHEAD) {
+            prefetch_frame(umem, desc, *frame_size);
+        }
+        for (i, desc) in descs.iter().copied().enumerate() {
+            if let Some(ahead) = descs.get(i + PREFETCH_AHEAD) {
+                prefetch_frame(umem, ahead, *frame_size);
+            }
             decided.received += 1;
             let len = desc.lengths().data();
             decided.received_bytes += len as u64;
-            let whole = !desc.has_more_frames()
-                && (desc.addr() % *frame_size).checked_add(len) <= Some(*frame_size);
+            let whole = is_whole(&desc, *frame_size);
             let disposition = if whole {
                 // SAFETY: the frame is `InHand(side)`: out of every ring, so the kernel does not
                 // write it, and this is the only reference to it; its length was checked to
@@ -612,6 +675,25 @@ mod tests {
 
     fn counts(ledger: &Ledger) -> [usize; Owner::COUNT] {
         ledger.counts
+    }
+
+    #[test]
+    fn the_kernel_never_holds_more_frames_for_a_port_than_its_rx_ring() {
+        // (frames the kernel has for the port, RX ring size, quota)
+        let cases = [
+            (0, 4096, 4096),
+            (1000, 4096, 3096),
+            (4096, 4096, 0),
+            (5000, 4096, 0),
+            (0, 64, 64),
+        ];
+        for (with_kernel, rx_size, quota) in cases {
+            assert_eq!(
+                fill_quota(with_kernel, rx_size),
+                quota,
+                "{with_kernel} of {rx_size}"
+            );
+        }
     }
 
     #[test]

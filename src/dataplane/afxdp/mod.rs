@@ -36,7 +36,10 @@
 //! **Ring sizes.** 4096 entries per ring by default, and four rings' worth of 4 KiB frames
 //! (64 MiB of UMEM per worker): a worker that is not scheduled for a while (a busy core, a
 //! burst of softirq work) loses frames once the RX ring or the fill ring runs out, and at
-//! 130,000 frames/s a 1024-entry ring covers only 8 ms of that.
+//! 130,000 frames/s a 1024-entry ring covers only 8 ms of that. A port never has more
+//! frames with the kernel (fill ring and RX ring together) than its RX ring holds, so that
+//! a worker that falls behind has the kernel drop at the fill ring, before copying, rather
+//! than at the RX ring, after (`frames::fill_quota`).
 //!
 //! **Frames longer than a UMEM frame** (4096 bytes by default; a veth with XDP attached caps
 //! its MTU below that) are dropped by the kernel before we see them; the socket's statistics,
