@@ -1024,3 +1024,89 @@ fn receive_udp_quick(socket: &UdpSocket, expected: usize) -> usize {
     }
     count
 }
+
+/// A pair that falls behind: nobody polls while a burst arrives, then one poll takes one batch
+/// (16 of the 64 frames the RX ring holds), then a second burst arrives. The fill ring may be
+/// topped up only to what the RX ring has room for, so the kernel runs out of fill frames
+/// before the RX ring overflows: every frame it cannot take is dropped at the empty fill
+/// ring (before it copies anything), none at a full RX ring (after copying). Every frame is
+/// either received or counted.
+#[test]
+fn a_port_behind_drops_at_the_fill_ring_not_after_the_copy() {
+    /// Bursts under the veth's 256-frame queue, so that none are lost before the socket.
+    const BURST: usize = 200;
+    let Some(topology) = Topology::new("xquota") else {
+        return;
+    };
+    // The outside host says nothing of its own (IPv6 off: no neighbour discovery, MLD or
+    // router solicitations), so that every frame reaching the outside port is the test's.
+    let host = topology.host_interface(PortSide::Outside);
+    let silenced = topology.exec_outside(&[
+        "sh",
+        "-c",
+        &format!("echo 1 > /proc/sys/net/ipv6/conf/{host}/disable_ipv6"),
+    ]);
+    assert!(silenced.status.success(), "{silenced:?}");
+    let config = BackendConfig {
+        batch_size: 16,
+        ..topology.backend_config(1)
+    };
+    let options = AfXdpOptions {
+        ring_size: 64,
+        frame_size: 2048,
+        frames: 256,
+        busy_poll: false,
+    };
+    let mut pair = topology
+        .netns(Side::Gateway)
+        .run(move || afxdp::open_with(&config, 0, &options).unwrap())
+        .unwrap();
+    let mut generator = open_port(&topology, Side::Outside, &host);
+    let frame = marked_udp_frame(0);
+    let mut burst = || {
+        let frames = vec![frame.clone(); BURST].concat();
+        let ranges: Vec<_> = (0..BURST)
+            .map(|i| i * frame.len()..(i + 1) * frame.len())
+            .collect();
+        let sent = generator.send_batch(&frames, &ranges).unwrap();
+        // The veth hands the frames to the socket in the sender's softirq; give it time.
+        thread::sleep(Duration::from_millis(200));
+        sent as u64
+    };
+    let mut received = 0u64;
+    let mut take = |pair: &mut afxdp::AfXdpPair| {
+        let stats = pair
+            .poll(Duration::from_millis(50), |_, _| Disposition::Drop)
+            .unwrap();
+        received += u64::from(stats.received[PortSide::Outside.index()]);
+        stats.received
+    };
+
+    let mut sent = burst();
+    let first = take(&mut pair);
+    assert_eq!(first[0], 16, "one batch off a full RX ring: {first:?}");
+    sent += burst();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut idle = 0;
+    while idle < 2 && Instant::now() < deadline {
+        idle = if take(&mut pair) == [0, 0] {
+            idle + 1
+        } else {
+            0
+        };
+    }
+    let drops = pair.read_kernel_drops().unwrap()[PortSide::Outside.index()];
+    let context = format!("sent {sent}, received {received}, kernel drops {drops:?}");
+    assert_eq!(sent, 2 * BURST as u64, "{context}");
+    assert_eq!(drops.rx_ring_full, Some(0), "{context}");
+    let at_fill = drops.fill_ring_empty.unwrap();
+    assert!(
+        at_fill > 0,
+        "the bursts overflowed what the port had: {context}"
+    );
+    assert_eq!(
+        received + at_fill,
+        sent,
+        "every frame accounted for: {context}"
+    );
+}
