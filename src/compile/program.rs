@@ -416,3 +416,22 @@ impl NetRange {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_probe_order_keeps_its_fields_in_order() {
+        use ProbeField::{Icmp, Local, Remote, Service, SrcPort};
+        let cases: [&[ProbeField]; 4] = [
+            &[],
+            &[Service],
+            &[Remote, Local, Icmp],
+            &[SrcPort, Icmp, Service, Remote, Local],
+        ];
+        for fields in cases {
+            assert_eq!(ProbeOrder::new(fields.iter().copied()).as_slice(), fields);
+        }
+    }
+}
