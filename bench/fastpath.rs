@@ -6,7 +6,7 @@
 //!   (target ≤ 50 ns).
 //! - `fastpath/conntrack_hit_cached`: the same lookups through one worker's cache of steady
 //!   connections (`Conntrack::lookup_cached`, as the packet path does), the 10,000 flows
-//!   visited round-robin: the worst order for a cache of 16,384 lines (in sets of four),
+//!   visited round-robin: the worst order for a cache of 16,384 lines (in sets of sixteen),
 //!   where flows that share a set beyond its size evict each other on every visit.
 //! - `fastpath/conntrack_hit_1m`: the same with 1,000,000 flows in a table of 2^20
 //!   (target ≤ 150 ns).

@@ -6,14 +6,17 @@
 //! cache is small ([`FlowCache::DEFAULT_SLOTS`] lines per worker, in sets of [`WAYS`]),
 //! owned by one worker, and read without any lock.
 //!
-//! Why sets of [`WAYS`] lines rather than one line per hash: 10,000 flows in a direct-mapped
-//! cache of 16,384 lines share a line for about 45% of them (birthday collisions), and two
-//! flows that share a line and alternate evict each other on every packet: such a miss
-//! costs the probe of the cache and the table's path and the refill, more than the table
-//! alone. In sets of four, 10,000 flows overflow their set for under a quarter of them even
-//! in the worst order (every flow in turn), and the four lines of a set are adjacent, one
-//! stretch of memory that the hardware prefetches together. A line carries 32 bits of its
-//! key's hash, compared before the key.
+//! Why sets of [`WAYS`] lines with one line of tags per set: 10,000 flows in a
+//! direct-mapped cache of 16,384 lines share a line for about 45% of them (birthday
+//! collisions), and two flows that share a line and alternate evict each other on every
+//! packet: such a miss costs the probe of the cache and the table's path and the refill, more
+//! than the table alone. The more lines a set has, the fewer flows overflow it: in sets of
+//! four, up to a quarter of 10,000 flows visited in turn (the worst order) did; in sets of
+//! sixteen, under one in a hundred. But a set whose lines are searched one by one costs a
+//! cache miss per line passed, so each set keeps the tags of its lines (32 bits of each
+//! key's hash, 0 for an empty line) together in one 64-byte line of their own: a lookup
+//! reads the set's tag line and then only the line whose tag matches, two lines at most
+//! however many ways the set has, and a flow not in the cache costs the tag line alone.
 //!
 //! When a cached answer is trusted ([`crate::conntrack::Conntrack::lookup_cached`]):
 //! - the packet cannot move its connection's state: a plain TCP ACK (no SYN, FIN or RST) of
@@ -36,25 +39,37 @@
 
 use super::key::{ConnKey, Direction, Side};
 use super::{FlowState, Lookup, Tick};
+use crate::dataplane::memory::{LANES, equal_lanes};
 
 /// How long after the table's timer was restarted a cached line may answer for it.
 pub const REFRESH_SLACK_NANOS: u64 = 1_000_000_000;
 
-/// Lines per set.
-pub const WAYS: usize = 4;
+/// Lines per set: as many as one 64-byte line of 32-bit tags names.
+pub const WAYS: usize = LANES;
 
-/// One cached connection, on its own cache line.
+/// One cached connection, on its own cache line. Its tag is in its set's [`Tags`].
 #[derive(Debug, Clone, Copy)]
 #[repr(align(64))]
 pub(super) struct CachedFlow {
-    /// The low 32 bits of the key's hash (the set is chosen by bits 40 and up).
-    pub tag: u32,
     pub key: ConnKey,
     /// The earlier of the entry's expiry and its last timer restart plus the slack.
     pub trusted_until: Tick,
     pub epoch: u32,
     pub originator: Side,
     pub state: FlowState,
+}
+
+impl Default for CachedFlow {
+    /// Filler for an empty line, which its [`EMPTY`] tag keeps from ever being compared.
+    fn default() -> Self {
+        CachedFlow {
+            key: ConnKey::default(),
+            trusted_until: Tick(0),
+            epoch: 0,
+            originator: Side::A,
+            state: FlowState::Unreplied,
+        }
+    }
 }
 
 impl CachedFlow {
@@ -77,79 +92,127 @@ impl CachedFlow {
     }
 }
 
+/// The tags of one set's lines, way by way: [`EMPTY`] for a line that holds nothing.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(align(64))]
+struct Tags([u32; WAYS]);
+
+/// The tag of a line that holds nothing; no hash has it (see [`tag_of`]).
+const EMPTY: u32 = 0;
+
+impl Tags {
+    /// The ways whose tag is `tag`, one bit each (bit `way`), the whole set compared at once.
+    #[inline]
+    fn matching(&self, tag: u32) -> u32 {
+        equal_lanes(&self.0, tag)
+    }
+}
+
+/// The ways of a bit mask from [`Tags::matching`], lowest first.
+#[inline]
+fn ways(mut mask: u32) -> impl Iterator<Item = usize> {
+    std::iter::from_fn(move || {
+        if mask == 0 {
+            return None;
+        }
+        let way = mask.trailing_zeros() as usize;
+        mask &= mask - 1;
+        Some(way)
+    })
+}
+
 /// A worker's cache; see the module documentation. Not shared: each worker owns one and
 /// passes it by `&mut`.
 #[derive(Debug)]
 pub struct FlowCache {
-    lines: Box<[Option<CachedFlow>]>,
+    /// One per set.
+    tags: Box<[Tags]>,
+    /// [`WAYS`] per set, set after set.
+    lines: Box<[CachedFlow]>,
     /// Sets − 1: the set count is a power of two.
     set_mask: usize,
 }
 
-/// The bits of a hash a line keeps to tell keys apart before comparing them.
+/// The bits of a hash a line's tag keeps to tell keys apart before comparing them: the low
+/// 32, never [`EMPTY`] (a hash whose low bits are 0 shares its tag with those ending in 1).
 #[inline]
 pub(super) fn tag_of(hash: u64) -> u32 {
-    hash as u32
+    (hash as u32).max(1)
 }
 
 impl FlowCache {
-    /// Lines per worker by default: 16,384 × 64 bytes = 1 MiB, within a core's L2 and 256
-    /// pages of TLB reach.
+    /// Lines per worker by default: 16,384 × 64 bytes = 1 MiB and 64 KiB of tags, within a
+    /// core's L2 and 272 pages of TLB reach.
     pub const DEFAULT_SLOTS: usize = 16_384;
 
     /// A cache of `slots` lines, rounded up to a power of two of at least [`WAYS`].
     pub fn new(slots: usize) -> FlowCache {
         let count = slots.max(WAYS).next_power_of_two();
+        let sets = count / WAYS;
         FlowCache {
-            lines: vec![None; count].into_boxed_slice(),
-            set_mask: count / WAYS - 1,
+            tags: vec![Tags::default(); sets].into_boxed_slice(),
+            lines: vec![CachedFlow::default(); count].into_boxed_slice(),
+            set_mask: sets - 1,
         }
     }
 
-    /// The lines of the set a key with this hash uses. Bits 40 and up: the table's slot uses
-    /// the low 32 bits and the shard, at the usual counts of up to 256, bits 32 to 39, so one
-    /// shard's keys spread over the whole cache.
+    /// The set a key with this hash uses. Bits 40 and up: the table's slot uses the low 32
+    /// bits and the shard, at the usual counts of up to 256, bits 32 to 39, so one shard's
+    /// keys spread over the whole cache.
     #[inline]
-    fn set(&self, hash: u64) -> &[Option<CachedFlow>] {
-        let first = ((hash >> 40) as usize & self.set_mask) * WAYS;
-        self.lines.get(first..first + WAYS).unwrap_or(&[])
+    fn set_of(&self, hash: u64) -> usize {
+        (hash >> 40) as usize & self.set_mask
     }
 
+    /// The line of way `way` in set `set`.
     #[inline]
-    fn set_mut(&mut self, hash: u64) -> &mut [Option<CachedFlow>] {
-        let first = ((hash >> 40) as usize & self.set_mask) * WAYS;
-        self.lines.get_mut(first..first + WAYS).unwrap_or(&mut [])
+    fn line_at(&self, set: usize, way: usize) -> Option<&CachedFlow> {
+        self.lines.get(set * WAYS + way)
+    }
+
+    /// The way holding `key` (hashed to `hash`) in set `set`, if any.
+    #[inline]
+    fn way_of(&self, set: usize, hash: u64, key: &ConnKey) -> Option<usize> {
+        let tags = self.tags.get(set)?;
+        ways(tags.matching(tag_of(hash)))
+            .find(|&way| self.line_at(set, way).is_some_and(|line| line.key == *key))
     }
 
     /// The line holding `key` (hashed to `hash`), if any.
     #[inline]
     pub(super) fn line(&self, hash: u64, key: &ConnKey) -> Option<&CachedFlow> {
-        let tag = tag_of(hash);
-        self.set(hash)
-            .iter()
-            .flatten()
-            .find(|line| line.tag == tag && line.key == *key)
+        let set = self.set_of(hash);
+        let way = self.way_of(set, hash, key)?;
+        self.line_at(set, way)
     }
 
-    /// Stores `flow` in its set: over its own key's line, else in an empty line, else over
-    /// a line no longer trusted at `now`, else over the line the hash picks. (Not the oldest:
-    /// flows visited in turn, more of them than the set has lines, would then evict each
-    /// other on every packet; a victim fixed per key keeps some of them.)
+    /// Stores `flow` (its key hashed to `hash`) in its set: over its own key's line, else in
+    /// an empty line, else over a line no longer trusted at `now`, else over the line the
+    /// hash picks. (Not the oldest: flows visited in turn, more of them than the set has
+    /// lines, would then evict each other on every packet; a victim fixed per key keeps some
+    /// of them.)
     #[inline]
     pub(super) fn fill(&mut self, hash: u64, flow: CachedFlow, now: Tick) {
-        let set = self.set_mut(hash);
-        let same = set
-            .iter()
-            .position(|line| line.is_some_and(|line| line.key == flow.key));
-        let way = same
-            .or_else(|| set.iter().position(Option::is_none))
+        let set = self.set_of(hash);
+        let Some(tags) = self.tags.get(set) else {
+            return;
+        };
+        let way = self
+            .way_of(set, hash, &flow.key)
+            .or_else(|| ways(tags.matching(EMPTY)).next())
             .or_else(|| {
-                set.iter()
-                    .position(|line| line.is_some_and(|line| now >= line.trusted_until))
+                (0..WAYS).find(|&way| {
+                    self.line_at(set, way)
+                        .is_some_and(|line| now >= line.trusted_until)
+                })
             })
             .unwrap_or((hash >> 36) as usize % WAYS);
-        if let Some(line) = set.get_mut(way) {
-            *line = Some(flow);
+        if let (Some(tag), Some(line)) = (
+            self.tags.get_mut(set).and_then(|tags| tags.0.get_mut(way)),
+            self.lines.get_mut(set * WAYS + way),
+        ) {
+            *tag = tag_of(hash);
+            *line = flow;
         }
     }
 }
@@ -177,9 +240,8 @@ mod tests {
         (set << 40) | u64::from(low)
     }
 
-    fn flow(hash: u64, key: ConnKey, trusted_until: u64) -> CachedFlow {
+    fn flow(key: ConnKey, trusted_until: u64) -> CachedFlow {
         CachedFlow {
-            tag: tag_of(hash),
             key,
             trusted_until: Tick(trusted_until),
             epoch: 0,
@@ -189,9 +251,55 @@ mod tests {
     }
 
     #[test]
-    fn a_line_is_one_cache_line() {
-        assert_eq!(std::mem::size_of::<Option<CachedFlow>>(), 64);
-        assert_eq!(std::mem::align_of::<Option<CachedFlow>>(), 64);
+    fn a_line_and_a_set_of_tags_are_one_cache_line_each() {
+        assert_eq!(std::mem::size_of::<CachedFlow>(), 64);
+        assert_eq!(std::mem::align_of::<CachedFlow>(), 64);
+        assert_eq!(std::mem::size_of::<Tags>(), 64);
+        assert_eq!(std::mem::align_of::<Tags>(), 64);
+    }
+
+    #[test]
+    fn matching_names_every_way_with_the_tag_and_no_other() {
+        let mut tags = Tags::default();
+        assert_eq!(tags.matching(EMPTY), ((1u64 << WAYS) - 1) as u32);
+        tags.0[0] = 7;
+        tags.0[5] = 7;
+        tags.0[WAYS - 1] = 7;
+        tags.0[6] = 8;
+        let mask = tags.matching(7);
+        assert_eq!(ways(mask).collect::<Vec<_>>(), vec![0, 5, WAYS - 1]);
+        assert_eq!(ways(tags.matching(8)).collect::<Vec<_>>(), vec![6]);
+        assert_eq!(tags.matching(9), 0);
+        assert_eq!(ways(0).count(), 0);
+    }
+
+    #[test]
+    fn a_hash_whose_tag_bits_are_zero_is_still_found() {
+        let mut cache = FlowCache::new(64);
+        let h = hash(1, 0);
+        assert_ne!(tag_of(h), EMPTY);
+        cache.fill(h, flow(key(1), 100), Tick(0));
+        assert!(cache.line(h, &key(1)).is_some());
+        // An empty line's filler key is never an answer, whatever is asked.
+        assert!(cache.line(hash(2, 0), &ConnKey::default()).is_none());
+    }
+
+    #[test]
+    fn a_full_set_with_every_line_trusted_gives_up_the_line_its_hash_picks() {
+        let mut cache = FlowCache::new(64);
+        let flows: Vec<(u64, ConnKey)> = (0..WAYS as u16)
+            .map(|i| (hash(3, u32::from(i) + 1), key(1000 + i)))
+            .collect();
+        for &(h, k) in &flows {
+            cache.fill(h, flow(k, 500), Tick(0));
+        }
+        // Bits 36 to 39 pick the victim: way 2, which holds the third flow.
+        let newcomer = (3u64 << 40) | (2u64 << 36) | 99;
+        cache.fill(newcomer, flow(key(99), 500), Tick(100));
+        assert!(cache.line(newcomer, &key(99)).is_some());
+        for (i, &(h, k)) in flows.iter().enumerate() {
+            assert_eq!(cache.line(h, &k).is_some(), i != 2, "flow {i}");
+        }
     }
 
     #[test]
@@ -201,7 +309,7 @@ mod tests {
             .map(|i| (hash(3, u32::from(i) + 1), key(1000 + i)))
             .collect();
         for &(h, k) in &flows {
-            cache.fill(h, flow(h, k, 100), Tick(0));
+            cache.fill(h, flow(k, 100), Tick(0));
         }
         for &(h, k) in &flows {
             assert_eq!(cache.line(h, &k).map(|line| line.key), Some(k));
@@ -214,7 +322,7 @@ mod tests {
     fn a_key_is_found_only_under_its_own_hash_and_key() {
         let mut cache = FlowCache::new(64);
         let h = hash(1, 7);
-        cache.fill(h, flow(h, key(1), 100), Tick(0));
+        cache.fill(h, flow(key(1), 100), Tick(0));
         assert!(cache.line(h, &key(2)).is_none(), "same hash, other key");
         assert!(
             cache.line(hash(1, 8), &key(1)).is_none(),
@@ -227,11 +335,11 @@ mod tests {
     fn a_refill_replaces_the_key_own_line() {
         let mut cache = FlowCache::new(64);
         let h = hash(2, 1);
-        cache.fill(h, flow(h, key(1), 100), Tick(0));
-        cache.fill(h, flow(h, key(1), 200), Tick(0));
+        cache.fill(h, flow(key(1), 100), Tick(0));
+        cache.fill(h, flow(key(1), 200), Tick(0));
         for (i, port) in (2..=WAYS as u16).enumerate() {
             let other = hash(2, 10 + i as u32);
-            cache.fill(other, flow(other, key(port), 100), Tick(0));
+            cache.fill(other, flow(key(port), 100), Tick(0));
         }
         // All WAYS keys still fit: the refill did not take a second line.
         assert_eq!(
@@ -250,10 +358,10 @@ mod tests {
         for i in 0..WAYS as u16 {
             let h = hash(5, u32::from(i) + 1);
             let until = if i == stale { 50 } else { 500 };
-            cache.fill(h, flow(h, key(i), until), Tick(0));
+            cache.fill(h, flow(key(i), until), Tick(0));
         }
         let newcomer = hash(5, 99);
-        cache.fill(newcomer, flow(newcomer, key(99), 500), Tick(100));
+        cache.fill(newcomer, flow(key(99), 500), Tick(100));
         assert!(cache.line(newcomer, &key(99)).is_some());
         assert!(
             cache
@@ -270,7 +378,7 @@ mod tests {
     fn a_tiny_cache_still_has_one_whole_set() {
         let mut cache = FlowCache::new(1);
         let h = hash(9, 1);
-        cache.fill(h, flow(h, key(1), 100), Tick(0));
+        cache.fill(h, flow(key(1), 100), Tick(0));
         assert!(cache.line(h, &key(1)).is_some());
     }
 }

@@ -703,7 +703,6 @@ impl<S: BuildHasher> Conntrack<S> {
             cache.fill(
                 hash,
                 CachedFlow {
-                    tag: cache::tag_of(hash),
                     key,
                     trusted_until,
                     epoch,
