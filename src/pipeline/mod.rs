@@ -364,7 +364,12 @@ impl WorkerPath {
         port: PortSide,
         frame: &[u8],
     ) -> Result<(), DropReason> {
-        let meta = packet::parse(frame)?;
+        // Matched in place: `?` would move the parsed frame out of the result first.
+        let parsed = packet::parse(frame);
+        let meta = match &parsed {
+            Ok(meta) => meta,
+            Err(reason) => return Err(*reason),
+        };
         let ip = match (meta.kind, meta.ip.as_ref()) {
             (FrameKind::Arp | FrameKind::Ipv6NeighborDiscovery, _) => return Ok(()),
             (FrameKind::OtherEtherType(ether_type), _) => {
@@ -389,7 +394,7 @@ impl WorkerPath {
                 let admit = self.admit(snapshot, &packet)?;
                 self.commit(snapshot, &packet, admit)
             }
-            Some(info) => self.fragment(snapshot, &packet, frame, &meta, info),
+            Some(info) => self.fragment(snapshot, &packet, frame, meta, info),
         }
     }
 
