@@ -152,6 +152,20 @@ impl Hash for ConnKey {
     }
 }
 
+/// Whether `(src, src_port) <= (dst, dst_port)`, the order that makes a key's end A. Two
+/// IPv4 addresses compare as the numbers they are, which is their order as `IpAddr`s too,
+/// in a few instructions rather than the generic comparison's dozens.
+#[inline]
+fn source_first(src: IpAddr, src_port: u16, dst: IpAddr, dst_port: u16) -> bool {
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            (u64::from(s.to_bits()) << 16 | u64::from(src_port))
+                <= (u64::from(d.to_bits()) << 16 | u64::from(dst_port))
+        }
+        _ => (src, src_port) <= (dst, dst_port),
+    }
+}
+
 /// An address as a number; the family is hashed apart.
 fn address_bits(addr: IpAddr) -> u128 {
     match addr {
@@ -170,7 +184,7 @@ impl ConnKey {
         dst: IpAddr,
         dst_port: u16,
     ) -> (ConnKey, Side) {
-        if (src, src_port) <= (dst, dst_port) {
+        if source_first(src, src_port, dst, dst_port) {
             let key = ConnKey {
                 a: src,
                 b: dst,
@@ -549,6 +563,23 @@ mod tests {
     }
 
     proptest! {
+        /// The IPv4 shortcut orders ends exactly as comparing `(IpAddr, port)` pairs does,
+        /// equal addresses and ports included; other families take the generic order.
+        #[test]
+        fn source_first_is_the_order_of_address_and_port(
+            a in any::<u32>(), b in any::<u32>(), pa in any::<u16>(), pb in any::<u16>(),
+            same_address in any::<bool>(), same_port in any::<bool>(), v6 in any::<u128>(),
+        ) {
+            let src = IpAddr::V4(Ipv4Addr::from(a));
+            let dst = IpAddr::V4(Ipv4Addr::from(if same_address { a } else { b }));
+            let dst_port = if same_port { pa } else { pb };
+            prop_assert_eq!(source_first(src, pa, dst, dst_port), (src, pa) <= (dst, dst_port));
+            prop_assert_eq!(source_first(dst, dst_port, src, pa), (dst, dst_port) <= (src, pa));
+            let six = IpAddr::V6(std::net::Ipv6Addr::from(v6));
+            prop_assert_eq!(source_first(src, pa, six, pb), (src, pa) <= (six, pb));
+            prop_assert_eq!(source_first(six, pb, src, pa), (six, pb) <= (src, pa));
+        }
+
         #[test]
         fn both_directions_always_map_to_one_key(
             protocol in any::<u8>(),
