@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 use crate::compile::classify;
 use crate::compile::program::{FailsafePorts, NamedPorts, Program};
-use crate::compile::table::{AddressIndex, ClassTable};
+use crate::compile::table::{AddressIndex, ClassTable, RemoteClasses};
 
 /// What the classifier looks at for the first packet of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -309,6 +309,8 @@ pub struct Snapshot {
     pub(crate) programs: Box<[Program]>,
     /// Protocol and destination port → service class, for every program at once.
     pub(crate) service_classes: ClassTable<u32>,
+    /// The other address of a side → remote-address class, per family, for every program.
+    pub(crate) remote_classes: RemoteClasses,
     /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).
     pub(crate) failsafe: [FailsafePorts; 2],
     pub(crate) named_ports: NamedPorts,
@@ -360,6 +362,7 @@ impl Snapshot {
             + self.index_v4.heap_bytes()
             + self.index_v6.heap_bytes()
             + self.service_classes.heap_bytes()
+            + self.remote_classes.heap_bytes()
             + strings(&self.endpoint_names)
             + self
                 .programs

@@ -14,8 +14,8 @@ use std::net::IpAddr;
 use super::addrset::Key;
 use super::bitset::{AllEntries, PlainProbe, PlainSet, Probe, ProbeList, ProbeOf, ProbeSet};
 use super::keys;
-use super::program::{Act, EGRESS, Entry, Field, INGRESS, PortFacts, ProbeField, Program};
-use super::table::AddressIndex;
+use super::program::{Act, EGRESS, Entry, INGRESS, PortFacts, ProbeField, Program, RemoteField};
+use super::table::{AddressIndex, ClassTable};
 use crate::snapshot::{
     AddressEntry, EndpointId, FlowKey, FlowOutcome, FlowVerdict, LoggedRules, RuleId, SideVerdict,
     Snapshot,
@@ -49,7 +49,8 @@ pub(crate) fn classify(
 pub(crate) trait FamilyKey: Key {
     const FAMILY: usize;
     fn index(snapshot: &Snapshot) -> &AddressIndex<Self, AddressEntry>;
-    fn remote(program: &Program) -> &Field<Self>;
+    fn remote(program: &Program) -> &RemoteField<Self>;
+    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<Self>;
 }
 
 impl FamilyKey for u32 {
@@ -59,8 +60,12 @@ impl FamilyKey for u32 {
         &snapshot.index_v4
     }
     #[inline]
-    fn remote(program: &Program) -> &Field<u32> {
+    fn remote(program: &Program) -> &RemoteField<u32> {
         &program.remote_v4
+    }
+    #[inline]
+    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u32> {
+        &snapshot.remote_classes.v4
     }
 }
 
@@ -71,8 +76,12 @@ impl FamilyKey for u128 {
         &snapshot.index_v6
     }
     #[inline]
-    fn remote(program: &Program) -> &Field<u128> {
+    fn remote(program: &Program) -> &RemoteField<u128> {
         &program.remote_v6
+    }
+    #[inline]
+    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u128> {
+        &snapshot.remote_classes.v6
     }
 }
 
@@ -269,7 +278,9 @@ impl<'a> Walk<'a, '_> {
                         .is_active()
                         .then(|| (local, self.address.local[self.direction]))
                 }
-                ProbeField::Remote => K::remote(program).probe(remote),
+                ProbeField::Remote => {
+                    K::remote(program).probe(remote, K::remote_classes(self.snapshot))
+                }
                 ProbeField::Service => program.service.probe(flow.service_class(self.snapshot)),
                 ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
                 ProbeField::Icmp

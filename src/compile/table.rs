@@ -103,7 +103,7 @@ impl<K: Key> IntervalTable<K> {
     }
 
     /// The start keys of every interval but the first.
-    fn bounds(&self) -> impl Iterator<Item = K> + '_ {
+    pub(crate) fn bounds(&self) -> impl Iterator<Item = K> + '_ {
         self.steps.iter().map(|&(bound, _)| bound)
     }
 
@@ -122,12 +122,17 @@ pub(crate) struct ClassTable<K> {
     classes: IntervalTable<K>,
 }
 
+/// A class table with each of its tables' value per class (in the tables' order).
+pub(crate) type WithValues<K> = (ClassTable<K>, Vec<Box<[u32]>>);
+
 impl<K: Key> ClassTable<K> {
     /// The class table of `tables`, with each table's value per class (in `tables` order).
-    pub fn new(tables: &[&IntervalTable<K>]) -> (ClassTable<K>, Vec<Box<[u32]>>) {
-        let mut starts: Vec<K> = tables.iter().flat_map(|t| t.bounds()).collect();
-        starts.sort_unstable();
-        starts.dedup();
+    pub fn new(tables: &[&IntervalTable<K>]) -> WithValues<K> {
+        ClassTable::from_starts(tables, union_of_bounds(tables))
+    }
+
+    /// The class table whose classes start at `starts`, the union of the tables' bounds.
+    fn from_starts(tables: &[&IntervalTable<K>], starts: Vec<K>) -> WithValues<K> {
         let classes = IntervalTable::from_breaks(starts.iter().copied().zip(1..), 0);
         let per_table = tables.iter().map(|t| t.values_at_starts(&starts)).collect();
         (ClassTable { classes }, per_table)
@@ -147,6 +152,39 @@ impl<K: Key> ClassTable<K> {
 
     pub fn heap_bytes(&self) -> usize {
         self.classes.heap_bytes()
+    }
+
+    /// [`ClassTable::new`], unless the per-table class arrays would take more than
+    /// `budget` bytes (classes × tables × 4: with many tables and many distinct bounds the
+    /// product grows faster than the tables themselves).
+    pub fn within(tables: &[&IntervalTable<K>], budget: usize) -> Option<WithValues<K>> {
+        let starts = union_of_bounds(tables);
+        let bytes = (starts.len() + 1)
+            .saturating_mul(tables.len())
+            .saturating_mul(4);
+        (bytes <= budget).then(|| ClassTable::from_starts(tables, starts))
+    }
+}
+
+/// Every bound of `tables`, ascending, once.
+fn union_of_bounds<K: Key>(tables: &[&IntervalTable<K>]) -> Vec<K> {
+    let mut starts: Vec<K> = tables.iter().flat_map(|t| t.bounds()).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    starts
+}
+
+/// The snapshot's classes of the other address of a side, per family: the union of every
+/// program's remote-address bounds (see [`RemoteField`](super::program::RemoteField)).
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteClasses {
+    pub v4: ClassTable<u32>,
+    pub v6: ClassTable<u128>,
+}
+
+impl RemoteClasses {
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
     }
 }
 
