@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 use crate::compile::classify;
 use crate::compile::program::{FailsafePorts, NamedPorts, Program};
-use crate::compile::table::{AddressIndex, ClassTable, RemoteClasses};
+use crate::compile::table::{AddressIndex, RemoteClasses, ServiceClasses};
 
 /// What the classifier looks at for the first packet of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -308,7 +308,7 @@ pub struct Snapshot {
     pub(crate) endpoint_names: Box<[String]>,
     pub(crate) programs: Box<[Program]>,
     /// Protocol and destination port → service class, for every program at once.
-    pub(crate) service_classes: ClassTable<u32>,
+    pub(crate) service_classes: ServiceClasses,
     /// The other address of a side → remote-address class, per family, for every program.
     pub(crate) remote_classes: RemoteClasses,
     /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).

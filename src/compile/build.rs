@@ -23,7 +23,7 @@ use super::program::{
     NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program, RemoteField, ServiceField,
     SideCheck,
 };
-use super::table::{AddressIndex, ClassTable, IntervalTable, RemoteClasses};
+use super::table::{AddressIndex, ClassTable, IntervalTable, RemoteClasses, ServiceClasses};
 use crate::model::resources::Labels;
 use crate::model::settings::UnmatchedTrafficAction;
 use crate::model::settings::{FailsafePort as SettingsFailsafePort, FailsafeProtocol};
@@ -113,7 +113,7 @@ pub(crate) fn build_with(
 }
 
 /// One service class table for the snapshot, each program keeping its bitset id per class.
-fn share_service_classes(built: Vec<BuiltProgram>) -> (ClassTable<u32>, Vec<Program>) {
+fn share_service_classes(built: Vec<BuiltProgram>) -> (ServiceClasses, Vec<Program>) {
     let tables: Vec<&IntervalTable<u32>> = built.iter().map(|p| &p.service).collect();
     let (classes, by_class) = ClassTable::new(&tables);
     let programs = built
@@ -125,7 +125,7 @@ fn share_service_classes(built: Vec<BuiltProgram>) -> (ClassTable<u32>, Vec<Prog
             program
         })
         .collect();
-    (classes, programs)
+    (ServiceClasses::new(classes), programs)
 }
 
 /// The remote-address class arrays of all programs may take this many bytes, or

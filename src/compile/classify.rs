@@ -153,7 +153,7 @@ impl FlowFields<'_> {
         if class == NOT_LOOKED_UP {
             class = snapshot
                 .service_classes
-                .lookup(keys::service_key(self.key.protocol, self.key.dst_port));
+                .lookup(self.key.protocol, self.key.dst_port);
             self.service_class.set(class);
         }
         class

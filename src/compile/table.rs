@@ -19,6 +19,7 @@
 //! than the binary search over a crowded bucket, whose first probes stay in cache.
 
 use super::addrset::Key;
+use super::keys;
 
 /// Largest radix index, in buckets.
 const MAX_BUCKETS: usize = 1 << 16;
@@ -97,7 +98,6 @@ impl<K: Key> IntervalTable<K> {
     }
 
     /// Number of intervals.
-    #[cfg(test)]
     pub fn intervals(&self) -> usize {
         self.steps.len() + 1
     }
@@ -163,6 +163,68 @@ impl<K: Key> ClassTable<K> {
             .saturating_mul(tables.len())
             .saturating_mul(4);
         (bytes <= budget).then(|| ClassTable::from_starts(tables, starts))
+    }
+}
+
+/// The snapshot's service classes (protocol and destination port). The TCP and UDP
+/// classes are also held by port in direct arrays when the table is large: at 10,000 bench
+/// rules its bounds fill its buckets and a lookup cost about two L1 misses (the bucket and
+/// its bounds), where a direct array costs one read.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceClasses {
+    table: ClassTable<u32>,
+    /// Class by port key (see [`keys::port_key`]) of TCP, then of UDP; both empty when the
+    /// table is small (it stays in cache) or has more classes than a `u16` holds.
+    tcp: Box<[u16]>,
+    udp: Box<[u16]>,
+}
+
+/// Service tables of fewer classes keep no direct arrays: they stay in cache as they are,
+/// and two arrays of 128 KiB would not.
+const DIRECT_SERVICE_MIN_CLASSES: usize = 1024;
+
+impl ServiceClasses {
+    pub fn new(table: ClassTable<u32>) -> ServiceClasses {
+        let classes = table.classes.intervals();
+        let direct = (DIRECT_SERVICE_MIN_CLASSES..=usize::from(u16::MAX)).contains(&classes);
+        let by_port = |protocol: u8| -> Box<[u16]> {
+            if !direct {
+                return Box::default();
+            }
+            let first = keys::service_key(protocol, None);
+            (0..=keys::PORT_MAX)
+                .map(|port| u16::try_from(table.lookup(first + port)).unwrap_or(u16::MAX))
+                .collect()
+        };
+        ServiceClasses {
+            tcp: by_port(keys::TCP),
+            udp: by_port(keys::UDP),
+            table,
+        }
+    }
+
+    /// The class of a flow's protocol and destination port.
+    #[inline]
+    pub fn lookup(&self, protocol: u8, dst_port: Option<u16>) -> u32 {
+        let direct = match protocol {
+            keys::TCP => &self.tcp,
+            keys::UDP => &self.udp,
+            _ => return self.table.lookup(keys::service_key(protocol, dst_port)),
+        };
+        match direct.get(keys::port_key(dst_port) as usize) {
+            Some(&class) => u32::from(class),
+            None => self.table.lookup(keys::service_key(protocol, dst_port)),
+        }
+    }
+
+    /// Number of classes.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.table.heap_bytes() + (self.tcp.len() + self.udp.len()) * 2
     }
 }
 
@@ -496,6 +558,45 @@ mod tests {
             programs[1].len() > 1 && tables[1].intervals() > 5,
             "the tables under test must split the key space"
         );
+    }
+
+    /// Service classes of many port ranges take the direct arrays, few do not; either way
+    /// every TCP and UDP port (and no port) gets the class table's class, and so do other
+    /// protocols.
+    #[test]
+    fn service_classes_by_port_agree_with_the_class_table() {
+        use crate::compile::addrset::RangeSet;
+        use crate::compile::bitset::build_field;
+        use crate::compile::keys::{L4_MAX, TCP, UDP, service_key};
+
+        let ports = |p: u8, lo: u16, hi: u16| {
+            RangeSet::single(service_key(p, Some(lo)), service_key(p, Some(hi)))
+        };
+        for (ranges, direct) in [(3000u32, true), (20, false)] {
+            let sets: Vec<RangeSet<u32>> = (0..ranges)
+                .map(|i| {
+                    let lo = (i * 7919 % 65000) as u16;
+                    let protocol = [TCP, UDP, 132][i as usize % 3];
+                    ports(protocol, lo, lo + (i % 40) as u16)
+                })
+                .chain([ports(TCP, 0, 0), ports(UDP, 65535, 65535)])
+                .collect();
+            let refs: Vec<Option<&RangeSet<u32>>> = sets.iter().map(Some).collect();
+            let (_, table) = build_field(&refs, L4_MAX);
+            let (classes, _) = ClassTable::new(&[&table]);
+            let service = ServiceClasses::new(classes.clone());
+            assert_eq!(!service.tcp.is_empty() && !service.udp.is_empty(), direct);
+            let mut wrong = 0;
+            for protocol in [0u8, 1, TCP, UDP, 58, 132, 255] {
+                let port_list = std::iter::once(None).chain((0..=65535u16).map(Some));
+                for port in port_list {
+                    let want = classes.lookup(service_key(protocol, port));
+                    wrong += usize::from(service.lookup(protocol, port) != want);
+                }
+            }
+            assert_eq!(wrong, 0, "{ranges} ranges");
+            assert!((service.len() >= DIRECT_SERVICE_MIN_CLASSES) == direct);
+        }
     }
 
     #[test]
