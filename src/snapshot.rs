@@ -290,13 +290,17 @@ impl PathPolicy {
 /// One endpoint address, with what the classifier needs of its endpoint so that one index
 /// probe is enough: the endpoint, its kind, its program per direction and, per direction, the
 /// bitset id of this address in that program's own-address field (resolved at compile time:
-/// the address of the endpoint a program runs for is always this one).
+/// the address of the endpoint a program runs for is always this one), and its remote-address
+/// class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AddressEntry {
     pub endpoint: u32,
     pub host: bool,
     pub programs: [u32; 2],
     pub local: [u32; 2],
+    /// This address's class among the snapshot's remote-address classes: the other side
+    /// of a flow with this address needs no class lookup.
+    pub remote_class: u32,
 }
 
 /// An immutable compiled policy set.

@@ -61,7 +61,8 @@ pub(crate) fn build_with(
 ) -> Snapshot {
     let mut b = Builder::new(resolved);
     let endpoint_programs = b.assign_programs();
-    let (index_v4, index_v6) = b.index_addresses(&endpoint_programs);
+    let remote_classes = share_remote_classes(&mut b.programs, remote_budget);
+    let (index_v4, index_v6) = b.index_addresses(&endpoint_programs, &remote_classes);
     let endpoint_names = resolved
         .endpoints
         .iter()
@@ -76,8 +77,7 @@ pub(crate) fn build_with(
                 .is_some_and(|m| m.stage == RuleStage::Untracked)
         })
     });
-    let (service_classes, built) = share_service_classes(b.programs);
-    let (remote_classes, programs) = share_remote_classes(built, remote_budget);
+    let (service_classes, programs) = share_service_classes(b.programs);
     Snapshot {
         generation,
         index_v4,
@@ -113,7 +113,7 @@ pub(crate) fn build_with(
 }
 
 /// One service class table for the snapshot, each program keeping its bitset id per class.
-fn share_service_classes(built: Vec<BuiltProgram>) -> (ServiceClasses, Vec<Program>) {
+fn share_service_classes(built: Vec<BuiltProgram>) -> (ServiceClasses, Box<[Program]>) {
     let tables: Vec<&IntervalTable<u32>> = built.iter().map(|p| &p.service).collect();
     let (classes, by_class) = ClassTable::new(&tables);
     let programs = built
@@ -141,17 +141,18 @@ fn remote_classes_budget(own_table_bytes: usize) -> usize {
 /// One remote-address class table per family for the snapshot, unless its class arrays
 /// would take more than `budget` gives (see [`remote_classes_budget`]).
 fn share_remote_classes(
-    mut programs: Vec<Program>,
+    programs: &mut [BuiltProgram],
     budget: fn(usize) -> usize,
-) -> (RemoteClasses, Box<[Program]>) {
-    let v4 = share_family(&mut programs, |p| &mut p.remote_v4, budget);
-    let v6 = share_family(&mut programs, |p| &mut p.remote_v6, budget);
-    (RemoteClasses { v4, v6 }, programs.into_boxed_slice())
+) -> RemoteClasses {
+    RemoteClasses {
+        v4: share_family(programs, |p| &mut p.program.remote_v4, budget),
+        v6: share_family(programs, |p| &mut p.program.remote_v6, budget),
+    }
 }
 
 fn share_family<K: Key>(
-    programs: &mut [Program],
-    field: fn(&mut Program) -> &mut RemoteField<K>,
+    programs: &mut [BuiltProgram],
+    field: fn(&mut BuiltProgram) -> &mut RemoteField<K>,
     budget: fn(usize) -> usize,
 ) -> ClassTable<K> {
     let fields: Vec<&mut RemoteField<K>> = programs.iter_mut().map(field).collect();
@@ -690,6 +691,7 @@ impl<'a> Builder<'a> {
     fn index_addresses(
         &self,
         endpoint_programs: &[[u32; 2]],
+        remote_classes: &RemoteClasses,
     ) -> (
         AddressIndex<u32, AddressEntry>,
         AddressIndex<u128, AddressEntry>,
@@ -711,6 +713,10 @@ impl<'a> Builder<'a> {
                     host: endpoint.kind == EndpointKind::Host,
                     programs,
                     local,
+                    remote_class: match addr {
+                        IpAddr::V4(a) => remote_classes.v4.lookup(u32::from(a)),
+                        IpAddr::V6(a) => remote_classes.v6.lookup(u128::from(a)),
+                    },
                 };
                 match addr {
                     IpAddr::V4(a) => v4.push((u32::from(a), entry)),

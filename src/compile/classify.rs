@@ -4,7 +4,9 @@
 //! class (protocol and destination port, shared by both sides and every program); per side
 //! that runs, the failsafe ports (host endpoints), then one table lookup per remaining active
 //! field of the side's program (the endpoint's own address needs none: its bitset id sits in
-//! the index entry; the service field reads its class's bitset id from an array) and the walk.
+//! the index entry; the service and other-address fields read their class's bitset id from
+//! an array, and the other address's class sits in its index entry when it is an
+//! endpoint's) and the walk.
 //! Nothing allocates: probes live in a fixed array, Log rules go to a fixed-size record.
 //! This module must not use model, selector or policy types (STYLE §2).
 
@@ -115,6 +117,13 @@ fn classify_in<K: FamilyKey>(
     let flow = FlowFields {
         key,
         service_class: Cell::new(NOT_LOOKED_UP),
+        // Ingress sides see the source as the other address, egress sides the destination.
+        remote_class: {
+            let mut classes = [None; 2];
+            classes[INGRESS] = source.map(|a| a.remote_class);
+            classes[EGRESS] = destination.map(|a| a.remote_class);
+            classes
+        },
         facts: PortFacts {
             protocol: key.protocol,
             src_port: key.src_port,
@@ -166,6 +175,9 @@ struct FlowFields<'a> {
     /// The snapshot's service class of the protocol and destination port, looked up by the
     /// first side whose program has a service field (small policies often have none).
     service_class: Cell<u32>,
+    /// Per direction, the remote-address class of the side's other address when it is an
+    /// endpoint's (its index entry holds it).
+    remote_class: [Option<u32>; 2],
     facts: PortFacts,
 }
 
@@ -278,9 +290,11 @@ impl<'a> Walk<'a, '_> {
                         .is_active()
                         .then(|| (local, self.address.local[self.direction]))
                 }
-                ProbeField::Remote => {
-                    K::remote(program).probe(remote, K::remote_classes(self.snapshot))
-                }
+                ProbeField::Remote => K::remote(program).probe(
+                    remote,
+                    flow.remote_class[self.direction],
+                    K::remote_classes(self.snapshot),
+                ),
                 ProbeField::Service => program.service.probe(flow.service_class(self.snapshot)),
                 ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
                 ProbeField::Icmp

@@ -206,17 +206,23 @@ pub(crate) struct RemoteField<K> {
 }
 
 impl<K: super::addrset::Key> RemoteField<K> {
-    /// The bitset of `key` (its class in `classes` if the program uses them), if the field
-    /// constrains anything.
+    /// The bitset of `key`, if the field constrains anything. If the program uses the
+    /// snapshot's `classes`, `known` is the key's class when the caller has it at hand (an
+    /// endpoint address's index entry holds it), else it is looked up.
     #[inline]
-    pub fn probe(&self, key: K, classes: &ClassTable<K>) -> Option<(&FieldBits, u32)> {
+    pub fn probe(
+        &self,
+        key: K,
+        known: Option<u32>,
+        classes: &ClassTable<K>,
+    ) -> Option<(&FieldBits, u32)> {
         if !self.bits.is_active() {
             return None;
         }
         let id = if self.by_class.is_empty() {
             self.table.lookup(key)
         } else {
-            let class = classes.lookup(key);
+            let class = known.unwrap_or_else(|| classes.lookup(key));
             self.by_class.get(class as usize).copied().unwrap_or(0)
         };
         Some((&self.bits, id))

@@ -949,6 +949,7 @@ fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
         }
     }));
     let mut shared_fields = 0;
+    let mut endpoint_addresses = 0;
     for text in &texts {
         let r = resolve_yaml(text);
         let shared = build_with(&r, 1, |_| usize::MAX);
@@ -969,21 +970,35 @@ fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
             assert!(!a.remote_v4.by_class.is_empty() && !a.remote_v6.by_class.is_empty());
             let entries = a.entries.len();
             for key in remote_probe_keys(&b.remote_v4.table, &v4_ends, u32::MAX) {
-                let got = a.remote_v4.probe(key, &shared.remote_classes.v4);
-                let want = b.remote_v4.probe(key, &own.remote_classes.v4);
+                let got = a.remote_v4.probe(key, None, &shared.remote_classes.v4);
+                let want = b.remote_v4.probe(key, None, &own.remote_classes.v4);
                 assert_same_bitset(got, want, entries, &format!("program {p}, v4 {key:#x}"));
             }
             for key in remote_probe_keys(&b.remote_v6.table, &v6_ends, u128::MAX) {
-                let got = a.remote_v6.probe(key, &shared.remote_classes.v6);
-                let want = b.remote_v6.probe(key, &own.remote_classes.v6);
+                let got = a.remote_v6.probe(key, None, &shared.remote_classes.v6);
+                let want = b.remote_v6.probe(key, None, &own.remote_classes.v6);
                 assert_same_bitset(got, want, entries, &format!("program {p}, v6 {key:#x}"));
             }
             shared_fields += usize::from(a.remote_v4.bits.is_active());
             shared_fields += usize::from(a.remote_v6.bits.is_active());
         }
+        // The class an endpoint address's index entry holds is the one a lookup gives.
+        for addr in r.endpoints.iter().flat_map(|e| e.addresses.iter()) {
+            let entry = super::classify::address_entry(&shared, *addr).unwrap();
+            let class = match *addr {
+                IpAddr::V4(v) => shared.remote_classes.v4.lookup(u32::from(v)),
+                IpAddr::V6(v) => shared.remote_classes.v6.lookup(u128::from(v)),
+            };
+            assert_eq!(entry.remote_class, class, "{addr}");
+            endpoint_addresses += 1;
+        }
     }
     assert!(
         shared_fields > 4,
         "too few active remote fields under test: {shared_fields}"
+    );
+    assert!(
+        endpoint_addresses > 100,
+        "too few endpoint addresses: {endpoint_addresses}"
     );
 }
