@@ -18,7 +18,7 @@ use ipnet::IpNet;
 
 use crate::compile::classify;
 use crate::compile::program::{FailsafePorts, NamedPorts, Program};
-use crate::compile::table::{AddressIndex, ClassTable};
+use crate::compile::table::{AddressIndex, RemoteClasses, ServiceClasses};
 
 /// What the classifier looks at for the first packet of a flow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -290,13 +290,17 @@ impl PathPolicy {
 /// One endpoint address, with what the classifier needs of its endpoint so that one index
 /// probe is enough: the endpoint, its kind, its program per direction and, per direction, the
 /// bitset id of this address in that program's own-address field (resolved at compile time:
-/// the address of the endpoint a program runs for is always this one).
+/// the address of the endpoint a program runs for is always this one), and its remote-address
+/// class.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AddressEntry {
     pub endpoint: u32,
     pub host: bool,
     pub programs: [u32; 2],
     pub local: [u32; 2],
+    /// This address's class among the snapshot's remote-address classes: the other side
+    /// of a flow with this address needs no class lookup.
+    pub remote_class: u32,
 }
 
 /// An immutable compiled policy set.
@@ -308,7 +312,9 @@ pub struct Snapshot {
     pub(crate) endpoint_names: Box<[String]>,
     pub(crate) programs: Box<[Program]>,
     /// Protocol and destination port → service class, for every program at once.
-    pub(crate) service_classes: ClassTable<u32>,
+    pub(crate) service_classes: ServiceClasses,
+    /// The other address of a side → remote-address class, per family, for every program.
+    pub(crate) remote_classes: RemoteClasses,
     /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).
     pub(crate) failsafe: [FailsafePorts; 2],
     pub(crate) named_ports: NamedPorts,
@@ -360,6 +366,7 @@ impl Snapshot {
             + self.index_v4.heap_bytes()
             + self.index_v6.heap_bytes()
             + self.service_classes.heap_bytes()
+            + self.remote_classes.heap_bytes()
             + strings(&self.endpoint_names)
             + self
                 .programs

@@ -15,14 +15,15 @@ use std::sync::Arc;
 
 use ipnet::IpNet;
 
-use super::addrset::{AddrSet, Family, RangeSet};
+use super::addrset::{AddrSet, Family, Key, RangeSet};
 use super::bitset::build_field;
 use super::keys;
 use super::program::{
     Act, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK, NamedCheck,
-    NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program, ServiceField, SideCheck,
+    NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program, RemoteField, ServiceField,
+    SideCheck,
 };
-use super::table::{AddressIndex, ClassTable, IntervalTable};
+use super::table::{AddressIndex, ClassTable, IntervalTable, RemoteClasses, ServiceClasses};
 use crate::model::resources::Labels;
 use crate::model::settings::UnmatchedTrafficAction;
 use crate::model::settings::{FailsafePort as SettingsFailsafePort, FailsafeProtocol};
@@ -48,9 +49,20 @@ fn direction_index(direction: Direction) -> usize {
 
 /// Compile `resolved` into a snapshot tagged `generation`.
 pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
+    build_with(resolved, generation, remote_classes_budget)
+}
+
+/// [`build`], with `remote_budget` giving the bytes the remote-address class arrays may
+/// take from the bytes of the programs' own remote tables (tests force either layout).
+pub(crate) fn build_with(
+    resolved: &Resolved,
+    generation: u64,
+    remote_budget: fn(usize) -> usize,
+) -> Snapshot {
     let mut b = Builder::new(resolved);
     let endpoint_programs = b.assign_programs();
-    let (index_v4, index_v6) = b.index_addresses(&endpoint_programs);
+    let remote_classes = share_remote_classes(&mut b.programs, remote_budget);
+    let (index_v4, index_v6) = b.index_addresses(&endpoint_programs, &remote_classes);
     let endpoint_names = resolved
         .endpoints
         .iter()
@@ -73,6 +85,7 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
         endpoint_names,
         programs,
         service_classes,
+        remote_classes,
         failsafe: [
             compile_failsafe(&resolved.settings.failsafe_inbound),
             compile_failsafe(&resolved.settings.failsafe_outbound),
@@ -100,7 +113,7 @@ pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
 }
 
 /// One service class table for the snapshot, each program keeping its bitset id per class.
-fn share_service_classes(built: Vec<BuiltProgram>) -> (ClassTable<u32>, Box<[Program]>) {
+fn share_service_classes(built: Vec<BuiltProgram>) -> (ServiceClasses, Box<[Program]>) {
     let tables: Vec<&IntervalTable<u32>> = built.iter().map(|p| &p.service).collect();
     let (classes, by_class) = ClassTable::new(&tables);
     let programs = built
@@ -112,7 +125,47 @@ fn share_service_classes(built: Vec<BuiltProgram>) -> (ClassTable<u32>, Box<[Pro
             program
         })
         .collect();
-    (classes, programs)
+    (ServiceClasses::new(classes), programs)
+}
+
+/// The remote-address class arrays of all programs may take this many bytes, or
+/// [`REMOTE_CLASSES_TABLE_FACTOR`] times what the programs' own tables take if that is more;
+/// beyond, each program keeps its own table.
+const REMOTE_CLASSES_FLOOR: usize = 1 << 20;
+const REMOTE_CLASSES_TABLE_FACTOR: usize = 2;
+
+fn remote_classes_budget(own_table_bytes: usize) -> usize {
+    REMOTE_CLASSES_FLOOR.max(own_table_bytes.saturating_mul(REMOTE_CLASSES_TABLE_FACTOR))
+}
+
+/// One remote-address class table per family for the snapshot, unless its class arrays
+/// would take more than `budget` gives (see [`remote_classes_budget`]).
+fn share_remote_classes(
+    programs: &mut [BuiltProgram],
+    budget: fn(usize) -> usize,
+) -> RemoteClasses {
+    RemoteClasses {
+        v4: share_family(programs, |p| &mut p.program.remote_v4, budget),
+        v6: share_family(programs, |p| &mut p.program.remote_v6, budget),
+    }
+}
+
+fn share_family<K: Key>(
+    programs: &mut [BuiltProgram],
+    field: fn(&mut BuiltProgram) -> &mut RemoteField<K>,
+    budget: fn(usize) -> usize,
+) -> ClassTable<K> {
+    let fields: Vec<&mut RemoteField<K>> = programs.iter_mut().map(field).collect();
+    let tables: Vec<&IntervalTable<K>> = fields.iter().map(|f| &f.table).collect();
+    let own_bytes: usize = tables.iter().map(|t| t.heap_bytes()).sum();
+    let Some((classes, by_class)) = ClassTable::within(&tables, budget(own_bytes)) else {
+        return ClassTable::new(&[]).0;
+    };
+    for (f, by_class) in fields.into_iter().zip(by_class) {
+        f.by_class = by_class;
+        f.table = IntervalTable::from_breaks([], 0);
+    }
+    classes
 }
 
 fn path_policy(settings: &PathSettings) -> PathPolicy {
@@ -601,11 +654,13 @@ impl<'a> Builder<'a> {
                 dense: service.is_dense(),
                 order: ProbeOrder::new(order.into_iter().map(|(field, _)| field)),
                 local: [local4, local6],
-                remote_v4: Field {
+                remote_v4: RemoteField {
+                    by_class: Box::default(),
                     bits: remote4,
                     table: remote4_table,
                 },
-                remote_v6: Field {
+                remote_v6: RemoteField {
+                    by_class: Box::default(),
                     bits: remote6,
                     table: remote6_table,
                 },
@@ -636,6 +691,7 @@ impl<'a> Builder<'a> {
     fn index_addresses(
         &self,
         endpoint_programs: &[[u32; 2]],
+        remote_classes: &RemoteClasses,
     ) -> (
         AddressIndex<u32, AddressEntry>,
         AddressIndex<u128, AddressEntry>,
@@ -657,6 +713,10 @@ impl<'a> Builder<'a> {
                     host: endpoint.kind == EndpointKind::Host,
                     programs,
                     local,
+                    remote_class: match addr {
+                        IpAddr::V4(a) => remote_classes.v4.lookup(u32::from(a)),
+                        IpAddr::V6(a) => remote_classes.v6.lookup(u128::from(a)),
+                    },
                 };
                 match addr {
                     IpAddr::V4(a) => v4.push((u32::from(a), entry)),

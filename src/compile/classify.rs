@@ -4,7 +4,9 @@
 //! class (protocol and destination port, shared by both sides and every program); per side
 //! that runs, the failsafe ports (host endpoints), then one table lookup per remaining active
 //! field of the side's program (the endpoint's own address needs none: its bitset id sits in
-//! the index entry; the service field reads its class's bitset id from an array) and the walk.
+//! the index entry; the service and other-address fields read their class's bitset id from
+//! an array, and the other address's class sits in its index entry when it is an
+//! endpoint's) and the walk.
 //! Nothing allocates: probes live in a fixed array, Log rules go to a fixed-size record.
 //! This module must not use model, selector or policy types (STYLE §2).
 
@@ -14,8 +16,8 @@ use std::net::IpAddr;
 use super::addrset::Key;
 use super::bitset::{AllEntries, PlainProbe, PlainSet, Probe, ProbeList, ProbeOf, ProbeSet};
 use super::keys;
-use super::program::{Act, EGRESS, Entry, Field, INGRESS, PortFacts, ProbeField, Program};
-use super::table::AddressIndex;
+use super::program::{Act, EGRESS, Entry, INGRESS, PortFacts, ProbeField, Program, RemoteField};
+use super::table::{AddressIndex, ClassTable};
 use crate::snapshot::{
     AddressEntry, EndpointId, FlowKey, FlowOutcome, FlowVerdict, LoggedRules, RuleId, SideVerdict,
     Snapshot,
@@ -49,7 +51,8 @@ pub(crate) fn classify(
 pub(crate) trait FamilyKey: Key {
     const FAMILY: usize;
     fn index(snapshot: &Snapshot) -> &AddressIndex<Self, AddressEntry>;
-    fn remote(program: &Program) -> &Field<Self>;
+    fn remote(program: &Program) -> &RemoteField<Self>;
+    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<Self>;
 }
 
 impl FamilyKey for u32 {
@@ -59,8 +62,12 @@ impl FamilyKey for u32 {
         &snapshot.index_v4
     }
     #[inline]
-    fn remote(program: &Program) -> &Field<u32> {
+    fn remote(program: &Program) -> &RemoteField<u32> {
         &program.remote_v4
+    }
+    #[inline]
+    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u32> {
+        &snapshot.remote_classes.v4
     }
 }
 
@@ -71,8 +78,12 @@ impl FamilyKey for u128 {
         &snapshot.index_v6
     }
     #[inline]
-    fn remote(program: &Program) -> &Field<u128> {
+    fn remote(program: &Program) -> &RemoteField<u128> {
         &program.remote_v6
+    }
+    #[inline]
+    fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u128> {
+        &snapshot.remote_classes.v6
     }
 }
 
@@ -106,6 +117,13 @@ fn classify_in<K: FamilyKey>(
     let flow = FlowFields {
         key,
         service_class: Cell::new(NOT_LOOKED_UP),
+        // Ingress sides see the source as the other address, egress sides the destination.
+        remote_class: {
+            let mut classes = [None; 2];
+            classes[INGRESS] = source.map(|a| a.remote_class);
+            classes[EGRESS] = destination.map(|a| a.remote_class);
+            classes
+        },
         facts: PortFacts {
             protocol: key.protocol,
             src_port: key.src_port,
@@ -144,7 +162,7 @@ impl FlowFields<'_> {
         if class == NOT_LOOKED_UP {
             class = snapshot
                 .service_classes
-                .lookup(keys::service_key(self.key.protocol, self.key.dst_port));
+                .lookup(self.key.protocol, self.key.dst_port);
             self.service_class.set(class);
         }
         class
@@ -157,6 +175,9 @@ struct FlowFields<'a> {
     /// The snapshot's service class of the protocol and destination port, looked up by the
     /// first side whose program has a service field (small policies often have none).
     service_class: Cell<u32>,
+    /// Per direction, the remote-address class of the side's other address when it is an
+    /// endpoint's (its index entry holds it).
+    remote_class: [Option<u32>; 2],
     facts: PortFacts,
 }
 
@@ -269,7 +290,11 @@ impl<'a> Walk<'a, '_> {
                         .is_active()
                         .then(|| (local, self.address.local[self.direction]))
                 }
-                ProbeField::Remote => K::remote(program).probe(remote),
+                ProbeField::Remote => K::remote(program).probe(
+                    remote,
+                    flow.remote_class[self.direction],
+                    K::remote_classes(self.snapshot),
+                ),
                 ProbeField::Service => program.service.probe(flow.service_class(self.snapshot)),
                 ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
                 ProbeField::Icmp

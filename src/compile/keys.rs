@@ -19,6 +19,8 @@
 /// IP protocol numbers the classifier treats specially.
 pub(crate) const ICMP: u8 = 1;
 pub(crate) const ICMPV6: u8 = 58;
+pub(crate) const TCP: u8 = 6;
+pub(crate) const UDP: u8 = 17;
 
 const L4_SHIFT: u32 = 17;
 /// Largest L4 key, and largest service key.

@@ -10,8 +10,11 @@
 //! - **Classifier.** Per field (own address, other address, protocol with ICMP type/code,
 //!   source port, destination port) an interval table maps the packet's value to the id of a
 //!   bitset of the entries that could match ([`table`], [`bitset`]). Protocol and destination
-//!   port share one class table across the snapshot, looked up once per flow; each program
-//!   maps the class to its bitset id through an array. The bitsets are AND-ed
+//!   port share one class table across the snapshot, looked up once per flow (TCP and UDP
+//!   ports straight from an array when the table is large); each program maps the class to
+//!   its bitset id through an array. The other address likewise has one class table per
+//!   family across the snapshot (an endpoint's address carries its class in its index
+//!   entry), unless the programs' class arrays would cost too much memory. The bitsets are AND-ed
 //!   word by word, guided by one-bit-per-word summaries, to find the first entry at or after a
 //!   cursor; Log records and moves on, Pass jumps ([`classify`]). Rule selectors become
 //!   address sets with the union semantics of SPEC §5 ([`addrset`]), memoized per selector.

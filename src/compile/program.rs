@@ -18,7 +18,7 @@
 use std::net::IpAddr;
 
 use super::bitset::{FieldBits, ProbeSet};
-use super::table::IntervalTable;
+use super::table::{ClassTable, IntervalTable};
 use crate::snapshot::RuleId;
 
 /// What an entry does when it matches.
@@ -191,6 +191,48 @@ impl ServiceField {
     }
 }
 
+/// The other address's field. When the snapshot shares its remote-address classes
+/// ([`RemoteClasses`](super::table::RemoteClasses)), the program keeps only each class's
+/// bitset id: the class table is one per snapshot and stays in cache, where at 10,000 rules
+/// the programs' own tables did not (about 1.9 L1 misses per lookup). When sharing would
+/// cost too much memory, `by_class` is empty and the program's own table answers.
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub(crate) struct RemoteField<K> {
+    /// Bitset id per remote-address class; empty when the program uses `table`.
+    pub by_class: Box<[u32]>,
+    pub bits: FieldBits,
+    pub table: IntervalTable<K>,
+}
+
+impl<K: super::addrset::Key> RemoteField<K> {
+    /// The bitset of `key`, if the field constrains anything. If the program uses the
+    /// snapshot's `classes`, `known` is the key's class when the caller has it at hand (an
+    /// endpoint address's index entry holds it), else it is looked up.
+    #[inline]
+    pub fn probe(
+        &self,
+        key: K,
+        known: Option<u32>,
+        classes: &ClassTable<K>,
+    ) -> Option<(&FieldBits, u32)> {
+        if !self.bits.is_active() {
+            return None;
+        }
+        let id = if self.by_class.is_empty() {
+            self.table.lookup(key)
+        } else {
+            let class = known.unwrap_or_else(|| classes.lookup(key));
+            self.by_class.get(class as usize).copied().unwrap_or(0)
+        };
+        Some((&self.bits, id))
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.bits.heap_bytes() + self.by_class.len() * 4 + self.table.heap_bytes()
+    }
+}
+
 /// The ICMP field: most flows carry no ICMP type, and their bitset id is read from a
 /// 256-entry array by protocol number instead of searching the table.
 #[derive(Debug, Clone)]
@@ -282,13 +324,13 @@ pub(crate) struct Program {
     pub icmp_only_for_icmp: bool,
     pub service: ServiceField,
     /// The other address, per family.
-    pub remote_v4: Field<u32>,
+    pub remote_v4: RemoteField<u32>,
     pub src_port: Field<u32>,
     /// The endpoint's own address (destination of ingress, source of egress), per family.
     /// Its bitset id is resolved at compile time per endpoint address, so it has no table.
     pub local: [FieldBits; 2],
     pub icmp: L4Field,
-    pub remote_v6: Field<u128>,
+    pub remote_v6: RemoteField<u128>,
     pub checks: Box<[NamedCheck]>,
 }
 

@@ -19,6 +19,7 @@
 //! than the binary search over a crowded bucket, whose first probes stay in cache.
 
 use super::addrset::Key;
+use super::keys;
 
 /// Largest radix index, in buckets.
 const MAX_BUCKETS: usize = 1 << 16;
@@ -97,13 +98,12 @@ impl<K: Key> IntervalTable<K> {
     }
 
     /// Number of intervals.
-    #[cfg(test)]
     pub fn intervals(&self) -> usize {
         self.steps.len() + 1
     }
 
     /// The start keys of every interval but the first.
-    fn bounds(&self) -> impl Iterator<Item = K> + '_ {
+    pub(crate) fn bounds(&self) -> impl Iterator<Item = K> + '_ {
         self.steps.iter().map(|&(bound, _)| bound)
     }
 
@@ -122,12 +122,17 @@ pub(crate) struct ClassTable<K> {
     classes: IntervalTable<K>,
 }
 
+/// A class table with each of its tables' value per class (in the tables' order).
+pub(crate) type WithValues<K> = (ClassTable<K>, Vec<Box<[u32]>>);
+
 impl<K: Key> ClassTable<K> {
     /// The class table of `tables`, with each table's value per class (in `tables` order).
-    pub fn new(tables: &[&IntervalTable<K>]) -> (ClassTable<K>, Vec<Box<[u32]>>) {
-        let mut starts: Vec<K> = tables.iter().flat_map(|t| t.bounds()).collect();
-        starts.sort_unstable();
-        starts.dedup();
+    pub fn new(tables: &[&IntervalTable<K>]) -> WithValues<K> {
+        ClassTable::from_starts(tables, union_of_bounds(tables))
+    }
+
+    /// The class table whose classes start at `starts`, the union of the tables' bounds.
+    fn from_starts(tables: &[&IntervalTable<K>], starts: Vec<K>) -> WithValues<K> {
         let classes = IntervalTable::from_breaks(starts.iter().copied().zip(1..), 0);
         let per_table = tables.iter().map(|t| t.values_at_starts(&starts)).collect();
         (ClassTable { classes }, per_table)
@@ -147,6 +152,101 @@ impl<K: Key> ClassTable<K> {
 
     pub fn heap_bytes(&self) -> usize {
         self.classes.heap_bytes()
+    }
+
+    /// [`ClassTable::new`], unless the per-table class arrays would take more than
+    /// `budget` bytes (classes × tables × 4: with many tables and many distinct bounds the
+    /// product grows faster than the tables themselves).
+    pub fn within(tables: &[&IntervalTable<K>], budget: usize) -> Option<WithValues<K>> {
+        let starts = union_of_bounds(tables);
+        let bytes = (starts.len() + 1)
+            .saturating_mul(tables.len())
+            .saturating_mul(4);
+        (bytes <= budget).then(|| ClassTable::from_starts(tables, starts))
+    }
+}
+
+/// The snapshot's service classes (protocol and destination port). The TCP and UDP
+/// classes are also held by port in direct arrays when the table is large: at 10,000 bench
+/// rules its bounds fill its buckets and a lookup cost about two L1 misses (the bucket and
+/// its bounds), where a direct array costs one read.
+#[derive(Debug, Clone)]
+pub(crate) struct ServiceClasses {
+    table: ClassTable<u32>,
+    /// Class by port key (see [`keys::port_key`]) of TCP, then of UDP; both empty when the
+    /// table is small (it stays in cache) or has more classes than a `u16` holds.
+    tcp: Box<[u16]>,
+    udp: Box<[u16]>,
+}
+
+/// Service tables of fewer classes keep no direct arrays: they stay in cache as they are,
+/// and two arrays of 128 KiB would not.
+const DIRECT_SERVICE_MIN_CLASSES: usize = 1024;
+
+impl ServiceClasses {
+    pub fn new(table: ClassTable<u32>) -> ServiceClasses {
+        let classes = table.classes.intervals();
+        let direct = (DIRECT_SERVICE_MIN_CLASSES..=usize::from(u16::MAX)).contains(&classes);
+        let by_port = |protocol: u8| -> Box<[u16]> {
+            if !direct {
+                return Box::default();
+            }
+            let first = keys::service_key(protocol, None);
+            (0..=keys::PORT_MAX)
+                .map(|port| u16::try_from(table.lookup(first + port)).unwrap_or(u16::MAX))
+                .collect()
+        };
+        ServiceClasses {
+            tcp: by_port(keys::TCP),
+            udp: by_port(keys::UDP),
+            table,
+        }
+    }
+
+    /// The class of a flow's protocol and destination port.
+    #[inline]
+    pub fn lookup(&self, protocol: u8, dst_port: Option<u16>) -> u32 {
+        let direct = match protocol {
+            keys::TCP => &self.tcp,
+            keys::UDP => &self.udp,
+            _ => return self.table.lookup(keys::service_key(protocol, dst_port)),
+        };
+        match direct.get(keys::port_key(dst_port) as usize) {
+            Some(&class) => u32::from(class),
+            None => self.table.lookup(keys::service_key(protocol, dst_port)),
+        }
+    }
+
+    /// Number of classes.
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.table.heap_bytes() + (self.tcp.len() + self.udp.len()) * 2
+    }
+}
+
+/// Every bound of `tables`, ascending, once.
+fn union_of_bounds<K: Key>(tables: &[&IntervalTable<K>]) -> Vec<K> {
+    let mut starts: Vec<K> = tables.iter().flat_map(|t| t.bounds()).collect();
+    starts.sort_unstable();
+    starts.dedup();
+    starts
+}
+
+/// The snapshot's classes of the other address of a side, per family: the union of every
+/// program's remote-address bounds (see [`RemoteField`](super::program::RemoteField)).
+#[derive(Debug, Clone)]
+pub(crate) struct RemoteClasses {
+    pub v4: ClassTable<u32>,
+    pub v6: ClassTable<u128>,
+}
+
+impl RemoteClasses {
+    pub fn heap_bytes(&self) -> usize {
+        self.v4.heap_bytes() + self.v6.heap_bytes()
     }
 }
 
@@ -458,6 +558,45 @@ mod tests {
             programs[1].len() > 1 && tables[1].intervals() > 5,
             "the tables under test must split the key space"
         );
+    }
+
+    /// Service classes of many port ranges take the direct arrays, few do not; either way
+    /// every TCP and UDP port (and no port) gets the class table's class, and so do other
+    /// protocols.
+    #[test]
+    fn service_classes_by_port_agree_with_the_class_table() {
+        use crate::compile::addrset::RangeSet;
+        use crate::compile::bitset::build_field;
+        use crate::compile::keys::{L4_MAX, TCP, UDP, service_key};
+
+        let ports = |p: u8, lo: u16, hi: u16| {
+            RangeSet::single(service_key(p, Some(lo)), service_key(p, Some(hi)))
+        };
+        for (ranges, direct) in [(3000u32, true), (20, false)] {
+            let sets: Vec<RangeSet<u32>> = (0..ranges)
+                .map(|i| {
+                    let lo = (i * 7919 % 65000) as u16;
+                    let protocol = [TCP, UDP, 132][i as usize % 3];
+                    ports(protocol, lo, lo + (i % 40) as u16)
+                })
+                .chain([ports(TCP, 0, 0), ports(UDP, 65535, 65535)])
+                .collect();
+            let refs: Vec<Option<&RangeSet<u32>>> = sets.iter().map(Some).collect();
+            let (_, table) = build_field(&refs, L4_MAX);
+            let (classes, _) = ClassTable::new(&[&table]);
+            let service = ServiceClasses::new(classes.clone());
+            assert_eq!(!service.tcp.is_empty() && !service.udp.is_empty(), direct);
+            let mut wrong = 0;
+            for protocol in [0u8, 1, TCP, UDP, 58, 132, 255] {
+                let port_list = std::iter::once(None).chain((0..=65535u16).map(Some));
+                for port in port_list {
+                    let want = classes.lookup(service_key(protocol, port));
+                    wrong += usize::from(service.lookup(protocol, port) != want);
+                }
+            }
+            assert_eq!(wrong, 0, "{ranges} ranges");
+            assert!((service.len() >= DIRECT_SERVICE_MIN_CLASSES) == direct);
+        }
     }
 
     #[test]

@@ -856,3 +856,149 @@ fn flows_of_other_protocols_skip_a_redundant_icmp_field() {
     // those entries out for TCP and UDP flows (the case's decisions are checked above).
     assert!(with_icmp.iter().all(|p| p.icmp_only_for_icmp));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Shared remote-address classes
+
+/// Remote criteria of many prefix lengths in both families, over policies that select
+/// different endpoints, so that programs have different remote tables.
+const REMOTE_PREFIXES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: wide }
+spec:
+  selector: role == 'web'
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Allow, source: { nets: ["0.0.0.0/1", "198.51.100.0/25"] } }
+    - { action: Deny, source: { nets: ["2001:db8::/32"], notNets: ["2001:db8:ff::/48"] } }
+    - { action: Log, source: { nets: ["2001:db8::30/127"] } }
+  egress:
+    - { action: Deny, destination: { nets: ["203.0.113.128/26", "255.255.255.255/32"] } }
+    - { action: Allow, destination: { nets: ["ffff::/16", "2001:db8::20/128"] } }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: narrow }
+spec:
+  selector: app == 'api'
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Allow, source: { selector: "role == 'db'" } }
+    - { action: Deny, source: { nets: ["192.0.2.0/28", "192.0.2.31/32", "0.0.0.0/32"] } }
+    - { action: Allow, source: { nets: ["2001:db8:0:1::/64", "::/128", "::1/128"] } }
+  egress:
+    - { action: Deny, destination: { notNets: ["198.51.100.64/27"] } }
+    - { action: Allow, destination: { selector: "trust == 'partner'" } }
+    - { action: Deny, destination: { nets: ["2001:db8::/120"] } }
+"#;
+
+/// Every key worth probing in a remote table: zero, the top, each bound, beside each bound,
+/// and each prefix end of the world's and the case's nets.
+fn remote_probe_keys<K: super::addrset::Key>(
+    own: &super::table::IntervalTable<K>,
+    prefix_ends: &[K],
+    max: K,
+) -> Vec<K> {
+    let mut keys = vec![K::ZERO, max];
+    for &k in own.bounds().collect::<Vec<_>>().iter().chain(prefix_ends) {
+        keys.push(k);
+        keys.extend(k.succ());
+        keys.extend(k.pred());
+    }
+    keys
+}
+
+/// Two probes' bitsets hold the same entries (or both fields are inactive).
+fn assert_same_bitset(
+    got: Option<(&super::bitset::FieldBits, u32)>,
+    want: Option<(&super::bitset::FieldBits, u32)>,
+    entries: usize,
+    what: &str,
+) {
+    match (got, want) {
+        (None, None) => {}
+        (Some((a, i)), Some((b, j))) => {
+            for e in 0..entries {
+                assert_eq!(
+                    a.contains(i as usize, e),
+                    b.contains(j as usize, e),
+                    "{what}: entry {e}"
+                );
+            }
+        }
+        _ => panic!("{what}: one field active, the other not"),
+    }
+}
+
+/// For every program, the remote field's bitset through the snapshot's shared classes has
+/// exactly the entries of the bitset its own table gives, at every bound edge and prefix
+/// end, in both families.
+#[test]
+fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
+    use super::build::build_with;
+    let mut texts = vec![
+        format!("{WORLD}\n---\n{REMOTE_PREFIXES}"),
+        scale_yaml(300, 11),
+    ];
+    texts.extend(CASES.iter().map(|&(_, yaml, with_world)| {
+        if with_world {
+            format!("{WORLD}\n---\n{yaml}")
+        } else {
+            yaml.to_owned()
+        }
+    }));
+    let mut shared_fields = 0;
+    let mut endpoint_addresses = 0;
+    for text in &texts {
+        let r = resolve_yaml(text);
+        let shared = build_with(&r, 1, |_| usize::MAX);
+        let own = build_with(&r, 1, |_| 0);
+        let mut v4_ends: Vec<u32> = Vec::new();
+        let mut v6_ends: Vec<u128> = Vec::new();
+        let nets = r.entities.iter().flat_map(|e| e.nets.iter());
+        for net in nets {
+            match (net.network(), net.broadcast()) {
+                (IpAddr::V4(a), IpAddr::V4(b)) => v4_ends.extend([u32::from(a), u32::from(b)]),
+                (IpAddr::V6(a), IpAddr::V6(b)) => v6_ends.extend([u128::from(a), u128::from(b)]),
+                _ => {}
+            }
+        }
+        assert_eq!(shared.programs.len(), own.programs.len());
+        for (p, (a, b)) in shared.programs.iter().zip(own.programs.iter()).enumerate() {
+            assert!(b.remote_v4.by_class.is_empty() && b.remote_v6.by_class.is_empty());
+            assert!(!a.remote_v4.by_class.is_empty() && !a.remote_v6.by_class.is_empty());
+            let entries = a.entries.len();
+            for key in remote_probe_keys(&b.remote_v4.table, &v4_ends, u32::MAX) {
+                let got = a.remote_v4.probe(key, None, &shared.remote_classes.v4);
+                let want = b.remote_v4.probe(key, None, &own.remote_classes.v4);
+                assert_same_bitset(got, want, entries, &format!("program {p}, v4 {key:#x}"));
+            }
+            for key in remote_probe_keys(&b.remote_v6.table, &v6_ends, u128::MAX) {
+                let got = a.remote_v6.probe(key, None, &shared.remote_classes.v6);
+                let want = b.remote_v6.probe(key, None, &own.remote_classes.v6);
+                assert_same_bitset(got, want, entries, &format!("program {p}, v6 {key:#x}"));
+            }
+            shared_fields += usize::from(a.remote_v4.bits.is_active());
+            shared_fields += usize::from(a.remote_v6.bits.is_active());
+        }
+        // The class an endpoint address's index entry holds is the one a lookup gives.
+        for addr in r.endpoints.iter().flat_map(|e| e.addresses.iter()) {
+            let entry = super::classify::address_entry(&shared, *addr).unwrap();
+            let class = match *addr {
+                IpAddr::V4(v) => shared.remote_classes.v4.lookup(u32::from(v)),
+                IpAddr::V6(v) => shared.remote_classes.v6.lookup(u128::from(v)),
+            };
+            assert_eq!(entry.remote_class, class, "{addr}");
+            endpoint_addresses += 1;
+        }
+    }
+    assert!(
+        shared_fields > 4,
+        "too few active remote fields under test: {shared_fields}"
+    );
+    assert!(
+        endpoint_addresses > 100,
+        "too few endpoint addresses: {endpoint_addresses}"
+    );
+}
