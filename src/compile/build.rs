@@ -19,9 +19,9 @@ use super::addrset::{AddrSet, Family, Key, RangeSet};
 use super::bitset::build_field;
 use super::keys;
 use super::program::{
-    Act, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field, NO_CHECK, NamedCheck,
-    NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program, RemoteField, ServiceField,
-    SideCheck,
+    Act, ClassedField, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field,
+    NO_CHECK, NamedCheck, NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program,
+    RemoteField, ServiceField, SideCheck,
 };
 use super::table::{AddressIndex, ClassTable, IntervalTable, RemoteClasses, ServiceClasses};
 use crate::model::resources::Labels;
@@ -49,19 +49,21 @@ fn direction_index(direction: Direction) -> usize {
 
 /// Compile `resolved` into a snapshot tagged `generation`.
 pub(crate) fn build(resolved: &Resolved, generation: u64) -> Snapshot {
-    build_with(resolved, generation, remote_classes_budget)
+    build_with(resolved, generation, shared_classes_budget)
 }
 
-/// [`build`], with `remote_budget` giving the bytes the remote-address class arrays may
-/// take from the bytes of the programs' own remote tables (tests force either layout).
+/// [`build`], with `class_budget` giving the bytes the class arrays of a shared field
+/// (remote address per family, service) may take from the bytes of the programs' own tables
+/// of that field (tests force either layout).
 pub(crate) fn build_with(
     resolved: &Resolved,
     generation: u64,
-    remote_budget: fn(usize) -> usize,
+    class_budget: fn(usize) -> usize,
 ) -> Snapshot {
     let mut b = Builder::new(resolved);
     let endpoint_programs = b.assign_programs();
-    let remote_classes = share_remote_classes(&mut b.programs, remote_budget);
+    let remote_classes = share_remote_classes(&mut b.programs, class_budget);
+    let service_classes = share_service_classes(&mut b.programs, class_budget);
     let (index_v4, index_v6) = b.index_addresses(&endpoint_programs, &remote_classes);
     let endpoint_names = resolved
         .endpoints
@@ -77,7 +79,7 @@ pub(crate) fn build_with(
                 .is_some_and(|m| m.stage == RuleStage::Untracked)
         })
     });
-    let (service_classes, programs) = share_service_classes(b.programs);
+    let programs = b.programs.into_iter().map(|p| p.program).collect();
     Snapshot {
         generation,
         index_v4,
@@ -112,50 +114,49 @@ pub(crate) fn build_with(
     }
 }
 
-/// One service class table for the snapshot, each program keeping its bitset id per class.
-fn share_service_classes(built: Vec<BuiltProgram>) -> (ServiceClasses, Box<[Program]>) {
-    let tables: Vec<&IntervalTable<u32>> = built.iter().map(|p| &p.service).collect();
-    let (classes, by_class) = ClassTable::new(&tables);
-    let programs = built
-        .into_iter()
-        .zip(by_class)
-        .map(|(p, by_class)| {
-            let mut program = p.program;
-            program.service.by_class = by_class;
-            program
-        })
-        .collect();
-    (ServiceClasses::new(classes), programs)
+/// The class arrays of a shared field over all programs may take this many bytes, or
+/// [`SHARED_CLASSES_TABLE_FACTOR`] times what the programs' own tables of that field take
+/// if that is more; beyond, each program keeps its own table. The arrays cost programs ×
+/// classes ids, which a directory with many distinct programs and many distinct bounds
+/// (large, or hostile) makes quadratic, where the own tables grow only with the bounds.
+const SHARED_CLASSES_FLOOR: usize = 1 << 20;
+const SHARED_CLASSES_TABLE_FACTOR: usize = 2;
+
+fn shared_classes_budget(own_table_bytes: usize) -> usize {
+    SHARED_CLASSES_FLOOR.max(own_table_bytes.saturating_mul(SHARED_CLASSES_TABLE_FACTOR))
 }
 
-/// The remote-address class arrays of all programs may take this many bytes, or
-/// [`REMOTE_CLASSES_TABLE_FACTOR`] times what the programs' own tables take if that is more;
-/// beyond, each program keeps its own table.
-const REMOTE_CLASSES_FLOOR: usize = 1 << 20;
-const REMOTE_CLASSES_TABLE_FACTOR: usize = 2;
-
-fn remote_classes_budget(own_table_bytes: usize) -> usize {
-    REMOTE_CLASSES_FLOOR.max(own_table_bytes.saturating_mul(REMOTE_CLASSES_TABLE_FACTOR))
+/// One service class table for the snapshot, each program keeping its bitset id per class,
+/// unless the class arrays would take more than `budget` gives (see
+/// [`shared_classes_budget`]): then an empty one, each program keeping its own table.
+fn share_service_classes(
+    programs: &mut [BuiltProgram],
+    budget: fn(usize) -> usize,
+) -> ServiceClasses {
+    ServiceClasses::new(share_classes(programs, |p| &mut p.program.service, budget))
 }
 
 /// One remote-address class table per family for the snapshot, unless its class arrays
-/// would take more than `budget` gives (see [`remote_classes_budget`]).
+/// would take more than `budget` gives (see [`shared_classes_budget`]).
 fn share_remote_classes(
     programs: &mut [BuiltProgram],
     budget: fn(usize) -> usize,
 ) -> RemoteClasses {
     RemoteClasses {
-        v4: share_family(programs, |p| &mut p.program.remote_v4, budget),
-        v6: share_family(programs, |p| &mut p.program.remote_v6, budget),
+        v4: share_classes(programs, |p| &mut p.program.remote_v4, budget),
+        v6: share_classes(programs, |p| &mut p.program.remote_v6, budget),
     }
 }
 
-fn share_family<K: Key>(
+/// The class table of one field over all programs, each program's field switched to its
+/// class array and its own table dropped; or, over budget, an empty class table and every
+/// program's field left on its own table.
+fn share_classes<K: Key>(
     programs: &mut [BuiltProgram],
-    field: fn(&mut BuiltProgram) -> &mut RemoteField<K>,
+    field: fn(&mut BuiltProgram) -> &mut ClassedField<K>,
     budget: fn(usize) -> usize,
 ) -> ClassTable<K> {
-    let fields: Vec<&mut RemoteField<K>> = programs.iter_mut().map(field).collect();
+    let fields: Vec<&mut ClassedField<K>> = programs.iter_mut().map(field).collect();
     let tables: Vec<&IntervalTable<K>> = fields.iter().map(|f| &f.table).collect();
     let own_bytes: usize = tables.iter().map(|t| t.heap_bytes()).sum();
     let Some((classes, by_class)) = ClassTable::within(&tables, budget(own_bytes)) else {
@@ -378,8 +379,6 @@ struct BuiltProgram {
     program: Program,
     local_v4: IntervalTable<u32>,
     local_v6: IntervalTable<u128>,
-    /// The service field's own table, until the snapshot's service classes replace it.
-    service: IntervalTable<u32>,
 }
 
 /// An entry before its fields are built.
@@ -665,8 +664,9 @@ impl<'a> Builder<'a> {
                     table: remote6_table,
                 },
                 service: ServiceField {
-                    bits: service,
                     by_class: Box::default(),
+                    bits: service,
+                    table: service_table,
                 },
                 icmp: L4Field::new(Field {
                     bits: icmp,
@@ -681,7 +681,6 @@ impl<'a> Builder<'a> {
             },
             local_v4: local4_table,
             local_v6: local6_table,
-            service: service_table,
         }
     }
 

@@ -173,7 +173,8 @@ impl FlowFields<'_> {
 struct FlowFields<'a> {
     key: &'a FlowKey,
     /// The snapshot's service class of the protocol and destination port, looked up by the
-    /// first side whose program has a service field (small policies often have none).
+    /// first side whose program has a service field using the shared classes (small
+    /// policies often have none; a snapshot too large to share them has none either).
     service_class: Cell<u32>,
     /// Per direction, the remote-address class of the side's other address when it is an
     /// endpoint's (its index entry holds it).
@@ -295,7 +296,10 @@ impl<'a> Walk<'a, '_> {
                     flow.remote_class[self.direction],
                     K::remote_classes(self.snapshot),
                 ),
-                ProbeField::Service => program.service.probe(flow.service_class(self.snapshot)),
+                ProbeField::Service => program.service.probe_with(
+                    || flow.service_class(self.snapshot),
+                    || keys::service_key(flow.key.protocol, flow.key.dst_port),
+                ),
                 ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
                 ProbeField::Icmp
                     if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) =>

@@ -14,7 +14,8 @@
 //!   ports straight from an array when the table is large); each program maps the class to
 //!   its bitset id through an array. The other address likewise has one class table per
 //!   family across the snapshot (an endpoint's address carries its class in its index
-//!   entry), unless the programs' class arrays would cost too much memory. The bitsets are AND-ed
+//!   entry). Either field keeps each program's own table instead when the programs' class
+//!   arrays (programs × classes) would cost too much memory. The bitsets are AND-ed
 //!   word by word, guided by one-bit-per-word summaries, to find the first entry at or after a
 //!   cursor; Log records and moves on, Pass jumps ([`classify`]). Rule selectors become
 //!   address sets with the union semantics of SPEC §5 ([`addrset`]), memoized per selector.

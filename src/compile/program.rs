@@ -165,47 +165,49 @@ impl<K: super::addrset::Key> Field<K> {
     }
 }
 
-/// The service field (protocol and destination port): its table is the snapshot's
-/// [`ClassTable`](super::table::ClassTable), shared by every program and looked up once
-/// per flow; the program keeps only each class's bitset id.
+/// A field whose key space the snapshot may share among all programs: the other address
+/// (per family, [`RemoteClasses`](super::table::RemoteClasses)) and the service, protocol
+/// and destination port ([`ServiceClasses`](super::table::ServiceClasses)). When shared,
+/// the program keeps only each class's bitset id: the class table is one per snapshot,
+/// looked up once per flow, and stays in cache, where at 10,000 rules the programs' own
+/// tables did not (about 1.9 L1 misses per remote lookup). When sharing would cost too much
+/// memory (programs × classes ids), `by_class` is empty and the program's own table answers.
 #[derive(Debug, Clone)]
 #[repr(C)]
-pub(crate) struct ServiceField {
-    /// Bitset id per service class.
-    pub by_class: Box<[u32]>,
-    pub bits: FieldBits,
-}
-
-impl ServiceField {
-    /// The bitset of a service class, if the field constrains anything.
-    #[inline]
-    pub fn probe(&self, class: u32) -> Option<(&FieldBits, u32)> {
-        self.bits.is_active().then(|| {
-            let id = self.by_class.get(class as usize).copied().unwrap_or(0);
-            (&self.bits, id)
-        })
-    }
-
-    pub fn heap_bytes(&self) -> usize {
-        self.bits.heap_bytes() + self.by_class.len() * 4
-    }
-}
-
-/// The other address's field. When the snapshot shares its remote-address classes
-/// ([`RemoteClasses`](super::table::RemoteClasses)), the program keeps only each class's
-/// bitset id: the class table is one per snapshot and stays in cache, where at 10,000 rules
-/// the programs' own tables did not (about 1.9 L1 misses per lookup). When sharing would
-/// cost too much memory, `by_class` is empty and the program's own table answers.
-#[derive(Debug, Clone)]
-#[repr(C)]
-pub(crate) struct RemoteField<K> {
-    /// Bitset id per remote-address class; empty when the program uses `table`.
+pub(crate) struct ClassedField<K> {
+    /// Bitset id per shared class; empty when the program uses `table`.
     pub by_class: Box<[u32]>,
     pub bits: FieldBits,
     pub table: IntervalTable<K>,
 }
 
-impl<K: super::addrset::Key> RemoteField<K> {
+/// The other address's field.
+pub(crate) type RemoteField<K> = ClassedField<K>;
+
+/// The service field (protocol and destination port, as a service key).
+pub(crate) type ServiceField = ClassedField<u32>;
+
+impl<K: super::addrset::Key> ClassedField<K> {
+    /// The bitset of a key, if the field constrains anything: by the key's shared class
+    /// (`class`, asked only if the program uses the shared classes), else by the key itself
+    /// in the program's own table (`key`, asked only then).
+    #[inline]
+    pub fn probe_with(
+        &self,
+        class: impl FnOnce() -> u32,
+        key: impl FnOnce() -> K,
+    ) -> Option<(&FieldBits, u32)> {
+        if !self.bits.is_active() {
+            return None;
+        }
+        let id = if self.by_class.is_empty() {
+            self.table.lookup(key())
+        } else {
+            self.by_class.get(class() as usize).copied().unwrap_or(0)
+        };
+        Some((&self.bits, id))
+    }
+
     /// The bitset of `key`, if the field constrains anything. If the program uses the
     /// snapshot's `classes`, `known` is the key's class when the caller has it at hand (an
     /// endpoint address's index entry holds it), else it is looked up.
@@ -216,16 +218,7 @@ impl<K: super::addrset::Key> RemoteField<K> {
         known: Option<u32>,
         classes: &ClassTable<K>,
     ) -> Option<(&FieldBits, u32)> {
-        if !self.bits.is_active() {
-            return None;
-        }
-        let id = if self.by_class.is_empty() {
-            self.table.lookup(key)
-        } else {
-            let class = known.unwrap_or_else(|| classes.lookup(key));
-            self.by_class.get(class as usize).copied().unwrap_or(0)
-        };
-        Some((&self.bits, id))
+        self.probe_with(|| known.unwrap_or_else(|| classes.lookup(key)), || key)
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -166,10 +166,11 @@ impl<K: Key> ClassTable<K> {
     }
 }
 
-/// The snapshot's service classes (protocol and destination port). The TCP and UDP
-/// classes are also held by port in direct arrays when the table is large: at 10,000 bench
-/// rules its bounds fill its buckets and a lookup cost about two L1 misses (the bucket and
-/// its bounds), where a direct array costs one read.
+/// The snapshot's service classes (protocol and destination port), or a single class when
+/// the programs keep their own service tables (their class arrays would cost too much).
+/// The TCP and UDP classes are also held by port in direct arrays when the table is large:
+/// at 10,000 bench rules its bounds fill its buckets and a lookup cost about two L1 misses
+/// (the bucket and its bounds), where a direct array costs one read.
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceClasses {
     table: ClassTable<u32>,
