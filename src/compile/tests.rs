@@ -1002,3 +1002,181 @@ fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
         "too few endpoint addresses: {endpoint_addresses}"
     );
 }
+
+/// Many distinct programs, each with its own ports: the shared service classes would cost
+/// programs × classes ids, far more than the programs' own tables.
+fn many_service_programs_yaml(endpoints: usize) -> String {
+    let mut y = String::new();
+    for i in 0..endpoints {
+        let (lo, hi) = (1000 + i * 40, 1000 + i * 40 + 9);
+        let lines = [
+            "apiVersion: projectcalico.org/v3".to_owned(),
+            "kind: WorkloadEndpoint".to_owned(),
+            format!("metadata: {{ name: w{i}, namespace: ns, labels: {{ app: a{i} }} }}"),
+            format!(
+                "spec: {{ interfaceName: c{i}, orchestrator: k8s, ipNetworks: [\"198.51.100.{i}\", \"2001:db8:2::{i:x}\"] }}"
+            ),
+            "---".to_owned(),
+            "apiVersion: projectcalico.org/v3".to_owned(),
+            "kind: GlobalNetworkPolicy".to_owned(),
+            format!("metadata: {{ name: p{i} }}"),
+            "spec:".to_owned(),
+            format!("  selector: app == 'a{i}'"),
+            "  types: [Ingress, Egress]".to_owned(),
+            "  ingress:".to_owned(),
+            format!(
+                "    - {{ action: Allow, protocol: TCP, destination: {{ ports: [{lo}, \"{}:{hi}\", 65535] }} }}",
+                lo + 3
+            ),
+            format!(
+                "    - {{ action: Deny, protocol: UDP, destination: {{ notPorts: [\"{lo}:{hi}\", 1] }} }}"
+            ),
+            format!(
+                "    - {{ action: Allow, protocol: 132, destination: {{ ports: [{}] }} }}",
+                hi + 1
+            ),
+            format!(
+                "    - {{ action: Log, protocol: ICMP, icmp: {{ type: {} }} }}",
+                i % 256
+            ),
+            "    - { action: Deny, notProtocol: TCP }".to_owned(),
+            "  egress:".to_owned(),
+            format!(
+                "    - {{ action: Deny, protocol: UDP, destination: {{ ports: [{}, 53] }} }}",
+                lo + 5
+            ),
+            "    - { action: Allow, protocol: ICMPv6 }".to_owned(),
+            format!(
+                "    - {{ action: Allow, protocol: TCP, destination: {{ ports: [\"1:{}\"] }} }}",
+                lo + 20
+            ),
+            "---".to_owned(),
+        ];
+        y += &lines.join("\n");
+        y += "\n";
+    }
+    y
+}
+
+/// (protocol, destination port) pairs worth probing in a service table: beside each of its
+/// bounds, and port 0, 65535 and no port for protocols with and without ports and ICMP.
+fn service_probe_flows(own: &super::table::IntervalTable<u32>) -> Vec<(u8, Option<u16>)> {
+    let decode = |key: u32| {
+        let protocol = u8::try_from(key >> 17).ok()?;
+        match key & ((1 << 17) - 1) {
+            0 => Some((protocol, None)),
+            k if k <= super::keys::PORT_MAX => Some((protocol, Some((k - 1) as u16))),
+            _ => None,
+        }
+    };
+    let mut flows: Vec<(u8, Option<u16>)> = own
+        .bounds()
+        .flat_map(|b| [b.wrapping_sub(1), b, b.wrapping_add(1)])
+        .filter_map(decode)
+        .collect();
+    for protocol in [0, 1, 6, 17, 47, 58, 132, 255] {
+        for port in [None, Some(0), Some(1), Some(65534), Some(65535)] {
+            flows.push((protocol, port));
+        }
+    }
+    flows
+}
+
+/// Over budget, every program keeps its own service table: the snapshot holds no class
+/// arrays, stays within the budget, and every program's service bitset is the one the
+/// shared classes give, for every port edge, both port extremes, no-port protocols and ICMP.
+#[test]
+fn over_budget_service_classes_leave_each_program_its_own_table() {
+    use super::build::build_with;
+    use super::keys::service_key;
+    let r = resolve_yaml(&many_service_programs_yaml(24));
+    let budget: fn(usize) -> usize = |own| own.saturating_mul(2);
+    let shared = build_with(&r, 1, |_| usize::MAX);
+    let own = build_with(&r, 1, budget);
+    assert_eq!(shared.programs.len(), own.programs.len());
+    assert!(own.programs.len() >= 48, "{} programs", own.programs.len());
+
+    // The case is over budget: the shared arrays would take more than it allows.
+    let own_table_bytes: usize = own
+        .programs
+        .iter()
+        .map(|p| p.service.table.heap_bytes())
+        .sum();
+    let class_array_bytes: usize = shared
+        .programs
+        .iter()
+        .map(|p| p.service.by_class.len() * 4)
+        .sum();
+    assert!(
+        class_array_bytes > budget(own_table_bytes),
+        "{class_array_bytes} bytes of class arrays within {}",
+        budget(own_table_bytes)
+    );
+
+    // (a) Per-program tables, and no shared classes to speak of.
+    for (a, b) in shared.programs.iter().zip(own.programs.iter()) {
+        assert!(!a.service.by_class.is_empty(), "shared: a class array");
+        assert_eq!(a.service.table.intervals(), 1, "shared: no own table");
+        assert!(b.service.by_class.is_empty(), "own: no class array");
+        if b.service.bits.is_active() {
+            assert!(b.service.table.intervals() > 1, "own: its table");
+        }
+    }
+    assert_eq!(own.service_classes.len(), 1);
+    assert!(shared.service_classes.len() > 24 * 4);
+
+    // (b) Memory: the service field costs what the own tables cost, and the whole snapshot
+    // less than the shared one.
+    let own_service_bytes: usize = own
+        .programs
+        .iter()
+        .map(|p| p.service.by_class.len() * 4 + p.service.table.heap_bytes())
+        .sum::<usize>()
+        + own.service_classes.heap_bytes();
+    assert!(own_service_bytes <= budget(own_table_bytes));
+    assert!(
+        own.memory_bytes() < shared.memory_bytes(),
+        "{} against {}",
+        own.memory_bytes(),
+        shared.memory_bytes()
+    );
+
+    // (c) The same bitset either way.
+    let mut probed = 0;
+    for (p, (a, b)) in shared.programs.iter().zip(own.programs.iter()).enumerate() {
+        for (protocol, port) in service_probe_flows(&b.service.table) {
+            let got = a.service.probe_with(
+                || shared.service_classes.lookup(protocol, port),
+                || service_key(protocol, port),
+            );
+            let want = b.service.probe_with(
+                || own.service_classes.lookup(protocol, port),
+                || service_key(protocol, port),
+            );
+            let what = format!("program {p}, protocol {protocol}, port {port:?}");
+            assert_same_bitset(got, want, a.entries.len(), &what);
+            probed += 1;
+        }
+    }
+    assert!(probed > 48 * 40, "only {probed} probes");
+
+    // And whole decisions of the own-table snapshot equal the reference's.
+    let outside: IpAddr = "203.0.113.7".parse().unwrap();
+    let outside6: IpAddr = "2001:db8:ff::7".parse().unwrap();
+    let mut ports: Vec<u16> = vec![0, 1, 53, 65534, 65535];
+    ports.extend((0..24u16).flat_map(|i| {
+        let lo = 1000 + i * 40;
+        [lo - 1, lo, lo + 3, lo + 9, lo + 10, lo + 20, lo + 21]
+    }));
+    for e in &r.endpoints {
+        for &addr in &e.addresses {
+            let other = if addr.is_ipv4() { outside } else { outside6 };
+            for (src, dst) in [(other, addr), (addr, other)] {
+                for flow in variants(src, dst, &ports) {
+                    let got = evaluate(&own, &flow);
+                    assert_eq!(got, reference(&r, &flow), "{flow:?}");
+                }
+            }
+        }
+    }
+}
