@@ -189,8 +189,10 @@ pub(crate) type ServiceField = ClassedField<u32>;
 
 impl<K: super::addrset::Key> ClassedField<K> {
     /// The bitset of a key, if the field constrains anything: by the key's shared class
-    /// (`class`, asked only if the program uses the shared classes), else by the key itself
-    /// in the program's own table (`key`, asked only then).
+    /// (`class`), else by the key itself in the program's own table (`key`, asked only
+    /// then). No test of the layout: a program on its own table has no class array, so
+    /// every class misses it; one on the shared classes has an empty table, whose lookup
+    /// gives bitset 0, as a class out of range always did.
     #[inline]
     pub fn probe_with(
         &self,
@@ -200,10 +202,9 @@ impl<K: super::addrset::Key> ClassedField<K> {
         if !self.bits.is_active() {
             return None;
         }
-        let id = if self.by_class.is_empty() {
-            self.table.lookup(key())
-        } else {
-            self.by_class.get(class() as usize).copied().unwrap_or(0)
+        let id = match self.by_class.get(class() as usize) {
+            Some(&id) => id,
+            None => self.table.lookup(key()),
         };
         Some((&self.bits, id))
     }
