@@ -311,9 +311,11 @@ pub struct Snapshot {
     /// Endpoint names by [`EndpointId`].
     pub(crate) endpoint_names: Box<[String]>,
     pub(crate) programs: Box<[Program]>,
-    /// Protocol and destination port → service class, for every program at once.
+    /// Protocol and destination port → service class, for every program at once; a single
+    /// class when the programs keep their own service tables (over the memory budget).
     pub(crate) service_classes: ServiceClasses,
-    /// The other address of a side → remote-address class, per family, for every program.
+    /// The other address of a side → remote-address class, per family, for every program;
+    /// likewise a single class per family when the programs keep their own tables.
     pub(crate) remote_classes: RemoteClasses,
     /// Failsafe ports per direction (`program::INGRESS`, `program::EGRESS`).
     pub(crate) failsafe: [FailsafePorts; 2],
