@@ -534,15 +534,8 @@ fn socket_queue_overflow_is_counted(tag: &str, workers: usize) {
     let Some(topology) = Topology::new(tag) else {
         return;
     };
-    // The outside host says nothing of its own (IPv6 off: no neighbour discovery, MLD or
-    // router solicitations), so that every frame reaching the outside port is the test's.
+    topology.silence_outside_host();
     let host = topology.host_interface(PortSide::Outside);
-    let silenced = topology.exec_outside(&[
-        "sh",
-        "-c",
-        &format!("echo 1 > /proc/sys/net/ipv6/conf/{host}/disable_ipv6"),
-    ]);
-    assert!(silenced.status.success(), "{silenced:?}");
     let config = topology.backend_config(workers);
     let mut pairs: Vec<afpacket::AfPacketPair> = topology
         .netns(Side::Gateway)

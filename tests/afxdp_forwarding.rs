@@ -1038,15 +1038,8 @@ fn a_port_behind_drops_at_the_fill_ring_not_after_the_copy() {
     let Some(topology) = Topology::new("xquota") else {
         return;
     };
-    // The outside host says nothing of its own (IPv6 off: no neighbour discovery, MLD or
-    // router solicitations), so that every frame reaching the outside port is the test's.
+    topology.silence_outside_host();
     let host = topology.host_interface(PortSide::Outside);
-    let silenced = topology.exec_outside(&[
-        "sh",
-        "-c",
-        &format!("echo 1 > /proc/sys/net/ipv6/conf/{host}/disable_ipv6"),
-    ]);
-    assert!(silenced.status.success(), "{silenced:?}");
     let config = BackendConfig {
         batch_size: 16,
         ..topology.backend_config(1)

@@ -223,6 +223,18 @@ impl Topology {
             .expect("run scripts/harness exec")
     }
 
+    /// Turns IPv6 off on the outside host's interface (no neighbour discovery, MLD or router
+    /// solicitations), so that every frame reaching the outside port is the test's own.
+    pub fn silence_outside_host(&self) {
+        let host = self.host_interface(PortSide::Outside);
+        let silenced = self.exec_outside(&[
+            "sh",
+            "-c",
+            &format!("echo 1 > /proc/sys/net/ipv6/conf/{host}/disable_ipv6"),
+        ]);
+        assert!(silenced.status.success(), "{silenced:?}");
+    }
+
     pub fn exec_outside(&self, command: &[&str]) -> Output {
         self.exec(Side::Outside, command)
     }
