@@ -15,6 +15,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::admin::{self, AdminListen};
 use crate::compile;
+use crate::dataplane::affinity::FifoPriority;
 use crate::gateway::{self, BackendChoice, BackendKind, RunConfig};
 use crate::logging::{LogFormat, Severity};
 use crate::model::{self, Limits, Model, Problem};
@@ -86,6 +87,13 @@ struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=256))]
     workers: u16,
+    /// Run the worker threads (only them) at real-time priority SCHED_FIFO PRIORITY (1-99),
+    /// for when the ports' receive work runs in real-time threads on the workers' cores
+    /// (threaded NAPI at SCHED_FIFO): the same priority lets a worker drain its rings before
+    /// they take the core again. Needs CAP_SYS_NICE or RLIMIT_RTPRIO; refused, portcullis
+    /// exits [default: the normal policy].
+    #[arg(long, value_name = "PRIORITY")]
+    worker_fifo: Option<FifoPriority>,
     /// Address of the admin HTTP listener (/metrics, /liveness, /readiness, /status) as
     /// HOST:PORT, or `off` [default: the settings' prometheusMetricsHost and
     /// prometheusMetricsPort, 127.0.0.1:9091].
@@ -192,6 +200,7 @@ fn run_config(args: RunArgs) -> RunConfig {
             None => BackendChoice::Default,
         },
         workers: usize::from(args.workers),
+        worker_fifo: args.worker_fifo,
         admin_listen: args.admin_listen,
         log_format: args.log_format,
         log_severity: args.log_severity,

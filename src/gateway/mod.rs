@@ -5,6 +5,7 @@
 //!          (any problem: print them all, exit 1, the ports are never touched)
 //!          PathShared (conntrack, fragments) from the settings
 //!          open every worker's PortPair (AF_XDP, or AF_PACKET) ──► one pinned thread each
+//!          (at SCHED_FIFO with --worker-fifo P: the workers only; refused ──► exit 1)
 //!
 //!  workers (×N)      loop: load snapshot, read clock, poll both ports, judge each frame
 //!  housekeeping      every 10 ms: PathShared::housekeeping(now)
@@ -52,7 +53,8 @@ pub use reload::{Loaded, ReloadOutcome, ReloadReport, Reloader, ResourceCounts, 
 pub use worker::{BackendCounters, POLL_TIMEOUT, WorkerHandle};
 
 use crate::admin::{AdminListen, AdminServer, GatewayInfo, ReloadLog};
-use crate::dataplane::{BackendConfig, affinity};
+use crate::dataplane::BackendConfig;
+use crate::dataplane::affinity::{self, FifoPriority};
 use crate::logging::{LogFormat, Logging, Severity, TracingSink};
 use crate::model::Problem;
 use crate::pipeline::{PathShared, WorkerCounters, clock_now};
@@ -75,6 +77,9 @@ pub struct RunConfig {
     pub inside: String,
     pub backend: BackendChoice,
     pub workers: usize,
+    /// Run the worker threads (only them) at this `SCHED_FIFO` priority; `None` for the
+    /// normal policy. See `dataplane::affinity` for when it helps.
+    pub worker_fifo: Option<FifoPriority>,
     /// Where the admin HTTP listener serves `/metrics`, `/status` and health; `None` for
     /// where the settings say.
     pub admin_listen: Option<AdminListen>,
@@ -341,6 +346,7 @@ fn serve(
         stop: Arc::clone(&stop),
         signals: signals.handle(),
         cpus,
+        fifo: config.worker_fifo,
     };
     let workers = backend::open_and_run(config.backend, &backend_config, spawn)
         .map_err(|error| GatewayError::Backend(backend::explain_backend_error(&error)))?
@@ -482,9 +488,16 @@ fn log_started(
 ) {
     let workers: Vec<String> = workers
         .iter()
-        .map(|w| match w.cpu {
-            Some(cpu) => format!("worker {} on CPU {cpu}: {}", w.index, w.info),
-            None => format!("worker {} unpinned: {}", w.index, w.info),
+        .map(|w| {
+            let place = match w.cpu {
+                Some(cpu) => format!("on CPU {cpu}"),
+                None => "unpinned".to_string(),
+            };
+            let policy = match w.fifo {
+                Some(priority) => format!(" at SCHED_FIFO priority {priority}"),
+                None => String::new(),
+            };
+            format!("worker {} {place}{policy}: {}", w.index, w.info)
         })
         .collect();
     info!(

@@ -1,4 +1,8 @@
-//! The workers: one thread per queue, pinned to a core, owning both ports' queue `i`.
+//! The workers: one thread per queue, pinned to a core, owning both ports' queue `i`, and at
+//! `SCHED_FIFO` when asked (`portcullis run --worker-fifo P`: see `dataplane::affinity` for
+//! why). Each worker sets its own core and policy before it polls, and reports how that went
+//! before [`SpawnWorkers`] returns: a policy that was asked for and refused stops the gateway
+//! before it forwards anything; a core it cannot pin to is only warned about.
 //!
 //! ```text
 //!   loop until `stop`:
@@ -17,8 +21,8 @@
 //! [`POLL_TIMEOUT`] after a reload published the next one. Nothing in the loop allocates or
 //! takes a lock.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -26,6 +30,7 @@ use signal_hook::iterator::Handle as SignalsHandle;
 
 use super::backend::{BackendKind, WithPairs};
 use super::log::{error, warning};
+use crate::dataplane::affinity::FifoPriority;
 use crate::dataplane::{
     BackendError, BatchStats, KernelDropReason, KernelDrops, PortPair, affinity,
 };
@@ -114,6 +119,8 @@ pub struct WorkerHandle {
     pub backend: &'static str,
     pub mode: String,
     pub cpu: Option<usize>,
+    /// The `SCHED_FIFO` priority the worker runs at; `None` for the normal policy.
+    pub fifo: Option<FifoPriority>,
     pub path_counters: Arc<WorkerCounters>,
     pub backend_counters: Arc<BackendCounters>,
     pub thread: JoinHandle<Result<(), BackendError>>,
@@ -154,6 +161,9 @@ pub struct SpawnWorkers {
     pub signals: SignalsHandle,
     /// CPUs to pin workers to, in turn; empty to leave them unpinned.
     pub cpus: Vec<usize>,
+    /// Run the workers (only them) at this `SCHED_FIFO` priority; `None` for the normal
+    /// policy.
+    pub fifo: Option<FifoPriority>,
 }
 
 impl WithPairs for SpawnWorkers {
@@ -197,12 +207,18 @@ impl SpawnWorkers {
             stop: Arc::clone(&self.stop),
             signals: self.signals.clone(),
         };
+        let fifo = self.fifo;
+        let (started_tx, started_rx) = mpsc::sync_channel(1);
         let thread = thread::Builder::new()
             .name(format!("worker-{index}"))
             .spawn(move || {
                 let _wake = wake;
-                if let Some(Err(error)) = cpu.map(affinity::pin_current_thread) {
-                    warning!("worker {index}: cannot pin to a CPU ({error}); runs unpinned");
+                let placed = place_current_worker(index, cpu, fifo);
+                let refused = placed.is_err();
+                // The spawner waits for this; it is gone only if it panicked.
+                let _ = started_tx.send(placed);
+                if refused {
+                    return Ok(());
                 }
                 let result = run_worker(&mut pair, &mut path, &snapshots, &stop, &counters);
                 if let Err(error) = &result {
@@ -213,17 +229,53 @@ impl SpawnWorkers {
                 drop(pair);
                 result
             })?;
+        let placed = started_rx.recv().unwrap_or_else(|_| {
+            Err(std::io::Error::other(format!(
+                "worker {index} ended before it started"
+            )))
+        });
+        if let Err(error) = placed {
+            let _ = thread.join();
+            return Err(error);
+        }
         Ok(WorkerHandle {
             index,
             info: info.to_string(),
             backend: info.backend,
             mode: info.mode.clone(),
             cpu,
+            fifo,
             path_counters,
             backend_counters,
             thread,
         })
     }
+}
+
+/// Puts the calling worker thread on its core (a failure is only warned about: the worker
+/// runs anywhere) and, when asked, at `SCHED_FIFO` (a failure is the worker's error: the
+/// operator asked for it, and a gateway that silently ran without it would fall into the
+/// receive livelock it is meant to avoid).
+fn place_current_worker(
+    index: usize,
+    cpu: Option<usize>,
+    fifo: Option<FifoPriority>,
+) -> std::io::Result<()> {
+    if let Some(Err(error)) = cpu.map(affinity::pin_current_thread) {
+        warning!("worker {index}: cannot pin to a CPU ({error}); runs unpinned");
+    }
+    if let Some(priority) = fifo {
+        affinity::run_current_thread_fifo(priority).map_err(|error| {
+            std::io::Error::new(
+                error.kind(),
+                format!(
+                    "worker {index}: {}",
+                    affinity::explain_fifo_error(priority, &error)
+                ),
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// Stops the gateway when a worker ends for any reason (an error, a panic): a gateway with a
@@ -243,6 +295,129 @@ impl Drop for WakeOnExit {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::dataplane::affinity::Scheduling;
+    use crate::dataplane::{Disposition, PortSide};
+    use crate::model::Settings;
+    use std::sync::Mutex;
+
+    /// A pair with no traffic that notes how the thread polling it is scheduled.
+    struct WatchedPair {
+        seen: Arc<Mutex<Vec<Scheduling>>>,
+    }
+
+    impl PortPair for WatchedPair {
+        fn poll<F>(&mut self, _: Duration, _: F) -> Result<BatchStats, BackendError>
+        where
+            F: FnMut(PortSide, &[u8]) -> Disposition,
+        {
+            let now = affinity::current_thread_scheduling().unwrap();
+            self.seen.lock().unwrap().push(now);
+            thread::sleep(Duration::from_millis(1));
+            Ok(BatchStats::default())
+        }
+
+        fn info(&self) -> crate::dataplane::BackendInfo {
+            crate::dataplane::BackendInfo {
+                backend: BackendKind::Afpacket.name(),
+                mode: "watched".to_string(),
+            }
+        }
+    }
+
+    fn spawner(fifo: Option<FifoPriority>) -> SpawnWorkers {
+        let model = crate::model::Model {
+            resources: Vec::new(),
+            settings: Settings::default(),
+        };
+        let snapshot = crate::compile::compile(&crate::policy::resolve(&model).unwrap(), 1);
+        let signals = signal_hook::iterator::Signals::new(Vec::<i32>::new()).unwrap();
+        SpawnWorkers {
+            shared: Arc::new(PathShared::new(&Settings::default()).unwrap()),
+            snapshots: Arc::new(SnapshotHandle::new(snapshot)),
+            stop: Arc::new(AtomicBool::new(false)),
+            signals: signals.handle(),
+            cpus: Vec::new(),
+            fifo,
+        }
+    }
+
+    /// Spawns one worker on a [`WatchedPair`], lets it poll a few times, stops it; returns
+    /// what spawning returned and the policies the worker polled under.
+    fn spawn_watched(fifo: Option<FifoPriority>) -> (Result<(), String>, Vec<Scheduling>) {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let spawn = spawner(fifo);
+        let stop = Arc::clone(&spawn.stop);
+        let pair = WatchedPair {
+            seen: Arc::clone(&seen),
+        };
+        let spawned = spawn.run(BackendKind::Afpacket, vec![pair]);
+        let result = match spawned {
+            Ok(handles) => {
+                assert_eq!(handles[0].fifo, fifo);
+                while seen.lock().unwrap().len() < 3 {
+                    thread::sleep(Duration::from_millis(1));
+                }
+                stop.store(true, Ordering::Relaxed);
+                for handle in handles {
+                    handle.thread.join().unwrap().unwrap();
+                }
+                Ok(())
+            }
+            Err(error) => Err(error.to_string()),
+        };
+        let seen = seen.lock().unwrap().clone();
+        (result, seen)
+    }
+
+    #[test]
+    fn workers_poll_at_the_fifo_priority_asked_for_and_nothing_else_changes() {
+        if !affinity::realtime_or_skip(
+            "workers_poll_at_the_fifo_priority_asked_for_and_nothing_else_changes",
+        ) {
+            return;
+        }
+        let (result, seen) = spawn_watched(FifoPriority::new(3));
+        result.unwrap();
+        assert!(seen.iter().all(|s| *s == Scheduling::Fifo(3)), "{seen:?}");
+        // The spawning thread (the gateway's main thread) and threads started after the
+        // workers (housekeeping) stay normal.
+        assert_eq!(
+            affinity::current_thread_scheduling().unwrap(),
+            Scheduling::Normal
+        );
+        let later = thread::spawn(|| affinity::current_thread_scheduling().unwrap())
+            .join()
+            .unwrap();
+        assert_eq!(later, Scheduling::Normal);
+    }
+
+    #[test]
+    fn workers_poll_at_the_normal_policy_unless_asked() {
+        let (result, seen) = spawn_watched(None);
+        result.unwrap();
+        assert!(!seen.is_empty());
+        assert!(seen.iter().all(|s| *s == Scheduling::Normal), "{seen:?}");
+    }
+
+    #[test]
+    fn a_refused_fifo_priority_fails_the_start_before_any_poll() {
+        // On a thread of its own: the loss of the right is that thread's and its workers'.
+        let (result, seen) = thread::spawn(|| {
+            affinity::lose_realtime_rights_in_this_thread().unwrap();
+            spawn_watched(FifoPriority::new(2))
+        })
+        .join()
+        .unwrap();
+        let message = result.unwrap_err();
+        for needed in [
+            "worker 0: cannot run at SCHED_FIFO priority 2",
+            "not permitted",
+            "CAP_SYS_NICE",
+        ] {
+            assert!(message.contains(needed), "{message}");
+        }
+        assert!(seen.is_empty(), "the worker never polled: {seen:?}");
+    }
 
     #[test]
     fn kernel_drop_counts_keep_the_latest_totals_of_the_reasons_counted() {
