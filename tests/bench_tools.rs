@@ -137,15 +137,22 @@ fn mac_of(topology: &Topology, side: Side, interface: &str) -> String {
 
 #[test]
 fn generated_frames_cross_the_afpacket_do_nothing_forwarder_and_are_counted_by_the_sink() {
-    through_the_do_nothing_forwarder("pgp", "afpacket");
+    through_the_do_nothing_forwarder("pgp", "afpacket", None);
+}
+
+/// As the benchmark runs it: the forwarding thread at SCHED_FIFO, read back in its report.
+#[test]
+fn the_afpacket_do_nothing_forwarder_forwards_at_the_fifo_priority_asked_for() {
+    through_the_do_nothing_forwarder("pgf", "afpacket", Some("2"));
 }
 
 #[test]
 fn generated_frames_cross_the_afxdp_do_nothing_forwarder_and_are_counted_by_the_sink() {
-    through_the_do_nothing_forwarder("pgx", "afxdp");
+    through_the_do_nothing_forwarder("pgx", "afxdp", Some("1"));
 }
 
-fn through_the_do_nothing_forwarder(tag: &str, backend: &str) {
+/// `fifo`: the forwarder's `--worker-fifo` priority, if any.
+fn through_the_do_nothing_forwarder(tag: &str, backend: &str, fifo: Option<&str>) {
     const FRAMES: u64 = 5000;
     // How long the forwarder and the sink wait after the last frame before they report.
     // Generous: on a loaded machine a starved generator or forwarder pauses for hundreds of
@@ -163,22 +170,23 @@ fn through_the_do_nothing_forwarder(tag: &str, backend: &str) {
         topology.port(PortSide::Inside),
     );
 
-    let forward = spawn_in(
-        &topology.namespace(Side::Gateway),
-        &[
-            "forward",
-            "--backend",
-            backend,
-            "--outside",
-            &gateway_out,
-            "--inside",
-            &gateway_in,
-            "--duration",
-            "10",
-            "--idle-exit",
-            IDLE_MS,
-        ],
-    );
+    let mut forward_args = vec![
+        "forward",
+        "--backend",
+        backend,
+        "--outside",
+        &gateway_out,
+        "--inside",
+        &gateway_in,
+        "--duration",
+        "10",
+        "--idle-exit",
+        IDLE_MS,
+    ];
+    if let Some(priority) = fifo {
+        forward_args.extend(["--worker-fifo", priority]);
+    }
+    let forward = spawn_in(&topology.namespace(Side::Gateway), &forward_args);
     let sink = spawn_in(
         &topology.namespace(Side::Inside),
         &[
@@ -217,6 +225,11 @@ fn through_the_do_nothing_forwarder(tag: &str, backend: &str) {
     let forwarded = report_of(forward);
 
     assert_eq!(generated["sent"], FRAMES, "{generated}");
+    let scheduling = match fifo {
+        Some(priority) => format!("SCHED_FIFO {priority}"),
+        None => "normal".to_string(),
+    };
+    assert_eq!(forwarded["scheduling"], scheduling.as_str(), "{forwarded}");
     // The hosts may send a stray frame of their own (neighbour discovery) meanwhile.
     let crossed = forwarded["forwarded"][0].as_u64().unwrap();
     assert!(
@@ -288,4 +301,41 @@ fn a_generator_stopped_by_sigterm_reports_what_it_offered_so_far() {
     // 2,000 frames/s for a fraction of a second: some sent, far from the count.
     assert!((1..100_000).contains(&attempted), "{generated}");
     assert!(seconds > 0.0 && seconds < 8.0, "{generated}");
+}
+
+/// Without the right to SCHED_FIFO (`CAP_SYS_NICE` taken from the bounding set, `RLIMIT_RTPRIO`
+/// 0), `forward --worker-fifo` exits with what is missing instead of measuring at the normal
+/// policy.
+#[test]
+fn a_forwarder_refused_its_fifo_priority_exits_with_the_reason() {
+    let Some(topology) = Topology::new("pgn") else {
+        return;
+    };
+    let output = Command::new("ip")
+        .args(["netns", "exec", &topology.namespace(Side::Gateway)])
+        .args(["prlimit", "--rtprio=0"])
+        .args([
+            "setpriv",
+            "--bounding-set",
+            "-sys_nice",
+            "--inh-caps",
+            "-sys_nice",
+        ])
+        .args([PKTGEN, "forward", "--backend", "afpacket", "--outside"])
+        .arg(topology.port(PortSide::Outside))
+        .arg("--inside")
+        .arg(topology.port(PortSide::Inside))
+        .args(["--duration", "2", "--worker-fifo", "1"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(output.stdout.is_empty(), "no report: {output:?}");
+    for needed in [
+        "cannot run at SCHED_FIFO priority 1",
+        "CAP_SYS_NICE",
+        "RLIMIT_RTPRIO",
+    ] {
+        assert!(stderr.contains(needed), "{needed}: {stderr}");
+    }
 }

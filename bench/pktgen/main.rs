@@ -27,6 +27,7 @@ use serde::Serialize;
 
 use counters::{CpuTimes, InterfaceCounters};
 use frames::{FramePool, FrameSpec};
+use portcullis::dataplane::affinity::{self, FifoPriority, Scheduling};
 use portcullis::dataplane::afpacket::{self, AfPacketPort};
 use portcullis::dataplane::afxdp;
 use portcullis::dataplane::{BackendConfig, BatchStats, Disposition, KernelDrops, PortPair};
@@ -151,6 +152,11 @@ struct ForwardArgs {
     /// AF_XDP: ask for preferred busy polling on the sockets.
     #[arg(long)]
     busy_poll: bool,
+    /// Forward at real-time priority SCHED_FIFO PRIORITY (1-99), as `portcullis run
+    /// --worker-fifo` runs its workers; refused (no CAP_SYS_NICE nor RLIMIT_RTPRIO), the
+    /// forwarder exits with the reason.
+    #[arg(long, value_name = "PRIORITY")]
+    worker_fifo: Option<FifoPriority>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -491,6 +497,9 @@ struct ForwardReport {
     kernel_drops: Option<[KernelDropsReport; 2]>,
     /// Why it stopped: "duration", "idle" or "signal".
     stopped_by: &'static str,
+    /// How the forwarding thread was scheduled, read back when it stopped: "normal",
+    /// "SCHED_FIFO P", or the policy's number.
+    scheduling: String,
 }
 
 #[derive(Serialize, Debug, Default)]
@@ -542,6 +551,7 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
     let report = match args.backend {
         Backend::Afpacket => {
             let mut pair = afpacket::open(&config, 0).map_err(|e| e.to_string())?;
+            run_at(args.worker_fifo)?;
             let mut report = forward_with(&mut pair, duration, idle, &stop)?;
             report.kernel_drops = Some(pair.read_kernel_drops().map(KernelDropsReport::from));
             report
@@ -554,6 +564,7 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
                 ..defaults
             };
             let mut pair = afxdp::open_with(&config, 0, &options).map_err(|e| e.to_string())?;
+            run_at(args.worker_fifo)?;
             let mut report = forward_with(&mut pair, duration, idle, &stop)?;
             let drops = pair.read_kernel_drops().map_err(|e| e.to_string())?;
             report.kernel_drops = Some(drops.map(KernelDropsReport::from));
@@ -561,6 +572,22 @@ fn forward(args: &ForwardArgs) -> Result<String, String> {
         }
     };
     to_json(&report)
+}
+
+/// Puts the forwarding thread (the process's only one) at `SCHED_FIFO` when asked, as
+/// `portcullis run --worker-fifo` does with its workers, so that both are measured alike.
+fn run_at(fifo: Option<FifoPriority>) -> Result<(), String> {
+    let Some(priority) = fifo else {
+        return Ok(());
+    };
+    affinity::run_current_thread_fifo(priority).map_err(|error| {
+        format!(
+            "forward: {}",
+            affinity::explain_fifo_error(priority, &error)
+        )
+    })?;
+    eprintln!("forward: at SCHED_FIFO priority {priority}");
+    Ok(())
 }
 
 /// Forwards everything until `duration` has passed, `idle` after the last frame, or `stop`.
@@ -601,6 +628,14 @@ fn forward_with<P: PortPair>(
         }
     }
     report.seconds = start.elapsed().as_secs_f64();
+    report.scheduling = match affinity::current_thread_scheduling() {
+        Ok(Scheduling::Normal) => "normal".to_string(),
+        Ok(Scheduling::Fifo(priority)) => format!("SCHED_FIFO {priority}"),
+        Ok(Scheduling::Other { policy, priority }) => {
+            format!("policy {policy} priority {priority}")
+        }
+        Err(error) => format!("unknown ({error})"),
+    };
     report.cpu_seconds = cpu_before
         .zip(counters::own_cpu_nanoseconds())
         .map(|(before, after)| after.saturating_sub(before) as f64 / 1e9);
