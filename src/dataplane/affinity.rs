@@ -11,7 +11,9 @@
 //! until it has drained its rings and waits in `poll(2)`, the receive threads run until they
 //! have filled them, and a flood is dropped where it is cheapest, at the port's own queue,
 //! before any copy. The policy is per thread and set by the thread itself, so the process's
-//! other threads (configuration, admin, housekeeping) stay normal.
+//! other threads (configuration, admin, housekeeping) stay normal. A worker at `SCHED_FIFO`
+//! that never runs out of frames leaves normal tasks on its core only the share the kernel
+//! keeps for them (`sched_rt_runtime_us`, 5% by default): give such workers cores of their own.
 //!
 //! The masks are plain `[u64; N]` arrays handed to the kernel as its `cpu_set_t` (the same
 //! bitmap layout: bit `i % 64` of word `i / 64` is CPU `i`), which keeps every bit operation
