@@ -98,6 +98,12 @@ struct GenArgs {
     /// receiving core has dealt with it; several sockets keep the receiver busy flat out.
     #[arg(long, default_value_t = 4)]
     sockets: usize,
+    /// With --rate: frames the generator may send back to back to catch up after it fell
+    /// behind (its core taken by other work); frames later than that are skipped, not sent
+    /// late, and reported as `skipped_late`, so that a pause of the generator does not turn
+    /// into a burst at its full speed. Unlimited by default.
+    #[arg(long)]
+    max_catch_up: Option<u64>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -238,6 +244,9 @@ struct GenReport {
     /// Frames the interface counted as dropped on transmit meanwhile (e.g. the peer's backlog
     /// was full), when its counters are readable.
     tx_dropped: Option<u64>,
+    /// Frames never offered because they were due more than --max-catch-up frames before the
+    /// generator could send them (not in `attempted`).
+    skipped_late: u64,
 }
 
 fn generate(args: &GenArgs) -> Result<String, String> {
@@ -268,10 +277,10 @@ fn generate(args: &GenArgs) -> Result<String, String> {
 
     // SIGTERM/SIGINT end the run with a report (what was offered so far) rather than without.
     let stop = stop_on_signals()?;
-    let pacer = Pacer::new(args.rate);
+    let pacer = Pacer::new(args.rate).catching_up_at_most(args.max_catch_up);
     let mut batch = Vec::with_capacity(args.batch);
     let mut next_flow = 0;
-    let (mut attempted, mut sent, mut batches) = (0u64, 0u64, 0usize);
+    let (mut attempted, mut sent, mut batches, mut skipped_late) = (0u64, 0u64, 0usize, 0u64);
     let start = Instant::now();
     while attempted < args.count {
         let elapsed = start.elapsed();
@@ -279,12 +288,12 @@ fn generate(args: &GenArgs) -> Result<String, String> {
             break;
         }
         let remaining = usize::try_from(args.count - attempted).unwrap_or(usize::MAX);
-        let want = pacer
-            .allowed(attempted, elapsed)
-            .min(args.batch)
-            .min(remaining);
+        // The schedule counts skipped frames as gone: frame n is due at n / rate.
+        let (due, late) = pacer.due_and_late(attempted + skipped_late, elapsed);
+        skipped_late += late;
+        let want = due.min(args.batch).min(remaining);
         if want == 0 {
-            pacer.wait(attempted, start);
+            pacer.wait(attempted + skipped_late, start);
             continue;
         }
         pool.next_batch(&mut next_flow, want, &mut batch);
@@ -312,6 +321,7 @@ fn generate(args: &GenArgs) -> Result<String, String> {
         seconds,
         sent_pps: sent as f64 / seconds,
         tx_dropped,
+        skipped_late,
     })
 }
 
@@ -337,9 +347,13 @@ fn interface_mac(interface: &str) -> Result<[u8; 6], String> {
     frames::parse_mac(&text).ok_or_else(|| format!("{path}: not a MAC address: {text:?}"))
 }
 
-/// Paces sending at a rate: frame `n` is due `n / rate` seconds after the start.
+/// Paces sending at a rate: frame `n` is due `n / rate` seconds after the start. A generator
+/// that fell behind sends what is due back to back, up to `max_catch_up` frames when limited:
+/// later frames are skipped.
 struct Pacer {
     rate: u64,
+    /// Most frames sent back to back to catch up; `None` for no limit.
+    max_catch_up: Option<u64>,
 }
 
 impl Pacer {
@@ -349,7 +363,34 @@ impl Pacer {
     const SPIN: Duration = Duration::from_micros(20);
 
     fn new(rate: u64) -> Pacer {
-        Pacer { rate }
+        Pacer {
+            rate,
+            max_catch_up: None,
+        }
+    }
+
+    fn catching_up_at_most(self, max_catch_up: Option<u64>) -> Pacer {
+        Pacer {
+            max_catch_up,
+            ..self
+        }
+    }
+
+    /// After frame `position` of the schedule in `elapsed`: how many frames may go now, and
+    /// how many of the frames due are too late to catch up with and are to be skipped (the
+    /// frame due now always goes).
+    fn due_and_late(&self, position: u64, elapsed: Duration) -> (usize, u64) {
+        let due = self.allowed(position, elapsed);
+        match self.max_catch_up {
+            Some(limit) if self.rate > 0 && due as u64 > limit.max(1) => {
+                let keep = limit.max(1);
+                (
+                    usize::try_from(keep).unwrap_or(usize::MAX),
+                    due as u64 - keep,
+                )
+            }
+            _ => (due, 0),
+        }
     }
 
     /// How many frames may go now, after `sent` in `elapsed`.
@@ -713,6 +754,39 @@ mod tests {
             );
         }
         assert_eq!(Pacer::new(0).allowed(1 << 40, Duration::ZERO), usize::MAX);
+    }
+
+    #[test]
+    fn a_late_generator_catches_up_at_most_as_far_as_allowed() {
+        let limited = Pacer::new(1000).catching_up_at_most(Some(64));
+        // (schedule position, elapsed ms, (frames allowed now, frames skipped))
+        let cases = [
+            (0, 0, (1, 0)),
+            (0, 10, (11, 0)),
+            (0, 63, (64, 0)),
+            (0, 64, (64, 1)),
+            (0, 1000, (64, 937)),
+            (937, 1000, (64, 0)),
+            (2000, 1000, (0, 0)),
+        ];
+        for (position, elapsed, expected) in cases {
+            assert_eq!(
+                limited.due_and_late(position, Duration::from_millis(elapsed)),
+                expected,
+                "position {position} after {elapsed} ms"
+            );
+        }
+        // Without a limit, or flat out, nothing is skipped.
+        let unlimited = Pacer::new(1000);
+        assert_eq!(
+            unlimited.due_and_late(0, Duration::from_millis(1000)),
+            (1001, 0)
+        );
+        let flat_out = Pacer::new(0).catching_up_at_most(Some(64));
+        assert_eq!(flat_out.due_and_late(0, Duration::ZERO), (usize::MAX, 0));
+        // A limit of 0 still lets the frame that is due go.
+        let zero = Pacer::new(1000).catching_up_at_most(Some(0));
+        assert_eq!(zero.due_and_late(0, Duration::from_millis(10)), (1, 10));
     }
 
     #[test]
