@@ -225,7 +225,10 @@ fn through_the_do_nothing_forwarder(tag: &str, backend: &str, fifo: Option<&str>
     let forwarded = report_of(forward);
 
     assert_eq!(generated["sent"], FRAMES, "{generated}");
-    assert_eq!(generated["skipped_late"], 0, "no catch-up limit: {generated}");
+    assert_eq!(
+        generated["skipped_late"], 0,
+        "no catch-up limit: {generated}"
+    );
     let scheduling = match fifo {
         Some(priority) => format!("SCHED_FIFO {priority}"),
         None => "normal".to_string(),
