@@ -351,7 +351,7 @@ fn serve(
     let workers = backend::open_and_run(config.backend, &backend_config, spawn)
         .map_err(|error| GatewayError::Backend(backend::explain_backend_error(&error)))?
         .map_err(|source| GatewayError::Io {
-            what: "start a worker thread",
+            what: "start the workers",
             source,
         })?;
     let housekeeping = start_housekeeping(Arc::clone(&shared), Arc::clone(&stop))?;
