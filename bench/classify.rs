@@ -24,6 +24,11 @@
 //! [`drive_rounds`]; under `valgrind --tool=callgrind --toggle-collect='*drive_rounds*'` the
 //! instructions collected divided by `1024 * ROUNDS` are the instructions per verdict, and
 //! `perf record` on the same run shows where the time goes.
+//!
+//! Which flows make the tail: `CLASSIFY_FLOWS=N:ROUNDS` times each of the 1024 flows
+//! ROUNDS times (flows in bench order, round after round) and prints the slowest with what
+//! their walk did (`compile::profile`), and mean per-flow medians by feature
+//! (`CLASSIFY_FLOWS_SHOW=K` rows, 30 by default).
 
 // A benchmark may panic on setup failure: that is a broken benchmark, not bad input.
 #![allow(clippy::expect_used, clippy::panic)]
@@ -512,11 +517,228 @@ fn drive(spec: &str) {
     );
 }
 
+// ---------------------------------------------------------------------------------------------
+// Per-flow latency diagnostic
+
+/// `CLASSIFY_FLOWS=N:ROUNDS`: time each bench flow ROUNDS times, the flows in their bench
+/// order round after round (as the single-verdict report and the criterion loop see them,
+/// caches warmed by the others), then print the slowest flows with what their walk did
+/// (`compile::profile`) and which of them make up the tail above the overall p99.
+fn flow_latencies(spec: &str) {
+    let (rules, rounds): (usize, usize) = spec
+        .split_once(':')
+        .and_then(|(n, r)| Some((n.parse().ok()?, r.parse().ok()?)))
+        .expect("CLASSIFY_FLOWS is N:ROUNDS");
+    let w = world(rules);
+    let overhead = timer_overhead();
+    for k in &w.keys {
+        black_box(w.snapshot.decide(black_box(k)));
+    }
+    let mut per_flow: Vec<Vec<u64>> = vec![Vec::with_capacity(rounds); w.keys.len()];
+    for _ in 0..rounds {
+        for (k, samples) in w.keys.iter().zip(per_flow.iter_mut()) {
+            let t = Instant::now();
+            black_box(w.snapshot.decide(black_box(k)));
+            samples.push((t.elapsed().as_nanos() as u64).saturating_sub(overhead));
+        }
+    }
+    let mut all: Vec<u64> = per_flow.iter().flatten().copied().collect();
+    all.sort_unstable();
+    let p99 = percentile(&all, 0.99);
+    eprintln!(
+        "flows N={rules}: {} samples, p50 {} p90 {} p99 {} p99.9 {} ns (timer overhead {overhead} ns subtracted)",
+        all.len(),
+        percentile(&all, 0.5),
+        percentile(&all, 0.9),
+        p99,
+        percentile(&all, 0.999),
+    );
+    struct Row {
+        flow: usize,
+        p50: u64,
+        p90: u64,
+        above_p99: usize,
+    }
+    let mut rows: Vec<Row> = per_flow
+        .iter_mut()
+        .enumerate()
+        .map(|(flow, samples)| {
+            samples.sort_unstable();
+            Row {
+                flow,
+                p50: percentile(samples, 0.5),
+                p90: percentile(samples, 0.9),
+                above_p99: samples.iter().filter(|&&t| t > p99).count(),
+            }
+        })
+        .collect();
+    rows.sort_by_key(|r| std::cmp::Reverse(r.p50));
+    let tail: usize = rows.iter().map(|r| r.above_p99).sum();
+    let mut by_tail: Vec<usize> = rows.iter().map(|r| r.above_p99).collect();
+    by_tail.sort_unstable_by(|a, b| b.cmp(a));
+    let top = |n: usize| by_tail.iter().take(n).sum::<usize>();
+    eprintln!(
+        "samples above p99: {tail}; the 10 / 50 / 100 flows with most of them hold {} / {} / {}",
+        top(10),
+        top(50),
+        top(100)
+    );
+    // Per-flow medians by feature: what a slow flow has in common.
+    let mut median_of: Vec<u64> = vec![0; w.keys.len()];
+    for r in &rows {
+        median_of[r.flow] = r.p50;
+    }
+    let shown = std::env::var("CLASSIFY_FLOWS_SHOW")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    eprintln!("slowest flows by median (ns p50 / p90, samples above p99):");
+    for r in rows.iter().take(shown) {
+        eprintln!(
+            "  #{:<4} {:>5} / {:>5} {:>4}  {}",
+            r.flow,
+            r.p50,
+            r.p90,
+            r.above_p99,
+            describe(&w, r.flow)
+        );
+    }
+    eprintln!("fastest flows:");
+    for r in rows.iter().rev().take(5) {
+        eprintln!(
+            "  #{:<4} {:>5} / {:>5} {:>4}  {}",
+            r.flow,
+            r.p50,
+            r.p90,
+            r.above_p99,
+            describe(&w, r.flow)
+        );
+    }
+    feature_table(&w, &median_of);
+    let mut tail_by_protocol: std::collections::BTreeMap<u8, (usize, usize)> = Default::default();
+    for r in &rows {
+        let t = tail_by_protocol.entry(w.keys[r.flow].protocol).or_default();
+        t.0 += r.above_p99;
+        t.1 += 1;
+    }
+    let cells: Vec<String> = tail_by_protocol
+        .iter()
+        .map(|(p, (above, n))| format!("protocol {p}: {above} of {tail} over {n} flows"))
+        .collect();
+    eprintln!("samples above p99 by protocol: {}", cells.join(", "));
+}
+
+/// One flow and what deciding it took, on one line.
+fn describe(w: &World, flow: usize) -> String {
+    let k = &w.keys[flow];
+    let kind = |a: IpAddr| match w.snapshot.endpoint_at(a) {
+        Some(_) if w.snapshot.is_host_address(a) => "host",
+        Some(_) => "wep",
+        None => "ext",
+    };
+    let profile = compile::profile::walk_profile(&w.snapshot, k);
+    let mut out = format!(
+        "{} p{} {}->{} dport {:?}:",
+        if profile.v6 { "v6" } else { "v4" },
+        k.protocol,
+        kind(k.src),
+        kind(k.dst),
+        k.dst_port.or(k.icmp_type.map(u16::from)),
+    );
+    for s in &profile.sides {
+        let _ = write!(
+            out,
+            " [{} {}e probes {} remote {} calls {} words {}+{} log {} pass {} named {}/{} at {:?}{}]",
+            if s.egress { "eg" } else { "in" },
+            s.entries,
+            s.probes,
+            match (s.remote_probed, s.remote_class_from_index) {
+                (false, _) => "-",
+                (true, true) => "idx",
+                (true, false) => "search",
+            },
+            s.first_match_calls,
+            s.first_words,
+            s.other_words,
+            s.logs,
+            s.passes,
+            s.named_failed,
+            s.named_checks,
+            s.decided_at,
+            if s.failsafe { " failsafe" } else { "" },
+        );
+    }
+    out
+}
+
+/// Mean of the per-flow medians grouped by a few features.
+fn feature_table(w: &World, median_of: &[u64]) {
+    let profiles: Vec<_> = w
+        .keys
+        .iter()
+        .map(|k| compile::profile::walk_profile(&w.snapshot, k))
+        .collect();
+    let group = |name: &str, key: &dyn Fn(&compile::profile::FlowProfile) -> String| {
+        let mut groups: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for (p, &m) in profiles.iter().zip(median_of) {
+            let g = groups.entry(key(p)).or_default();
+            g.0 += m;
+            g.1 += 1;
+        }
+        let cells: Vec<String> = groups
+            .iter()
+            .map(|(k, (sum, n))| format!("{k}: {} ns x{n}", sum / n))
+            .collect();
+        eprintln!("  by {name}: {}", cells.join(", "));
+    };
+    eprintln!("mean of per-flow medians:");
+    group("sides", &|p| p.sides.len().to_string());
+    group("probes", &|p| {
+        let probes: Vec<String> = p.sides.iter().map(|s| s.probes.to_string()).collect();
+        probes.join("+")
+    });
+    group("family", &|p| if p.v6 { "v6" } else { "v4" }.to_owned());
+    group("calls", &|p| {
+        p.sides
+            .iter()
+            .map(|s| s.first_match_calls)
+            .sum::<usize>()
+            .to_string()
+    });
+    group("first-probe words (/10)", &|p| {
+        (p.sides.iter().map(|s| s.first_words).sum::<usize>() / 10).to_string()
+    });
+    group("other words (/10)", &|p| {
+        (p.sides.iter().map(|s| s.other_words).sum::<usize>() / 10).to_string()
+    });
+    group("remote class searched", &|p| {
+        p.sides
+            .iter()
+            .filter(|s| s.remote_probed && !s.remote_class_from_index)
+            .count()
+            .to_string()
+    });
+    group("named checks", &|p| {
+        p.sides
+            .iter()
+            .map(|s| s.named_checks)
+            .sum::<usize>()
+            .to_string()
+    });
+    group("host sides", &|p| {
+        p.sides.iter().filter(|s| s.host).count().to_string()
+    });
+}
+
 criterion_group!(benches, classify);
 
 fn main() {
     if let Ok(spec) = std::env::var("CLASSIFY_DRIVE") {
         drive(&spec);
+        return;
+    }
+    if let Ok(spec) = std::env::var("CLASSIFY_FLOWS") {
+        flow_latencies(&spec);
         return;
     }
     benches();

@@ -32,6 +32,9 @@ pub(crate) mod bitset;
 mod build;
 pub(crate) mod classify;
 pub(crate) mod keys;
+/// Counting what the walk does for a flow: benchmark diagnostics, not for the packet path.
+#[doc(hidden)]
+pub mod profile;
 pub(crate) mod program;
 pub(crate) mod table;
 

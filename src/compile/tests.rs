@@ -1180,3 +1180,35 @@ fn over_budget_service_classes_leave_each_program_its_own_table() {
         }
     }
 }
+
+#[test]
+fn the_walk_profile_lands_on_the_deciding_rule_of_every_side() {
+    let flows = scale_flows(2_000, 11);
+    let (mut logs, mut passes) = (0, 0);
+    for rules in [100, 1000, 10_000] {
+        let r = resolve_yaml(&scale_yaml(rules, 5));
+        let snapshot = compile(&r, 1);
+        for flow in &flows {
+            let key = flow_key(flow);
+            let verdict = snapshot.decide(&key);
+            let profile = super::profile::walk_profile(&snapshot, &key);
+            let want: Vec<_> = [verdict.egress, verdict.ingress]
+                .into_iter()
+                .flatten()
+                .map(|s| (s.rule, s.logged.total() as usize))
+                .collect();
+            let got: Vec<_> = profile
+                .sides
+                .iter()
+                .map(|s| (s.rule.unwrap(), s.logs))
+                .collect();
+            assert_eq!(got, want, "{rules} rules: {flow:?}");
+            for side in &profile.sides {
+                assert!(side.failsafe || side.first_match_calls > side.logs + side.passes);
+                logs += side.logs;
+                passes += side.passes;
+            }
+        }
+    }
+    assert!(logs > 0 && passes > 0, "{logs} logs {passes} passes");
+}
