@@ -315,16 +315,8 @@ fn a_forwarder_refused_its_fifo_priority_exits_with_the_reason() {
     let Some(topology) = Topology::new("pgn") else {
         return;
     };
-    let output = Command::new("ip")
-        .args(["netns", "exec", &topology.namespace(Side::Gateway)])
-        .args(["prlimit", "--rtprio=0"])
-        .args([
-            "setpriv",
-            "--bounding-set",
-            "-sys_nice",
-            "--inh-caps",
-            "-sys_nice",
-        ])
+    let output = topology
+        .without_realtime_rights()
         .args([PKTGEN, "forward", "--backend", "afpacket", "--outside"])
         .arg(topology.port(PortSide::Outside))
         .arg("--inside")

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 
 use gateway::{Backend, ConfigDir, GatewayProcess, OPEN_POLICY, Signal};
 use portcullis::dataplane::PortSide;
-use support::{Side, Topology};
+use support::Topology;
 
 const PORTCULLIS: &str = env!("CARGO_BIN_EXE_portcullis");
 /// The kernel's numbers for the policies read back.
@@ -128,18 +128,10 @@ fn without_the_right_the_gateway_says_what_is_missing_and_does_not_forward() {
     };
     let dir = ConfigDir::new("worker-fifo-refused");
     dir.write("policy.yaml", OPEN_POLICY);
-    // Bounded: the gateway exits on its own once its worker is refused; `timeout` ends it
-    // (by its own PID) should it forward instead.
-    let output = Command::new("ip")
-        .args(["netns", "exec", &topology.namespace(Side::Gateway)])
-        .args(["timeout", "20", "prlimit", "--rtprio=0"])
-        .args([
-            "setpriv",
-            "--bounding-set",
-            "-sys_nice",
-            "--inh-caps",
-            "-sys_nice",
-        ])
+    // Bounded: the gateway exits on its own once its worker is refused; the helper's
+    // `timeout` ends it should it forward instead.
+    let output = topology
+        .without_realtime_rights()
         .args([PORTCULLIS, "run", "--config"])
         .arg(dir.path())
         .args(["--outside", &topology.port(PortSide::Outside)])

@@ -235,6 +235,20 @@ impl Topology {
         assert!(silenced.status.success(), "{silenced:?}");
     }
 
+    /// A command to run in the gateway's namespace as a process without the right to
+    /// `SCHED_FIFO`: `CAP_SYS_NICE` out of its bounding and inheritable sets, `RLIMIT_RTPRIO`
+    /// 0, and ended by `timeout` (by its own PID) after 20 s whatever it does. Add the
+    /// program and its arguments.
+    pub fn without_realtime_rights(&self) -> Command {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", &self.namespace(Side::Gateway)])
+            .args(["timeout", "20", "prlimit", "--rtprio=0"])
+            .args(["setpriv", "--bounding-set", "-sys_nice"])
+            .args(["--inh-caps", "-sys_nice"]);
+        command
+    }
+
     pub fn exec_outside(&self, command: &[&str]) -> Output {
         self.exec(Side::Outside, command)
     }
