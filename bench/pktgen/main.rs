@@ -381,14 +381,12 @@ impl Pacer {
     /// frame due now always goes).
     fn due_and_late(&self, position: u64, elapsed: Duration) -> (usize, u64) {
         let due = self.allowed(position, elapsed);
-        match self.max_catch_up {
-            Some(limit) if self.rate > 0 && due as u64 > limit.max(1) => {
-                let keep = limit.max(1);
-                (
-                    usize::try_from(keep).unwrap_or(usize::MAX),
-                    due as u64 - keep,
-                )
-            }
+        let keep = match self.max_catch_up {
+            Some(limit) if self.rate > 0 => usize::try_from(limit.max(1)).unwrap_or(usize::MAX),
+            _ => return (due, 0),
+        };
+        match due.checked_sub(keep) {
+            Some(late) if late > 0 => (keep, late as u64),
             _ => (due, 0),
         }
     }
