@@ -365,7 +365,11 @@ impl<'a> Walk<'a, '_> {
 /// Failsafe ports: inbound on ingress (remote = source), outbound on egress (remote =
 /// destination), by destination port.
 #[inline]
-fn failsafe_admits(snapshot: &Snapshot, direction: usize, flow: &FlowFields<'_>) -> bool {
+pub(super) fn failsafe_admits(
+    snapshot: &Snapshot,
+    direction: usize,
+    flow: &FlowFields<'_>,
+) -> bool {
     let remote = if direction == INGRESS {
         flow.key.src
     } else {

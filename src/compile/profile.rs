@@ -7,8 +7,8 @@
 use std::net::IpAddr;
 
 use super::bitset::{PlainProbe, Probe, ProbeSet};
-use super::classify::{FamilyKey, FlowFields, Walk};
-use super::program::{Act, EGRESS, INGRESS, NO_CHECK, ProbeField};
+use super::classify::{FamilyKey, FlowFields, Walk, failsafe_admits};
+use super::program::{Act, EGRESS, INGRESS, NO_CHECK, ProbeField, Program};
 use crate::snapshot::{AddressEntry, FlowKey, RuleId, Snapshot};
 
 /// How one side's walk went.
@@ -91,14 +91,7 @@ fn profile_side<K: FamilyKey>(
         host: address.host,
         ..SideProfile::default()
     };
-    let remote_ip = if direction == INGRESS {
-        flow.key.src
-    } else {
-        flow.key.dst
-    };
-    if address.host
-        && snapshot.failsafe[direction].admits(flow.key.protocol, flow.key.dst_port, remote_ip)
-    {
+    if address.host && failsafe_admits(snapshot, direction, flow) {
         side.failsafe = true;
         side.rule = Some(snapshot.failsafe_rule);
         return side;
@@ -119,32 +112,45 @@ fn profile_side<K: FamilyKey>(
         flow,
     };
     let entries = program.entries.len();
+    // The probes are made once per side, as `run_side` does; each search counts its words.
+    if program.dense {
+        let probes = walk.probes::<K, PlainProbe<'_>>(remote);
+        side.probes = probes.as_slice().len();
+        follow(snapshot, program, flow, &mut side, |cursor, side| {
+            counted_plain_scan(probes.as_slice(), cursor, entries, side)
+        });
+    } else {
+        let probes = walk.probes::<K, Probe<'_>>(remote);
+        side.probes = probes.as_slice().len();
+        follow(snapshot, program, flow, &mut side, |cursor, _| {
+            probes.as_slice().first_match(cursor, entries)
+        });
+    }
+    side
+}
+
+/// The walk of `Program::run`, counting: `search` finds the first entry at or after a cursor
+/// that every probe allows.
+fn follow(
+    snapshot: &Snapshot,
+    program: &Program,
+    flow: &FlowFields<'_>,
+    side: &mut SideProfile,
+    mut search: impl FnMut(usize, &mut SideProfile) -> Option<usize>,
+) {
     let mut cursor = 0;
     loop {
         side.first_match_calls += 1;
-        let found = if program.dense {
-            let probes = walk.probes::<K, PlainProbe<'_>>(remote);
-            side.probes = probes.as_slice().len();
-            counted_plain_scan(probes.as_slice(), cursor, entries, &mut side)
-        } else {
-            let probes = walk.probes::<K, Probe<'_>>(remote);
-            side.probes = probes.as_slice().len();
-            probes.as_slice().first_match(cursor, entries)
-        };
-        let Some(i) = found else {
-            return side;
+        let Some(i) = search(cursor, side) else {
+            return;
         };
         let Some(entry) = program.entries.get(i) else {
-            return side;
+            return;
         };
         cursor = i + 1;
         if entry.check != NO_CHECK {
             side.named_checks += 1;
-            let passes = program
-                .checks
-                .get(entry.check as usize)
-                .is_some_and(|c| snapshot.named_ports.check(c, &flow.facts));
-            if !passes {
+            if !program.named_check_passes(entry.check, &snapshot.named_ports, &flow.facts) {
                 side.named_failed += 1;
                 continue;
             }
@@ -153,7 +159,7 @@ fn profile_side<K: FamilyKey>(
             Act::Allow | Act::Deny => {
                 side.decided_at = Some(i);
                 side.rule = Some(entry.rule);
-                return side;
+                return;
             }
             Act::Log => side.logs += 1,
             Act::Pass => {

@@ -358,7 +358,12 @@ impl Program {
     /// The exact named-port check of an entry: rare, kept out of the walk's code.
     #[cold]
     #[inline(never)]
-    fn named_check_passes(&self, check: u32, named: &NamedPorts, facts: &PortFacts) -> bool {
+    pub(super) fn named_check_passes(
+        &self,
+        check: u32,
+        named: &NamedPorts,
+        facts: &PortFacts,
+    ) -> bool {
         self.checks
             .get(check as usize)
             .is_some_and(|c| named.check(c, facts))
