@@ -699,17 +699,13 @@ fn feature_table(w: &World, median_of: &[u64]) {
     });
     group("family", &|p| if p.v6 { "v6" } else { "v4" }.to_owned());
     group("calls", &|p| {
-        p.sides
-            .iter()
-            .map(|s| s.first_match_calls)
-            .sum::<usize>()
-            .to_string()
+        both_sides(p, |s| s.first_match_calls).to_string()
     });
     group("first-probe words (/10)", &|p| {
-        (p.sides.iter().map(|s| s.first_words).sum::<usize>() / 10).to_string()
+        (both_sides(p, |s| s.first_words) / 10).to_string()
     });
     group("other words (/10)", &|p| {
-        (p.sides.iter().map(|s| s.other_words).sum::<usize>() / 10).to_string()
+        (both_sides(p, |s| s.other_words) / 10).to_string()
     });
     group("remote class searched", &|p| {
         p.sides
@@ -719,15 +715,19 @@ fn feature_table(w: &World, median_of: &[u64]) {
             .to_string()
     });
     group("named checks", &|p| {
-        p.sides
-            .iter()
-            .map(|s| s.named_checks)
-            .sum::<usize>()
-            .to_string()
+        both_sides(p, |s| s.named_checks).to_string()
     });
     group("host sides", &|p| {
         p.sides.iter().filter(|s| s.host).count().to_string()
     });
+}
+
+/// A count summed over the sides of a flow that ran.
+fn both_sides(
+    p: &compile::profile::FlowProfile,
+    count: impl Fn(&compile::profile::SideProfile) -> usize,
+) -> usize {
+    p.sides.iter().map(count).sum()
 }
 
 criterion_group!(benches, classify);
