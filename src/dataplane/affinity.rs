@@ -164,7 +164,7 @@ pub fn current_thread_scheduling() -> io::Result<Scheduling> {
 }
 
 /// The kernel's policy number (without `SCHED_RESET_ON_FORK`) and priority, named.
-pub fn scheduling_of(policy: i32, priority: i32) -> Scheduling {
+fn scheduling_of(policy: i32, priority: i32) -> Scheduling {
     match policy & !libc::SCHED_RESET_ON_FORK {
         libc::SCHED_OTHER => Scheduling::Normal,
         libc::SCHED_FIFO => match u8::try_from(priority) {
