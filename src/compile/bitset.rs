@@ -76,12 +76,30 @@ impl FieldBits {
     }
 
     /// Number of distinct bitsets.
-    #[cfg(test)]
     pub fn distinct(&self) -> usize {
-        if self.dense {
-            self.pool.len() / self.words
+        let stored = if self.dense {
+            self.pool.len()
         } else {
-            self.rows.len() / self.words
+            self.rows.len()
+        };
+        stored / self.words.max(1)
+    }
+
+    /// A field that constrains nothing and holds no bitset.
+    pub fn inactive() -> FieldBits {
+        Store::new(1, true).finish(false, 0)
+    }
+
+    /// The words of bitset `id` into `out` (`words` long); zeros past the stored ones.
+    fn read_row(&self, id: usize, out: &mut [u64]) {
+        let start = id * self.words;
+        for (w, slot) in out.iter_mut().enumerate() {
+            *slot = if self.dense {
+                self.pool.get(start + w).copied().unwrap_or(0)
+            } else {
+                let at = self.rows.get(start + w).map_or(0, |&i| i as usize);
+                self.pool.get(at).copied().unwrap_or(0)
+            };
         }
     }
 
@@ -424,6 +442,54 @@ fn build_field_with<K: Key>(
     (store.finish(active, entries), table)
 }
 
+/// The joint field of two fields of one program (the same entries, the same layout): every
+/// distinct AND of a bitset of `x` and a bitset of `y`, and `ids[a * of_class.len() + c]`,
+/// the id of AND(`x`'s bitset `a`, `y`'s bitset `of_class[c]`) for every bitset `a` of `x`
+/// and every class `c`. Id 0 is the AND of both fields' bitsets 0 (their wild entries).
+/// `None` when the ids and the distinct rows would take more than `max_bytes`: the AND
+/// stops as soon as they do, so a large product costs little to refuse.
+pub(crate) fn build_joint(
+    x: &FieldBits,
+    y: &FieldBits,
+    of_class: &[u32],
+    entries: usize,
+    max_bytes: usize,
+) -> Option<(FieldBits, Box<[u32]>)> {
+    let (rows_x, classes) = (x.distinct(), of_class.len());
+    let words = x.words;
+    let ids_bytes = rows_x.checked_mul(classes)?.checked_mul(4)?;
+    if ids_bytes > max_bytes || y.words != words || y.dense != x.dense {
+        return None;
+    }
+    let mut store = Store::new(words, x.dense);
+    let (mut a, mut b, mut and) = (vec![0; words], vec![0; words], vec![0; words]);
+    let mut intern = |store: &mut Store, ia: usize, ib: usize| {
+        x.read_row(ia, &mut a);
+        y.read_row(ib, &mut b);
+        for ((o, &p), &q) in and.iter_mut().zip(&a).zip(&b) {
+            *o = p & q;
+        }
+        let id = store.intern(&and);
+        (ids_bytes + store.heap_bytes() <= max_bytes).then_some(id)
+    };
+    intern(&mut store, 0, 0)?;
+    // Per bitset of `x`, the joint id of each bitset of `y`, made once whatever the number
+    // of classes that share it.
+    let mut joint_of_y: Vec<u32> = vec![u32::MAX; y.distinct()];
+    let mut ids: Vec<u32> = Vec::with_capacity(rows_x * classes);
+    for ia in 0..rows_x {
+        joint_of_y.fill(u32::MAX);
+        for &ib in of_class {
+            let slot = joint_of_y.get_mut(ib as usize)?;
+            if *slot == u32::MAX {
+                *slot = intern(&mut store, ia, ib as usize)?;
+            }
+            ids.push(*slot);
+        }
+    }
+    Some((store.finish(true, entries), ids.into_boxed_slice()))
+}
+
 /// The distinct bitsets of a field while it is built, in either layout.
 struct Store {
     words: usize,
@@ -477,6 +543,11 @@ impl Store {
         }
         self.ids.insert(bits.to_vec(), id);
         id
+    }
+
+    /// What the bitsets stored so far take, as [`FieldBits::heap_bytes`] counts them.
+    fn heap_bytes(&self) -> usize {
+        (self.pool.len() + self.summaries.len()) * 8 + self.rows.len() * 4
     }
 
     fn finish(self, active: bool, entries: usize) -> FieldBits {
