@@ -16,7 +16,7 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::addrset::{AddrSet, Family, Key, RangeSet};
-use super::bitset::{build_field, build_joint};
+use super::bitset::{FieldBits, build_field, build_joint};
 use super::keys;
 use super::program::{
     Act, ClassedField, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, JointField,
@@ -170,10 +170,11 @@ fn probe_order(program: &Program, family: usize) -> ProbeOrder {
 /// rows), and over the whole snapshot, taken by programs in order until spent. The joint
 /// field is an accelerator: past its budget a program probes the two fields apart, as fast
 /// as before. At 10,000 bench rules the largest program's joint field takes about 140 KB
-/// (845 rows of 19 words and 48 × 69 ids) and all 28 take about 3.2 MB, against 7.8 MB of
-/// snapshot without them; the per-program cap is about twice the largest, and bounds the
-/// work of a hostile directory's product (the AND stops as soon as it is over); the
-/// snapshot cap keeps the joint fields from more than doubling such a snapshot.
+/// (845 rows of 19 words, 48 × 69 ids), and the joint fields of both families of all 28
+/// programs add about 3.0 MB net (they replace the two fields) to a 7.8 MB snapshot; at
+/// 1,000 rules 0.26 MB to 0.75 MB. The per-program cap is about twice the largest and
+/// bounds the work a hostile directory's product can cost (the AND stops as soon as it is
+/// over); the snapshot cap keeps the joint fields from more than doubling such a snapshot.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct JointBudget {
     pub per_program: usize,
@@ -185,6 +186,13 @@ pub(crate) const JOINT_BUDGET: JointBudget = JointBudget {
     snapshot: 8 << 20,
 };
 
+/// No joint field anywhere (tests compare against the fields apart).
+#[cfg(test)]
+pub(crate) const NO_JOINT: JointBudget = JointBudget {
+    per_program: 0,
+    snapshot: 0,
+};
+
 /// Give each program, per family, its joint address field where both address fields are
 /// active, the program uses the shared remote classes and the field fits `budget`; then
 /// its probe order anew.
@@ -193,33 +201,52 @@ fn join_addresses(programs: &mut [BuiltProgram], budget: JointBudget) {
     for built in programs.iter_mut() {
         let p = &mut built.program;
         let entries = p.entries.len();
-        let [local4, local6] = &p.local;
-        let pairs = [
-            (local4, &p.remote_v4.bits, &p.remote_v4.by_class[..]),
-            (local6, &p.remote_v6.bits, &p.remote_v6.by_class[..]),
-        ];
-        let joints = pairs.map(|(local, remote, by_class)| {
-            let wanted = local.is_active() && remote.is_active() && !by_class.is_empty();
-            let max_bytes = budget.per_program.min(left);
-            let built = wanted
-                .then(|| build_joint(local, remote, by_class, entries, max_bytes))
-                .flatten();
-            match built {
-                Some((bits, ids)) => {
-                    let joint = JointField {
-                        ids,
-                        classes: by_class.len(),
-                        bits,
-                    };
-                    left -= joint.heap_bytes();
-                    joint
-                }
-                None => JointField::unused(),
-            }
-        });
-        [p.joint_v4, p.joint_v6] = joints;
+        p.joint_v4 = join_family(
+            &mut p.local[0],
+            &mut p.remote_v4,
+            entries,
+            &mut left,
+            budget,
+        );
+        p.joint_v6 = join_family(
+            &mut p.local[1],
+            &mut p.remote_v6,
+            entries,
+            &mut left,
+            budget,
+        );
         p.order = [0, 1].map(|family| probe_order(p, family));
     }
+}
+
+/// The joint field of one family's own and other address, if wanted and within budget
+/// (taken from `left`); then the two fields it replaces are dropped, the walk reading
+/// only it. Else an unused one, the two fields left as they are.
+fn join_family<K: Key>(
+    local: &mut FieldBits,
+    remote: &mut RemoteField<K>,
+    entries: usize,
+    left: &mut usize,
+    budget: JointBudget,
+) -> JointField {
+    let wanted = local.is_active() && remote.bits.is_active() && !remote.by_class.is_empty();
+    let max_bytes = budget.per_program.min(*left);
+    let Some((bits, ids)) = wanted
+        .then(|| build_joint(local, &remote.bits, &remote.by_class, entries, max_bytes))
+        .flatten()
+    else {
+        return JointField::unused();
+    };
+    let joint = JointField {
+        ids,
+        classes: remote.by_class.len(),
+        bits,
+    };
+    *left -= joint.heap_bytes();
+    *local = FieldBits::inactive();
+    remote.bits = FieldBits::inactive();
+    remote.by_class = Box::default();
+    joint
 }
 
 /// One service class table for the snapshot, each program keeping its bitset id per class,

@@ -20,7 +20,7 @@
 //!   fields are one *joint* field: its bitset per (own-address bitset, remote class) is
 //!   their AND, made at compile time, so a side reads one row instead of two (at 10,000
 //!   bench rules 789 -> 710 instructions and 12.3 -> 10.2 L1 misses per verdict, for about
-//!   3.3 MB more snapshot); past a memory budget the program probes them apart
+//!   3.0 MB more snapshot); past a memory budget the program probes them apart
 //!   ([`program::JointField`]). The bitsets are AND-ed
 //!   word by word, guided by one-bit-per-word summaries, to find the first entry at or after a
 //!   cursor; Log records and moves on, Pass jumps ([`classify`]). Rule selectors become

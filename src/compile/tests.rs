@@ -944,7 +944,7 @@ fn assert_same_bitset(
 /// end, in both families.
 #[test]
 fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
-    use super::build::build_with;
+    use super::build::{NO_JOINT, build_with, build_with_joint};
     let mut texts = vec![
         format!("{WORLD}\n---\n{REMOTE_PREFIXES}"),
         scale_yaml(300, 11),
@@ -960,7 +960,8 @@ fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
     let mut endpoint_addresses = 0;
     for text in &texts {
         let r = resolve_yaml(text);
-        let shared = build_with(&r, 1, |_| usize::MAX);
+        // Joint address fields would drop the remote fields they replace.
+        let shared = build_with_joint(&r, 1, |_| usize::MAX, NO_JOINT);
         let own = build_with(&r, 1, |_| 0);
         let mut v4_ends: Vec<u32> = Vec::new();
         let mut v6_ends: Vec<u128> = Vec::new();
@@ -1286,17 +1287,27 @@ fn family_fields(
 }
 
 /// Where a program has a joint address field, its bitset for every (own-address bitset,
-/// remote class) pair holds exactly the entries of both separate bitsets, and the walk
-/// probes it in place of the two; in both families. Decisions equal the reference's.
+/// remote class) pair holds exactly the entries of both separate bitsets (as a snapshot
+/// without joint fields has them), the walk probes it in place of the two, and the two are
+/// dropped; in both families. Decisions equal the reference's.
 #[test]
 fn joint_address_fields_are_the_and_of_the_own_and_other_address_bitsets() {
+    use super::build::{NO_JOINT, build_with_joint};
     use super::program::ProbeField;
     let r = both_addresses();
     let snapshot = compile(&r, 1);
+    let apart = build_with_joint(&r, 1, |_| usize::MAX, NO_JOINT);
+    assert_eq!(snapshot.programs.len(), apart.programs.len());
     let mut joined = [0; 2];
-    for (i, p) in snapshot.programs.iter().enumerate() {
+    for (i, (p, q)) in snapshot
+        .programs
+        .iter()
+        .zip(apart.programs.iter())
+        .enumerate()
+    {
         for family in [0, 1] {
-            let (local, remote, by_class, joint, order) = family_fields(p, family);
+            let (local, remote, by_class, _, _) = family_fields(q, family);
+            let (own_left, remote_left, classes_left, joint, order) = family_fields(p, family);
             let both_active = local.is_active() && remote.is_active();
             assert_eq!(joint.is_used(), both_active, "program {i} family {family}");
             if !joint.is_used() {
@@ -1306,6 +1317,7 @@ fn joint_address_fields_are_the_and_of_the_own_and_other_address_bitsets() {
             joined[family] += 1;
             assert!(order.contains(&ProbeField::Joint), "program {i}: {order:?}");
             assert!(!order.contains(&ProbeField::Local) && !order.contains(&ProbeField::Remote));
+            assert!(!own_left.is_active() && !remote_left.is_active() && classes_left.is_empty());
             assert_eq!(joint.classes, by_class.len());
             assert_eq!(joint.ids.len(), local.distinct() * by_class.len());
             for a in 0..local.distinct() {
@@ -1336,16 +1348,12 @@ fn joint_address_fields_are_the_and_of_the_own_and_other_address_bitsets() {
 /// reference's in every layout.
 #[test]
 fn joint_address_fields_fall_back_to_separate_probes_over_budget() {
-    use super::build::{JOINT_BUDGET, JointBudget, build_with, build_with_joint};
+    use super::build::{JOINT_BUDGET, JointBudget, NO_JOINT, build_with, build_with_joint};
     use super::program::ProbeField;
     let r = both_addresses();
     let shared: fn(usize) -> usize = |_| usize::MAX;
     let joint = build_with_joint(&r, 1, shared, JOINT_BUDGET);
-    let none = JointBudget {
-        per_program: 0,
-        snapshot: usize::MAX,
-    };
-    let apart = build_with_joint(&r, 1, shared, none);
+    let apart = build_with_joint(&r, 1, shared, NO_JOINT);
     let joint_bytes = |s: &crate::snapshot::Snapshot| -> Vec<usize> {
         s.programs
             .iter()
@@ -1357,9 +1365,21 @@ fn joint_address_fields_fall_back_to_separate_probes_over_budget() {
     let used = joint_bytes(&joint);
     assert!(used.len() >= 4, "{} joint fields", used.len());
     assert!(joint_bytes(&apart).is_empty());
+    // Memory counts the joint fields, and not the separate fields they replace.
+    let replaced: usize = joint
+        .programs
+        .iter()
+        .zip(apart.programs.iter())
+        .flat_map(|(p, q)| [0, 1].map(|f| (family_fields(p, f).3.is_used(), family_fields(q, f))))
+        .filter(|&(used, _)| used)
+        .map(|(_, (local, remote, by_class, _, _))| {
+            local.heap_bytes() + remote.heap_bytes() + by_class.len() * 4
+        })
+        .sum();
+    assert!(replaced > 0);
     assert_eq!(
-        joint.memory_bytes() - apart.memory_bytes(),
-        used.iter().sum::<usize>(),
+        joint.memory_bytes() + replaced,
+        apart.memory_bytes() + used.iter().sum::<usize>(),
         "memory counts the joint fields"
     );
     for (i, p) in apart.programs.iter().enumerate() {
@@ -1383,11 +1403,34 @@ fn joint_address_fields_fall_back_to_separate_probes_over_budget() {
     let partial = build_with_joint(&r, 1, shared, first_only);
     assert_eq!(joint_bytes(&partial), vec![used[0]]);
 
+    // A per-program cap between the fields' sizes: exactly those within it.
+    let mut sizes = used.clone();
+    sizes.sort_unstable();
+    let cap = sizes[sizes.len() / 2];
+    let capped = build_with_joint(
+        &r,
+        1,
+        shared,
+        JointBudget {
+            per_program: cap,
+            snapshot: usize::MAX,
+        },
+    );
+    let within: Vec<usize> = used.iter().copied().filter(|&b| b <= cap).collect();
+    assert!(within.len() < used.len(), "{used:?} all within {cap}");
+    assert_eq!(joint_bytes(&capped), within);
+
     // Programs on their own remote tables have no shared classes to join on.
     let own = build_with(&r, 1, |_| 0);
     assert!(joint_bytes(&own).is_empty());
 
-    for (name, snapshot) in [("apart", &apart), ("partial", &partial), ("own", &own)] {
+    let layouts = [
+        ("apart", &apart),
+        ("partial", &partial),
+        ("capped", &capped),
+        ("own", &own),
+    ];
+    for (name, snapshot) in layouts {
         let compared = assert_same_decisions_of(name, &r, snapshot);
         assert!(compared > 1000, "{name}: only {compared} flows");
     }
