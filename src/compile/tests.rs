@@ -1340,6 +1340,34 @@ fn joint_address_fields_are_the_and_of_the_own_and_other_address_bitsets() {
     );
     let compared = assert_same_decisions_of("both addresses", &r, &snapshot);
     assert!(compared > 1000, "only {compared} flows");
+
+    // The diagnostic walk probes the joint fields too, and lands on the same rules.
+    let addrs = addresses(&r);
+    let mut joint_sides = 0;
+    for &src in &addrs {
+        for &dst in &addrs {
+            for flow in [
+                Flow::tcp(src, 40000, dst, 80),
+                Flow::udp(src, 53, dst, 8081),
+            ] {
+                let key = flow_key(&flow);
+                let verdict = snapshot.decide(&key);
+                let profile = super::profile::walk_profile(&snapshot, &key);
+                let want: Vec<_> = [verdict.egress, verdict.ingress]
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.rule)
+                    .collect();
+                let got: Vec<_> = profile.sides.iter().filter_map(|s| s.rule).collect();
+                assert_eq!(got, want, "{flow:?}");
+                joint_sides += profile.sides.iter().filter(|s| s.remote_probed).count();
+            }
+        }
+    }
+    assert!(
+        joint_sides > 100,
+        "{joint_sides} sides probing the other address"
+    );
 }
 
 /// Past the joint budget, or without shared remote classes, a program probes the own and
