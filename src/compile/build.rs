@@ -16,11 +16,11 @@ use std::sync::Arc;
 use ipnet::IpNet;
 
 use super::addrset::{AddrSet, Family, Key, RangeSet};
-use super::bitset::build_field;
+use super::bitset::{FieldBits, build_field, build_joint};
 use super::keys;
 use super::program::{
-    Act, ClassedField, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, L4Field,
-    NO_CHECK, NamedCheck, NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program,
+    Act, ClassedField, DeclaredPort, EGRESS, Entry, FailsafePorts, Field, INGRESS, JointField,
+    L4Field, NO_CHECK, NamedCheck, NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program,
     RemoteField, ServiceField, SideCheck,
 };
 use super::table::{AddressIndex, ClassTable, IntervalTable, RemoteClasses, ServiceClasses};
@@ -60,9 +60,20 @@ pub(crate) fn build_with(
     generation: u64,
     class_budget: fn(usize) -> usize,
 ) -> Snapshot {
+    build_with_joint(resolved, generation, class_budget, JOINT_BUDGET)
+}
+
+/// [`build_with`], with `joint_budget` for the joint address fields.
+pub(crate) fn build_with_joint(
+    resolved: &Resolved,
+    generation: u64,
+    class_budget: fn(usize) -> usize,
+    joint_budget: JointBudget,
+) -> Snapshot {
     let mut b = Builder::new(resolved);
     let endpoint_programs = b.assign_programs();
     let remote_classes = share_remote_classes(&mut b.programs, class_budget);
+    join_addresses(&mut b.programs, joint_budget);
     let service_classes = share_service_classes(&mut b.programs, class_budget);
     let (index_v4, index_v6) = b.index_addresses(&endpoint_programs, &remote_classes);
     let endpoint_names = resolved
@@ -124,6 +135,118 @@ const SHARED_CLASSES_TABLE_FACTOR: usize = 2;
 
 fn shared_classes_budget(own_table_bytes: usize) -> usize {
     SHARED_CLASSES_FLOOR.max(own_table_bytes.saturating_mul(SHARED_CLASSES_TABLE_FACTOR))
+}
+
+/// The fields a family of `program` probes, the sparsest first: the walk stops AND-ing a
+/// word at its first zero. Only fields that constrain something; the joint address field
+/// in place of the own and other address where the family has it.
+fn probe_order(program: &Program, family: usize) -> ProbeOrder {
+    let (remote, joint) = if family == 0 {
+        (&program.remote_v4.bits, &program.joint_v4)
+    } else {
+        (&program.remote_v6.bits, &program.joint_v6)
+    };
+    let local = program.local.get(family).unwrap_or(remote);
+    let addresses = if joint.is_used() {
+        vec![(ProbeField::Joint, &joint.bits)]
+    } else {
+        vec![(ProbeField::Local, local), (ProbeField::Remote, remote)]
+    };
+    let mut order: Vec<(ProbeField, u32)> = addresses
+        .into_iter()
+        .chain([
+            (ProbeField::Service, &program.service.bits),
+            (ProbeField::SrcPort, &program.src_port.bits),
+            (ProbeField::Icmp, &program.icmp.field.bits),
+        ])
+        .filter(|(_, bits)| bits.is_active())
+        .map(|(field, bits)| (field, bits.density()))
+        .collect();
+    order.sort_by_key(|&(_, density)| density);
+    ProbeOrder::new(order.into_iter().map(|(field, _)| field))
+}
+
+/// What the joint address fields ([`JointField`]) may take: per program (its ids and
+/// rows), and over the whole snapshot, taken by programs in order until spent. The joint
+/// field is an accelerator: past its budget a program probes the two fields apart, as fast
+/// as before. At 10,000 bench rules the largest program's joint field takes about 140 KB
+/// (845 rows of 19 words, 48 × 69 ids), and the joint fields of both families of all 28
+/// programs add about 3.0 MB net (they replace the two fields) to a 7.8 MB snapshot; at
+/// 1,000 rules 0.26 MB to 0.75 MB. The per-program cap is about twice the largest and
+/// bounds the work a hostile directory's product can cost (the AND stops as soon as it is
+/// over); the snapshot cap keeps the joint fields from more than doubling such a snapshot.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct JointBudget {
+    pub per_program: usize,
+    pub snapshot: usize,
+}
+
+pub(crate) const JOINT_BUDGET: JointBudget = JointBudget {
+    per_program: 256 << 10,
+    snapshot: 8 << 20,
+};
+
+/// No joint field anywhere (tests compare against the fields apart).
+#[cfg(test)]
+pub(crate) const NO_JOINT: JointBudget = JointBudget {
+    per_program: 0,
+    snapshot: 0,
+};
+
+/// Give each program, per family, its joint address field where both address fields are
+/// active, the program uses the shared remote classes and the field fits `budget`; then
+/// its probe order anew.
+fn join_addresses(programs: &mut [BuiltProgram], budget: JointBudget) {
+    let mut left = budget.snapshot;
+    for built in programs.iter_mut() {
+        let p = &mut built.program;
+        let entries = p.entries.len();
+        p.joint_v4 = join_family(
+            &mut p.local[0],
+            &mut p.remote_v4,
+            entries,
+            &mut left,
+            budget,
+        );
+        p.joint_v6 = join_family(
+            &mut p.local[1],
+            &mut p.remote_v6,
+            entries,
+            &mut left,
+            budget,
+        );
+        p.order = [0, 1].map(|family| probe_order(p, family));
+    }
+}
+
+/// The joint field of one family's own and other address, if wanted and within budget
+/// (taken from `left`); then the two fields it replaces are dropped, the walk reading
+/// only it. Else an unused one, the two fields left as they are.
+fn join_family<K: Key>(
+    local: &mut FieldBits,
+    remote: &mut RemoteField<K>,
+    entries: usize,
+    left: &mut usize,
+    budget: JointBudget,
+) -> JointField {
+    let wanted = local.is_active() && remote.bits.is_active() && !remote.by_class.is_empty();
+    let max_bytes = budget.per_program.min(*left);
+    let Some((bits, ids)) = wanted
+        .then(|| build_joint(local, &remote.bits, &remote.by_class, entries, max_bytes))
+        .flatten()
+    else {
+        return JointField::unused();
+    };
+    let joint = JointField {
+        ids,
+        classes: remote.by_class.len(),
+        bits,
+    };
+    *left -= joint.heap_bytes();
+    *local = FieldBits::inactive();
+    remote.bits = FieldBits::inactive();
+    remote.by_class = Box::default();
+    joint
 }
 
 /// One service class table for the snapshot, each program keeping its bitset id per class,
@@ -633,52 +756,42 @@ impl<'a> Builder<'a> {
         } else {
             (src4, dst4, src6, dst6)
         };
-        // Probe the sparsest fields first (the walk stops AND-ing a word at its first zero),
-        // and only fields that constrain something: own and other address in either family.
-        let mut order: Vec<(ProbeField, u32)> = [
-            (ProbeField::Local, &local4, &local6),
-            (ProbeField::Remote, &remote4, &remote6),
-            (ProbeField::Service, &service, &service),
-            (ProbeField::SrcPort, &sp, &sp),
-            (ProbeField::Icmp, &icmp, &icmp),
-        ]
-        .into_iter()
-        .filter(|(_, a, b)| a.is_active() || b.is_active())
-        .map(|(field, a, b)| (field, a.density().min(b.density())))
-        .collect();
-        order.sort_by_key(|&(_, density)| density);
-        BuiltProgram {
-            program: Program {
-                entries,
-                dense: service.is_dense(),
-                order: ProbeOrder::new(order.into_iter().map(|(field, _)| field)),
-                local: [local4, local6],
-                remote_v4: RemoteField {
-                    by_class: Box::default(),
-                    bits: remote4,
-                    table: remote4_table,
-                },
-                remote_v6: RemoteField {
-                    by_class: Box::default(),
-                    bits: remote6,
-                    table: remote6_table,
-                },
-                service: ServiceField {
-                    by_class: Box::default(),
-                    bits: service,
-                    table: service_table,
-                },
-                icmp: L4Field::new(Field {
-                    bits: icmp,
-                    table: icmp_table,
-                }),
-                icmp_only_for_icmp,
-                src_port: Field {
-                    bits: sp,
-                    table: sp_table,
-                },
-                checks: checks.into_boxed_slice(),
+        let mut program = Program {
+            entries,
+            dense: service.is_dense(),
+            order: [ProbeOrder::new([]); 2],
+            local: [local4, local6],
+            remote_v4: RemoteField {
+                by_class: Box::default(),
+                bits: remote4,
+                table: remote4_table,
             },
+            remote_v6: RemoteField {
+                by_class: Box::default(),
+                bits: remote6,
+                table: remote6_table,
+            },
+            service: ServiceField {
+                by_class: Box::default(),
+                bits: service,
+                table: service_table,
+            },
+            icmp: L4Field::new(Field {
+                bits: icmp,
+                table: icmp_table,
+            }),
+            icmp_only_for_icmp,
+            src_port: Field {
+                bits: sp,
+                table: sp_table,
+            },
+            checks: checks.into_boxed_slice(),
+            joint_v4: JointField::unused(),
+            joint_v6: JointField::unused(),
+        };
+        program.order = [0, 1].map(|family| probe_order(&program, family));
+        BuiltProgram {
+            program,
             local_v4: local4_table,
             local_v6: local6_table,
         }

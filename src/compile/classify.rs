@@ -16,7 +16,9 @@ use std::net::IpAddr;
 use super::addrset::Key;
 use super::bitset::{AllEntries, PlainProbe, PlainSet, Probe, ProbeList, ProbeOf, ProbeSet};
 use super::keys;
-use super::program::{Act, EGRESS, Entry, INGRESS, PortFacts, ProbeField, Program, RemoteField};
+use super::program::{
+    Act, EGRESS, Entry, INGRESS, JointField, PortFacts, ProbeField, Program, RemoteField,
+};
 use super::table::{AddressIndex, ClassTable};
 use crate::snapshot::{
     AddressEntry, EndpointId, FlowKey, FlowOutcome, FlowVerdict, LoggedRules, RuleId, SideVerdict,
@@ -52,6 +54,7 @@ pub(crate) trait FamilyKey: Key {
     const FAMILY: usize;
     fn index(snapshot: &Snapshot) -> &AddressIndex<Self, AddressEntry>;
     fn remote(program: &Program) -> &RemoteField<Self>;
+    fn joint(program: &Program) -> &JointField;
     fn remote_classes(snapshot: &Snapshot) -> &ClassTable<Self>;
 }
 
@@ -64,6 +67,10 @@ impl FamilyKey for u32 {
     #[inline]
     fn remote(program: &Program) -> &RemoteField<u32> {
         &program.remote_v4
+    }
+    #[inline]
+    fn joint(program: &Program) -> &JointField {
+        &program.joint_v4
     }
     #[inline]
     fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u32> {
@@ -80,6 +87,10 @@ impl FamilyKey for u128 {
     #[inline]
     fn remote(program: &Program) -> &RemoteField<u128> {
         &program.remote_v6
+    }
+    #[inline]
+    fn joint(program: &Program) -> &JointField {
+        &program.joint_v6
     }
     #[inline]
     fn remote_classes(snapshot: &Snapshot) -> &ClassTable<u128> {
@@ -307,14 +318,14 @@ pub(super) struct Walk<'a, 'f> {
 }
 
 impl<'a> Walk<'a, '_> {
-    /// One probe per active field of the program, in its order. Always inlined: with the
+    /// One probe per active field of the program, in its order for the family. Always inlined: with the
     /// diagnostic [`profile`](super::profile) as a second caller, LLVM kept it out of line
     /// (about 100 more instructions a verdict at 10,000 rules).
     #[inline(always)]
     pub fn probes<K: FamilyKey, P: ProbeOf<'a>>(&self, remote: K) -> ProbeList<P> {
         let (program, flow) = (self.program, self.flow);
         let mut probes = ProbeList::new(P::filler(&program.service.bits));
-        for &field in program.order.as_slice() {
+        for &field in program.order[K::FAMILY].as_slice() {
             let probe = match field {
                 ProbeField::Local => {
                     let local = &program.local[K::FAMILY];
@@ -326,6 +337,13 @@ impl<'a> Walk<'a, '_> {
                     remote,
                     flow.remote_class[self.direction],
                     K::remote_classes(self.snapshot),
+                ),
+                ProbeField::Joint => Some(
+                    K::joint(program).probe(
+                        self.address.local[self.direction],
+                        flow.remote_class[self.direction]
+                            .unwrap_or_else(|| K::remote_classes(self.snapshot).lookup(remote)),
+                    ),
                 ),
                 ProbeField::Service => program.service.probe_with(
                     || flow.service_class(self.snapshot),

@@ -25,8 +25,9 @@ pub struct SideProfile {
     pub dense: bool,
     /// Active probes (fields) of the program for this flow.
     pub probes: usize,
-    /// The program probes the other address, and that address's class came from its index
-    /// entry (an endpoint's) rather than a search of the class table.
+    /// The program probes the other address (alone or with the own one, as the joint
+    /// field), and that address's class came from its index entry (an endpoint's) rather
+    /// than a search of the class table.
     pub remote_probed: bool,
     pub remote_class_from_index: bool,
     /// Searches for the first entry every probe allows.
@@ -101,8 +102,9 @@ fn profile_side<K: FamilyKey>(
     };
     side.entries = program.entries.len();
     side.dense = program.dense;
-    side.remote_probed = program.order.as_slice().contains(&ProbeField::Remote)
-        && K::remote(program).bits.is_active();
+    let order = program.order[K::FAMILY].as_slice();
+    side.remote_probed = order.contains(&ProbeField::Joint)
+        || order.contains(&ProbeField::Remote) && K::remote(program).bits.is_active();
     side.remote_class_from_index = side.remote_probed && flow.remote_class[direction].is_some();
     let walk = Walk {
         snapshot,

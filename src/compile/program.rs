@@ -227,6 +227,54 @@ impl<K: super::addrset::Key> ClassedField<K> {
     }
 }
 
+/// The own and the other address of one family as one field, where it pays and fits (see
+/// `build::join_addresses`): its bitset of (own-address bitset id, other address's shared
+/// class) is the AND of the two fields' bitsets, made at compile time, so that a side reads
+/// one row instead of two and ANDs one probe fewer in every word it scans. At 10,000 bench
+/// rules a program's 30-48 own-address bitsets and 69 classes make only 386-845 distinct
+/// ANDs. When not in use (`ids` empty) the program probes the two fields apart.
+#[derive(Debug, Clone)]
+#[repr(C)]
+pub(crate) struct JointField {
+    /// Joint bitset id of own-address bitset `a` and class `c`: `ids[a * classes + c]`.
+    pub ids: Box<[u32]>,
+    /// The shared remote classes of the family.
+    pub classes: usize,
+    pub bits: FieldBits,
+}
+
+impl JointField {
+    /// No joint field: the program probes both address fields.
+    pub fn unused() -> JointField {
+        JointField {
+            ids: Box::default(),
+            classes: 0,
+            bits: FieldBits::inactive(),
+        }
+    }
+
+    pub fn is_used(&self) -> bool {
+        !self.ids.is_empty()
+    }
+
+    /// The joint bitset of own-address bitset `local` and remote class `class`. Out of
+    /// range (only a broken snapshot's), bitset 0: entries wild in both fields.
+    #[inline]
+    pub fn probe(&self, local: u32, class: u32) -> (&FieldBits, u32) {
+        let id = if (class as usize) < self.classes {
+            let at = local as usize * self.classes + class as usize;
+            self.ids.get(at).copied().unwrap_or(0)
+        } else {
+            0
+        };
+        (&self.bits, id)
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.ids.len() * 4 + self.bits.heap_bytes()
+    }
+}
+
 /// The ICMP field: most flows carry no ICMP type, and their bitset id is read from a
 /// 256-entry array by protocol number instead of searching the table.
 #[derive(Debug, Clone)]
@@ -267,6 +315,8 @@ pub(crate) enum ProbeField {
     Local,
     /// The other address.
     Remote,
+    /// Own and other address together ([`JointField`]), in place of `Local` and `Remote`.
+    Joint,
     /// Protocol and destination port.
     Service,
     SrcPort,
@@ -282,7 +332,7 @@ pub(crate) struct ProbeOrder {
 }
 
 impl ProbeOrder {
-    /// The first five of `fields` (a program has five probe fields).
+    /// The first five of `fields` (a family of a program probes five fields at most).
     pub fn new(fields: impl IntoIterator<Item = ProbeField>) -> ProbeOrder {
         let mut order = ProbeOrder {
             fields: [ProbeField::Local; 5],
@@ -308,8 +358,9 @@ impl ProbeOrder {
 #[repr(C)]
 pub(crate) struct Program {
     pub entries: Box<[Entry]>,
-    /// The active fields by increasing density of their bitsets: the sparsest first.
-    pub order: ProbeOrder,
+    /// Per family, the active fields by increasing density of their bitsets: the sparsest
+    /// first (with `Joint` in place of `Local` and `Remote` where the family has it).
+    pub order: [ProbeOrder; 2],
     /// Whether the fields keep plain bitsets (see [`FieldBits`]); the same for all of them.
     pub dense: bool,
     /// Whether every entry the ICMP field can rule out is one whose service field already
@@ -317,6 +368,8 @@ pub(crate) struct Program {
     /// all of them) skip the ICMP probe.
     pub icmp_only_for_icmp: bool,
     pub service: ServiceField,
+    /// Own and other address together, per family, where in use.
+    pub joint_v4: JointField,
     /// The other address, per family.
     pub remote_v4: RemoteField<u32>,
     pub src_port: Field<u32>,
@@ -325,6 +378,7 @@ pub(crate) struct Program {
     pub local: [FieldBits; 2],
     pub icmp: L4Field,
     pub remote_v6: RemoteField<u128>,
+    pub joint_v6: JointField,
     pub checks: Box<[NamedCheck]>,
 }
 
@@ -374,6 +428,8 @@ impl Program {
             + self.local.iter().map(FieldBits::heap_bytes).sum::<usize>()
             + self.remote_v4.heap_bytes()
             + self.remote_v6.heap_bytes()
+            + self.joint_v4.heap_bytes()
+            + self.joint_v6.heap_bytes()
             + self.service.heap_bytes()
             + self.icmp.heap_bytes()
             + self.src_port.heap_bytes()

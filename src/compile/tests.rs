@@ -463,7 +463,15 @@ fn ports(r: &Resolved) -> Vec<u16> {
 
 /// Every flow of the grid; returns how many were compared.
 fn assert_same_decisions(name: &str, r: &Resolved) -> usize {
-    let snapshot = compile(r, 1);
+    assert_same_decisions_of(name, r, &compile(r, 1))
+}
+
+/// [`assert_same_decisions`] for a snapshot of `r` built in some other way.
+fn assert_same_decisions_of(
+    name: &str,
+    r: &Resolved,
+    snapshot: &crate::snapshot::Snapshot,
+) -> usize {
     let addrs = addresses(r);
     let ports = ports(r);
     let mut compared = 0;
@@ -474,7 +482,7 @@ fn assert_same_decisions(name: &str, r: &Resolved) -> usize {
             }
             for flow in variants(src, dst, &ports) {
                 let want = reference(r, &flow);
-                let got = evaluate(&snapshot, &flow);
+                let got = evaluate(snapshot, &flow);
                 assert_eq!(got, want, "{name}: {flow:?}");
                 let fast = snapshot.decide(&flow_key(&flow));
                 assert_eq!(fast.allowed, want.is_allowed(), "{name}: {flow:?}");
@@ -936,7 +944,7 @@ fn assert_same_bitset(
 /// end, in both families.
 #[test]
 fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
-    use super::build::build_with;
+    use super::build::{NO_JOINT, build_with, build_with_joint};
     let mut texts = vec![
         format!("{WORLD}\n---\n{REMOTE_PREFIXES}"),
         scale_yaml(300, 11),
@@ -952,7 +960,8 @@ fn shared_remote_classes_give_each_program_its_own_tables_bitset() {
     let mut endpoint_addresses = 0;
     for text in &texts {
         let r = resolve_yaml(text);
-        let shared = build_with(&r, 1, |_| usize::MAX);
+        // Joint address fields would drop the remote fields they replace.
+        let shared = build_with_joint(&r, 1, |_| usize::MAX, NO_JOINT);
         let own = build_with(&r, 1, |_| 0);
         let mut v4_ends: Vec<u32> = Vec::new();
         let mut v6_ends: Vec<u128> = Vec::new();
@@ -1211,4 +1220,246 @@ fn the_walk_profile_lands_on_the_deciding_rule_of_every_side() {
         }
     }
     assert!(logs > 0 && passes > 0, "{logs} logs {passes} passes");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Joint own and other address fields
+
+/// Rules constraining both the own and the other address, in both families, over policies
+/// that select different endpoints: the programs get joint address fields.
+const BOTH_ADDRESSES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: both }
+spec:
+  selector: all()
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Allow, source: { nets: ["192.0.2.0/27"] }, destination: { selector: "app == 'api'" } }
+    - { action: Allow, source: { nets: ["2001:db8::/124"] }, destination: { selector: "app == 'api'" } }
+    - { action: Log, source: { selector: "role == 'db'" }, destination: { nets: ["192.0.2.10/31"] } }
+    - { action: Log, source: { selector: "role == 'db'" }, destination: { nets: ["2001:db8::10/127"] } }
+    - { action: Deny, source: { notNets: ["192.0.2.16/28"] }, destination: { notSelector: "role == 'web'" } }
+    - { action: Allow, protocol: TCP, source: { nets: ["2001:db8::20/126"] }, destination: { nets: ["2001:db8::/120"] } }
+  egress:
+    - { action: Deny, source: { selector: "app == 'api'" }, destination: { nets: ["192.0.2.20/30"] } }
+    - { action: Deny, source: { selector: "app == 'api'" }, destination: { nets: ["2001:db8::20/127"] } }
+    - { action: Allow, source: { nets: ["192.0.2.8/29"] }, destination: { selector: "has(role)" } }
+    - { action: Allow, source: { nets: ["2001:db8::10/124"] }, destination: { selector: "has(role)" } }
+    - { action: Deny, protocol: UDP, destination: { notNets: ["198.51.100.0/24"] } }
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: web-only }
+spec:
+  selector: role == 'web'
+  types: [Ingress]
+  ingress:
+    - { action: Deny, source: { nets: ["192.0.2.30/32"] }, destination: { nets: ["192.0.2.11/32"] } }
+    - { action: Deny, source: { nets: ["2001:db8::30/128"] }, destination: { nets: ["2001:db8::10/128"] } }
+"#;
+
+fn both_addresses() -> Resolved {
+    resolve_yaml(&format!(
+        "{WORLD}\n---\n{REMOTE_PREFIXES}\n---\n{BOTH_ADDRESSES}"
+    ))
+}
+
+/// A family's (own-address bits, remote field, joint field, probe order) of a program.
+fn family_fields(
+    p: &super::program::Program,
+    family: usize,
+) -> (
+    &super::bitset::FieldBits,
+    &super::bitset::FieldBits,
+    &[u32],
+    &super::program::JointField,
+    &[super::program::ProbeField],
+) {
+    let order = p.order[family].as_slice();
+    if family == 0 {
+        let r = &p.remote_v4;
+        (&p.local[0], &r.bits, &r.by_class, &p.joint_v4, order)
+    } else {
+        let r = &p.remote_v6;
+        (&p.local[1], &r.bits, &r.by_class, &p.joint_v6, order)
+    }
+}
+
+/// Where a program has a joint address field, its bitset for every (own-address bitset,
+/// remote class) pair holds exactly the entries of both separate bitsets (as a snapshot
+/// without joint fields has them), the walk probes it in place of the two, and the two are
+/// dropped; in both families. Decisions equal the reference's.
+#[test]
+fn joint_address_fields_are_the_and_of_the_own_and_other_address_bitsets() {
+    use super::build::{NO_JOINT, build_with_joint};
+    use super::program::ProbeField;
+    let r = both_addresses();
+    let snapshot = compile(&r, 1);
+    let apart = build_with_joint(&r, 1, |_| usize::MAX, NO_JOINT);
+    assert_eq!(snapshot.programs.len(), apart.programs.len());
+    let mut joined = [0; 2];
+    for (i, (p, q)) in snapshot
+        .programs
+        .iter()
+        .zip(apart.programs.iter())
+        .enumerate()
+    {
+        for family in [0, 1] {
+            let (local, remote, by_class, _, _) = family_fields(q, family);
+            let (own_left, remote_left, classes_left, joint, order) = family_fields(p, family);
+            let both_active = local.is_active() && remote.is_active();
+            assert_eq!(joint.is_used(), both_active, "program {i} family {family}");
+            if !joint.is_used() {
+                assert!(!order.contains(&ProbeField::Joint));
+                continue;
+            }
+            joined[family] += 1;
+            assert!(order.contains(&ProbeField::Joint), "program {i}: {order:?}");
+            assert!(!order.contains(&ProbeField::Local) && !order.contains(&ProbeField::Remote));
+            assert!(!own_left.is_active() && !remote_left.is_active() && classes_left.is_empty());
+            assert_eq!(joint.classes, by_class.len());
+            assert_eq!(joint.ids.len(), local.distinct() * by_class.len());
+            for a in 0..local.distinct() {
+                for (c, &b) in by_class.iter().enumerate() {
+                    let (bits, id) = joint.probe(a as u32, c as u32);
+                    for e in 0..p.entries.len() {
+                        assert_eq!(
+                            bits.contains(id as usize, e),
+                            local.contains(a, e) && remote.contains(b as usize, e),
+                            "program {i} family {family}: own {a}, class {c}, entry {e}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        joined[0] >= 2 && joined[1] >= 2,
+        "joint fields under test per family: {joined:?}"
+    );
+    let compared = assert_same_decisions_of("both addresses", &r, &snapshot);
+    assert!(compared > 1000, "only {compared} flows");
+
+    // The diagnostic walk probes the joint fields too, and lands on the same rules.
+    let addrs = addresses(&r);
+    let mut joint_sides = 0;
+    for &src in &addrs {
+        for &dst in &addrs {
+            for flow in [
+                Flow::tcp(src, 40000, dst, 80),
+                Flow::udp(src, 53, dst, 8081),
+            ] {
+                let key = flow_key(&flow);
+                let verdict = snapshot.decide(&key);
+                let profile = super::profile::walk_profile(&snapshot, &key);
+                let want: Vec<_> = [verdict.egress, verdict.ingress]
+                    .into_iter()
+                    .flatten()
+                    .map(|s| s.rule)
+                    .collect();
+                let got: Vec<_> = profile.sides.iter().filter_map(|s| s.rule).collect();
+                assert_eq!(got, want, "{flow:?}");
+                joint_sides += profile.sides.iter().filter(|s| s.remote_probed).count();
+            }
+        }
+    }
+    assert!(
+        joint_sides > 100,
+        "{joint_sides} sides probing the other address"
+    );
+}
+
+/// Past the joint budget, or without shared remote classes, a program probes the own and
+/// the other address apart, as without joint fields; the snapshot-wide budget stops at the
+/// programs it cannot hold; memory counts exactly the joint fields. Decisions stay the
+/// reference's in every layout.
+#[test]
+fn joint_address_fields_fall_back_to_separate_probes_over_budget() {
+    use super::build::{JOINT_BUDGET, JointBudget, NO_JOINT, build_with, build_with_joint};
+    use super::program::ProbeField;
+    let r = both_addresses();
+    let shared: fn(usize) -> usize = |_| usize::MAX;
+    let joint = build_with_joint(&r, 1, shared, JOINT_BUDGET);
+    let apart = build_with_joint(&r, 1, shared, NO_JOINT);
+    let joint_bytes = |s: &crate::snapshot::Snapshot| -> Vec<usize> {
+        s.programs
+            .iter()
+            .flat_map(|p| [&p.joint_v4, &p.joint_v6])
+            .filter(|j| j.is_used())
+            .map(|j| j.heap_bytes())
+            .collect()
+    };
+    let used = joint_bytes(&joint);
+    assert!(used.len() >= 4, "{} joint fields", used.len());
+    assert!(joint_bytes(&apart).is_empty());
+    // Memory counts the joint fields, and not the separate fields they replace.
+    let replaced: usize = joint
+        .programs
+        .iter()
+        .zip(apart.programs.iter())
+        .flat_map(|(p, q)| [0, 1].map(|f| (family_fields(p, f).3.is_used(), family_fields(q, f))))
+        .filter(|&(used, _)| used)
+        .map(|(_, (local, remote, by_class, _, _))| {
+            local.heap_bytes() + remote.heap_bytes() + by_class.len() * 4
+        })
+        .sum();
+    assert!(replaced > 0);
+    assert_eq!(
+        joint.memory_bytes() + replaced,
+        apart.memory_bytes() + used.iter().sum::<usize>(),
+        "memory counts the joint fields"
+    );
+    for (i, p) in apart.programs.iter().enumerate() {
+        for family in [0, 1] {
+            let (local, remote, _, _, order) = family_fields(p, family);
+            assert!(!order.contains(&ProbeField::Joint));
+            assert_eq!(order.contains(&ProbeField::Local), local.is_active(), "{i}");
+            assert_eq!(
+                order.contains(&ProbeField::Remote),
+                remote.is_active(),
+                "{i}"
+            );
+        }
+    }
+
+    // A snapshot budget of the first joint field only: that field, then nothing more.
+    let first_only = JointBudget {
+        per_program: usize::MAX,
+        snapshot: used[0],
+    };
+    let partial = build_with_joint(&r, 1, shared, first_only);
+    assert_eq!(joint_bytes(&partial), vec![used[0]]);
+
+    // A per-program cap between the fields' sizes: exactly those within it.
+    let mut sizes = used.clone();
+    sizes.sort_unstable();
+    let cap = sizes[sizes.len() / 2];
+    let capped = build_with_joint(
+        &r,
+        1,
+        shared,
+        JointBudget {
+            per_program: cap,
+            snapshot: usize::MAX,
+        },
+    );
+    let within: Vec<usize> = used.iter().copied().filter(|&b| b <= cap).collect();
+    assert!(within.len() < used.len(), "{used:?} all within {cap}");
+    assert_eq!(joint_bytes(&capped), within);
+
+    // Programs on their own remote tables have no shared classes to join on.
+    let own = build_with(&r, 1, |_| 0);
+    assert!(joint_bytes(&own).is_empty());
+
+    let layouts = [
+        ("apart", &apart),
+        ("partial", &partial),
+        ("capped", &capped),
+        ("own", &own),
+    ];
+    for (name, snapshot) in layouts {
+        let compared = assert_same_decisions_of(name, &r, snapshot);
+        assert!(compared > 1000, "{name}: only {compared} flows");
+    }
 }
