@@ -189,9 +189,11 @@ impl<'a> FlowFields<'a> {
     fn service_class(&self, snapshot: &Snapshot) -> u32 {
         let mut class = self.service_class.get();
         if class == NOT_LOOKED_UP {
-            class = snapshot
-                .service_classes
-                .lookup(self.key.protocol, self.key.dst_port);
+            let k = self.key;
+            class =
+                snapshot
+                    .service_classes
+                    .lookup(k.protocol, k.dst_port, k.icmp_type, k.icmp_code);
             self.service_class.set(class);
         }
         class
@@ -329,7 +331,11 @@ impl<'a> Walk<'a, '_> {
                 ),
                 ProbeField::Service => program.service.probe_with(
                     || flow.service_class(self.snapshot),
-                    || keys::service_key(flow.key.protocol, flow.key.dst_port),
+                    || {
+                        let k = flow.key;
+                        let classes = &self.snapshot.service_classes;
+                        classes.key(k.protocol, k.dst_port, k.icmp_type, k.icmp_code)
+                    },
                 ),
                 ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
                 ProbeField::Icmp

@@ -15,7 +15,9 @@
 //!   its bitset id through an array. The other address likewise has one class table per
 //!   family across the snapshot (an endpoint's address carries its class in its index
 //!   entry). Either field keeps each program's own table instead when the programs' class
-//!   arrays (programs × classes) would cost too much memory. The bitsets are AND-ed
+//!   arrays (programs × classes) would cost too much memory. For ICMP flows the service
+//!   key carries type and code in the port's place, so the service field holds the ICMP
+//!   criteria too and ICMP flows probe no field of their own ([`keys`]). The bitsets are AND-ed
 //!   word by word, guided by one-bit-per-word summaries, to find the first entry at or after a
 //!   cursor; Log records and moves on, Pass jumps ([`classify`]). Rule selectors become
 //!   address sets with the union semantics of SPEC §5 ([`addrset`]), memoized per selector.

@@ -228,7 +228,10 @@ impl<K: super::addrset::Key> ClassedField<K> {
 }
 
 /// The ICMP field: most flows carry no ICMP type, and their bitset id is read from a
-/// 256-entry array by protocol number instead of searching the table.
+/// 256-entry array by protocol number instead of searching the table. Inactive in every
+/// program of a snapshot that folds ICMP type and code into the service field (any
+/// snapshot whose rules put no port criterion on ICMP, which validation refuses: see
+/// [`keys`](super::keys)).
 #[derive(Debug, Clone)]
 pub(crate) struct L4Field {
     pub field: Field<u32>,
