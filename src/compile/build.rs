@@ -71,10 +71,11 @@ pub(crate) fn build_with_joint(
     joint_budget: JointBudget,
 ) -> Snapshot {
     let mut b = Builder::new(resolved);
+    b.icmp_in_service = b.icmp_foldable();
     let endpoint_programs = b.assign_programs();
     let remote_classes = share_remote_classes(&mut b.programs, class_budget);
     join_addresses(&mut b.programs, joint_budget);
-    let service_classes = share_service_classes(&mut b.programs, class_budget);
+    let service_classes = share_service_classes(&mut b.programs, class_budget, b.icmp_in_service);
     let (index_v4, index_v6) = b.index_addresses(&endpoint_programs, &remote_classes);
     let endpoint_names = resolved
         .endpoints
@@ -255,8 +256,10 @@ fn join_family<K: Key>(
 fn share_service_classes(
     programs: &mut [BuiltProgram],
     budget: fn(usize) -> usize,
+    icmp_in_service: bool,
 ) -> ServiceClasses {
-    ServiceClasses::new(share_classes(programs, |p| &mut p.program.service, budget))
+    let classes = share_classes(programs, |p| &mut p.program.service, budget);
+    ServiceClasses::new(classes, icmp_in_service)
 }
 
 /// One remote-address class table per family for the snapshot, unless its class arrays
@@ -485,6 +488,12 @@ struct RuleFields {
     icmp: Option<RangeSet<u32>>,
     src_port: Option<RangeSet<u32>>,
     check: Option<NamedCheck>,
+    /// The service and ICMP criteria together as folded service keys (see
+    /// [`folded_service`]), for snapshots that fold ICMP into the service field.
+    folded_service: Option<RangeSet<u32>>,
+    /// The rule's service criterion tells ICMP flows apart by port, so ICMP type and code
+    /// cannot take the port's place in the key (see [`folded_service`]).
+    icmp_unfoldable: bool,
 }
 
 /// The programs an endpoint runs, keyed by what determines them.
@@ -525,6 +534,9 @@ struct Builder<'a> {
     named_index: HashMap<(Option<Selector>, Vec<String>), u32>,
     programs: Vec<BuiltProgram>,
     program_index: HashMap<ProgramKey, u32>,
+    /// Whether the programs' service fields hold the ICMP criteria (see
+    /// [`Builder::icmp_foldable`]).
+    icmp_in_service: bool,
 }
 
 impl<'a> Builder<'a> {
@@ -549,7 +561,17 @@ impl<'a> Builder<'a> {
             named_index: HashMap::new(),
             programs: Vec::new(),
             program_index: HashMap::new(),
+            icmp_in_service: false,
         }
+    }
+
+    /// Whether every rule's criteria can be held as folded service keys (ICMP type and
+    /// code in the port's place for ICMP protocols): then no program needs an ICMP field,
+    /// and ICMP flows probe one field fewer per side. The service classes are the
+    /// snapshot's, so the choice is too. Compiles every rule's criteria, which the programs
+    /// would compile anyway (memoized), but for rules no endpoint runs.
+    fn icmp_foldable(&mut self) -> bool {
+        (0..self.ids.rules.len() as u32).all(|i| !self.rule_fields(RuleId(i)).icmp_unfoldable)
     }
 
     /// Each endpoint's program per direction, building programs as new keys appear.
@@ -741,8 +763,17 @@ impl<'a> Builder<'a> {
         let src6 = build_field(&column6(|r| r.src_v6.as_ref()), u128::MAX);
         let dst4 = build_field(&column4(|r| r.dst_v4.as_ref()), u32::MAX);
         let dst6 = build_field(&column6(|r| r.dst_v6.as_ref()), u128::MAX);
-        let (service, service_table) = build_field(&column4(|r| r.service.as_ref()), keys::L4_MAX);
-        let (icmp, icmp_table) = build_field(&column4(|r| r.icmp.as_ref()), keys::L4_MAX);
+        // Folded, the service field holds the ICMP criteria and the ICMP field none.
+        let (service, service_table) = if self.icmp_in_service {
+            build_field(&column4(|r| r.folded_service.as_ref()), keys::L4_MAX)
+        } else {
+            build_field(&column4(|r| r.service.as_ref()), keys::L4_MAX)
+        };
+        let (icmp, icmp_table) = if self.icmp_in_service {
+            build_field(&vec![None; fields.len()], keys::L4_MAX)
+        } else {
+            build_field(&column4(|r| r.icmp.as_ref()), keys::L4_MAX)
+        };
         let icmp_only_for_icmp = icmp_only_for_icmp(&fields);
         let (sp, sp_table) = build_field(&column4(|r| r.src_port.as_ref()), keys::PORT_MAX);
         // Ingress runs for the destination endpoint, egress for the source one.
@@ -879,13 +910,19 @@ impl<'a> Builder<'a> {
             src: src_check,
             dst: dst_check,
         });
+        let service = service_set(rule, self.port_set(&rule.dst));
+        let icmp = icmp_set(rule);
+        let dst_checked = check.as_ref().is_some_and(|c| c.dst.is_some());
+        let folded = folded_service(service.as_ref(), icmp.as_ref(), dst_checked);
         RuleFields {
             src_v4,
             src_v6,
             dst_v4: dst.as_ref().map(|s| s.v4.clone()),
             dst_v6: dst.map(|s| s.v6),
-            service: service_set(rule, self.port_set(&rule.dst)),
-            icmp: icmp_set(rule),
+            icmp_unfoldable: folded.is_none(),
+            folded_service: folded.flatten(),
+            service,
+            icmp,
             src_port: self.port_set(&rule.src),
             check,
         }
@@ -1122,6 +1159,46 @@ fn service_set(rule: &Rule, ports: Option<RangeSet<u32>>) -> Option<RangeSet<u32
     Some(RangeSet::from_ranges(product))
 }
 
+/// A rule's service and ICMP criteria as one set of folded service keys (see
+/// [`keys::flow_service_key`]): of protocols other than ICMP and ICMPv6, the service keys it
+/// accepts (none if it has an ICMP criterion, which only ICMP flows can meet); of each ICMP
+/// protocol it accepts, the L4 keys its ICMP criterion accepts (all if none). `None` inside:
+/// no criterion; `None` outside: not foldable, its service criterion accepting part of an
+/// ICMP protocol's keys (a port criterion on ICMP, which validation refuses), unless
+/// `dst_checked`: an exact named-port check of the destination then rules out the ports
+/// the whole protocol stands in for (named ports are declared for TCP, UDP and SCTP only,
+/// so on ICMP they only come from named ports without a protocol).
+fn folded_service(
+    service: Option<&RangeSet<u32>>,
+    icmp: Option<&RangeSet<u32>>,
+    dst_checked: bool,
+) -> Option<Option<RangeSet<u32>>> {
+    if service.is_none() && icmp.is_none() {
+        return Some(None);
+    }
+    let full = RangeSet::single(0, keys::L4_MAX);
+    let service = service.unwrap_or(&full);
+    let mut icmp_part = RangeSet::empty();
+    let mut icmp_blocks = RangeSet::empty();
+    for protocol in [keys::ICMP, keys::ICMPV6] {
+        let block = RangeSet::single(keys::protocol_base(protocol), keys::protocol_last(protocol));
+        let accepted = service.intersect(&block);
+        let whole = accepted.ranges() == block.ranges();
+        if !accepted.ranges().is_empty() && !whole && !dst_checked {
+            return None;
+        }
+        if !accepted.ranges().is_empty() {
+            icmp_part = icmp_part.union(&block);
+        }
+        icmp_blocks = icmp_blocks.union(&block);
+    }
+    let folded = match icmp {
+        Some(icmp) => icmp_part.intersect(icmp),
+        None => service.minus(&icmp_blocks).union(&icmp_part),
+    };
+    Some(Some(folded))
+}
+
 /// Whether every entry with an ICMP criterion has a service criterion within the ICMP and
 /// ICMPv6 blocks: then, for a flow of another protocol, the ICMP field rules out nothing the
 /// service field does not (see [`Program::icmp_only_for_icmp`]).
@@ -1227,5 +1304,63 @@ mod tests {
         assert!(icmp_only_for_icmp(&[&wild]));
         assert!(!icmp_only_for_icmp(&[&icmp_only, &no_service]));
         assert!(!icmp_only_for_icmp(&[&tcp_too, &wild]));
+    }
+
+    #[test]
+    fn folded_service_keys_hold_the_service_and_icmp_criteria_together() {
+        let icmp = icmp_block(keys::ICMP);
+        let icmp6 = icmp_block(keys::ICMPV6);
+        let tcp = icmp_block(keys::TCP);
+        let base = keys::protocol_base(keys::ICMP);
+        let type_8 = RangeSet::single(
+            base | keys::icmp_sub(8, None),
+            base | keys::icmp_sub(8, Some(255)),
+        );
+        let tcp_80 = RangeSet::single(
+            keys::service_key(keys::TCP, Some(80)),
+            keys::service_key(keys::TCP, Some(80)),
+        );
+        let icmp_port_80 = RangeSet::single(base | 81, base | 81);
+        // (service, icmp, destination named-port check) -> folded keys
+        type Keys<'a> = Option<&'a RangeSet<u32>>;
+        let cases: [(Keys<'_>, Keys<'_>, bool, _); 9] = [
+            (None, None, false, Some(None)),
+            (
+                Some(&icmp6.union(&tcp_80)),
+                None,
+                false,
+                Some(Some(icmp6.union(&tcp_80))),
+            ),
+            (Some(&tcp_80), None, false, Some(Some(tcp_80.clone()))),
+            (
+                Some(&tcp),
+                Some(&type_8),
+                false,
+                Some(Some(RangeSet::empty())),
+            ),
+            (Some(&icmp), None, false, Some(Some(icmp.clone()))),
+            (
+                Some(&icmp),
+                Some(&type_8),
+                false,
+                Some(Some(type_8.clone())),
+            ),
+            (None, Some(&type_8), false, Some(Some(type_8.clone()))),
+            // A port on ICMP: not foldable, unless an exact check sees the ports.
+            (Some(&icmp_port_80), None, false, None),
+            (
+                Some(&icmp_port_80.union(&tcp_80)),
+                None,
+                true,
+                Some(Some(icmp.union(&tcp_80))),
+            ),
+        ];
+        for (i, (service, icmp_set, checked, want)) in cases.into_iter().enumerate() {
+            let got = folded_service(service, icmp_set, checked);
+            let ranges = |s: &Option<Option<RangeSet<u32>>>| {
+                s.as_ref().map(|s| s.as_ref().map(|s| s.ranges().to_vec()))
+            };
+            assert_eq!(ranges(&got), ranges(&want), "case {i}");
+        }
     }
 }

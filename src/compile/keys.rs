@@ -10,6 +10,10 @@
 //!   holds both is far more selective than two that each hold half: an ICMP rule no longer
 //!   passes the port field of every TCP flow. The product of a rule's protocols and ports
 //!   stays small because port criteria need a protocol (named ports aside).
+//! - For ICMP and ICMPv6, when the snapshot folds ICMP into the service field ("ICMP in
+//!   service"), the service key is the flow's L4 key below instead: ICMP has no ports, so
+//!   the port half of the key says nothing there, and the type and code in its place let
+//!   the service field hold `icmp`/`notICMP` too, one probe fewer per side for ICMP flows.
 //! - ICMP type and code ("L4 key"): `protocol << 17 | sub`, where `sub` is `0` for every
 //!   protocol other than ICMP (1) and ICMPv6 (58) and, for those two, `0` when the flow
 //!   carries no ICMP type, else `1 + type * 257 + c` with `c = 0` for no code and `code + 1`
@@ -74,6 +78,23 @@ pub(crate) fn service_key(protocol: u8, dst_port: Option<u16>) -> u32 {
     protocol_base(protocol) | port_key(dst_port)
 }
 
+/// The service key of a flow as the snapshot's service field reads it: with
+/// `icmp_in_service`, the L4 key for ICMP and ICMPv6 flows (see the module documentation).
+#[inline]
+pub(crate) fn flow_service_key(
+    icmp_in_service: bool,
+    protocol: u8,
+    dst_port: Option<u16>,
+    icmp_type: Option<u8>,
+    icmp_code: Option<u8>,
+) -> u32 {
+    if icmp_in_service && is_icmp(protocol) {
+        l4_key(protocol, icmp_type, icmp_code)
+    } else {
+        service_key(protocol, dst_port)
+    }
+}
+
 /// The key of a port, or of its absence.
 #[inline]
 pub(crate) fn port_key(port: Option<u16>) -> u32 {
@@ -118,5 +139,29 @@ mod tests {
         assert!(service_key(255, Some(65535)) <= L4_MAX);
         assert!(service_key(6, Some(65535)) < protocol_base(7));
         assert_eq!(port_key(Some(65535)), PORT_MAX);
+    }
+
+    #[test]
+    fn the_folded_service_key_of_icmp_flows_is_their_l4_key() {
+        let cases = [
+            (ICMP, Some(7), Some(8), Some(0)),
+            (ICMPV6, None, Some(128), None),
+            (ICMP, None, None, Some(3)),
+        ];
+        for (protocol, port, t, c) in cases {
+            assert_eq!(
+                flow_service_key(true, protocol, port, t, c),
+                l4_key(protocol, t, c)
+            );
+            assert_eq!(
+                flow_service_key(false, protocol, port, t, c),
+                service_key(protocol, port)
+            );
+        }
+        // Other protocols keep their port, folded or not.
+        for fold in [false, true] {
+            let key = flow_service_key(fold, TCP, Some(443), Some(8), Some(0));
+            assert_eq!(key, service_key(TCP, Some(443)));
+        }
     }
 }

@@ -21,7 +21,9 @@
 //!   their AND, made at compile time, so a side reads one row instead of two (at 10,000
 //!   bench rules 789 -> 710 instructions and 12.3 -> 10.2 L1 misses per verdict, for about
 //!   3.0 MB more snapshot); past a memory budget the program probes them apart
-//!   ([`program::JointField`]). The bitsets are AND-ed
+//!   ([`program::JointField`]). For ICMP flows the service key carries type and code in
+//!   the port's place, so the service field holds the ICMP criteria too and ICMP flows
+//!   probe no field of their own ([`keys`]). The bitsets are AND-ed
 //!   word by word, guided by one-bit-per-word summaries, to find the first entry at or after a
 //!   cursor; Log records and moves on, Pass jumps ([`classify`]). Rule selectors become
 //!   address sets with the union semantics of SPEC §5 ([`addrset`]), memoized per selector.

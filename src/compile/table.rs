@@ -174,6 +174,9 @@ impl<K: Key> ClassTable<K> {
 #[derive(Debug, Clone)]
 pub(crate) struct ServiceClasses {
     table: ClassTable<u32>,
+    /// Whether the snapshot's service keys of ICMP flows carry their type and code (see
+    /// [`keys::flow_service_key`]); the same for every program, as the classes are.
+    pub icmp_in_service: bool,
     /// Class by port key (see [`keys::port_key`]) of TCP, then of UDP; both empty when the
     /// table is small (it stays in cache) or has more classes than a `u16` holds.
     tcp: Box<[u16]>,
@@ -185,7 +188,7 @@ pub(crate) struct ServiceClasses {
 const DIRECT_SERVICE_MIN_CLASSES: usize = 1024;
 
 impl ServiceClasses {
-    pub fn new(table: ClassTable<u32>) -> ServiceClasses {
+    pub fn new(table: ClassTable<u32>, icmp_in_service: bool) -> ServiceClasses {
         let classes = table.classes.intervals();
         let direct = (DIRECT_SERVICE_MIN_CLASSES..=usize::from(u16::MAX)).contains(&classes);
         let by_port = |protocol: u8| -> Box<[u16]> {
@@ -201,20 +204,46 @@ impl ServiceClasses {
             tcp: by_port(keys::TCP),
             udp: by_port(keys::UDP),
             table,
+            icmp_in_service,
         }
     }
 
-    /// The class of a flow's protocol and destination port.
+    /// The service key of a flow's protocol, destination port and ICMP type and code.
     #[inline]
-    pub fn lookup(&self, protocol: u8, dst_port: Option<u16>) -> u32 {
+    pub fn key(
+        &self,
+        protocol: u8,
+        dst_port: Option<u16>,
+        icmp_type: Option<u8>,
+        icmp_code: Option<u8>,
+    ) -> u32 {
+        keys::flow_service_key(
+            self.icmp_in_service,
+            protocol,
+            dst_port,
+            icmp_type,
+            icmp_code,
+        )
+    }
+
+    /// The class of a flow's protocol, destination port and ICMP type and code.
+    #[inline]
+    pub fn lookup(
+        &self,
+        protocol: u8,
+        dst_port: Option<u16>,
+        icmp_type: Option<u8>,
+        icmp_code: Option<u8>,
+    ) -> u32 {
+        let key = || self.key(protocol, dst_port, icmp_type, icmp_code);
         let direct = match protocol {
             keys::TCP => &self.tcp,
             keys::UDP => &self.udp,
-            _ => return self.table.lookup(keys::service_key(protocol, dst_port)),
+            _ => return self.table.lookup(key()),
         };
         match direct.get(keys::port_key(dst_port) as usize) {
             Some(&class) => u32::from(class),
-            None => self.table.lookup(keys::service_key(protocol, dst_port)),
+            None => self.table.lookup(key()),
         }
     }
 
@@ -585,14 +614,14 @@ mod tests {
             let refs: Vec<Option<&RangeSet<u32>>> = sets.iter().map(Some).collect();
             let (_, table) = build_field(&refs, L4_MAX);
             let (classes, _) = ClassTable::new(&[&table]);
-            let service = ServiceClasses::new(classes.clone());
+            let service = ServiceClasses::new(classes.clone(), false);
             assert_eq!(!service.tcp.is_empty() && !service.udp.is_empty(), direct);
             let mut wrong = 0;
             for protocol in [0u8, 1, TCP, UDP, 58, 132, 255] {
                 let port_list = std::iter::once(None).chain((0..=65535u16).map(Some));
                 for port in port_list {
                     let want = classes.lookup(service_key(protocol, port));
-                    wrong += usize::from(service.lookup(protocol, port) != want);
+                    wrong += usize::from(service.lookup(protocol, port, None, None) != want);
                 }
             }
             assert_eq!(wrong, 0, "{ranges} ranges");
