@@ -2,12 +2,12 @@
 //!
 //! Per flow: one endpoint-index probe per address and one lookup of the snapshot's service
 //! class (protocol and destination port, or ICMP type and code, shared by both sides and
-//! every program); per side
-//! that runs, the failsafe ports (host endpoints), then one table lookup per remaining active
-//! field of the side's program (the endpoint's own address needs none: its bitset id sits in
-//! the index entry; the service and other-address fields read their class's bitset id from
-//! an array, and the other address's class sits in its index entry when it is an
-//! endpoint's) and the walk.
+//! every program); per side that runs, the failsafe ports (host endpoints), then one table
+//! lookup per remaining active field of the side's program (the endpoint's own address needs
+//! none: its bitset id sits in the index entry; the service and other-address fields read
+//! their class's bitset id from an array, and the other address's class sits in its index
+//! entry when it is an endpoint's; the joint address field reads its bitset id from one
+//! array by both) and the walk.
 //! Nothing allocates: probes live in a fixed array, Log rules go to a fixed-size record.
 //! This module must not use model, selector or policy types (STYLE §2).
 //!
@@ -329,9 +329,9 @@ pub(super) struct Walk<'a, 'f> {
 }
 
 impl<'a> Walk<'a, '_> {
-    /// One probe per active field of the program, in its order for the family. Always inlined: with the
-    /// diagnostic [`profile`](super::profile) as a second caller, LLVM kept it out of line
-    /// (about 100 more instructions a verdict at 10,000 rules).
+    /// One probe per active field of the program, in its order for the family. Always
+    /// inlined: with the diagnostic [`profile`](super::profile) as a second caller, LLVM
+    /// kept it out of line (about 100 more instructions a verdict at 10,000 rules).
     #[inline(always)]
     pub fn probes<K: FamilyKey, P: ProbeOf<'a>>(&self, remote: K) -> ProbeList<P> {
         let (program, flow) = (self.program, self.flow);
