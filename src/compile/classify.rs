@@ -263,7 +263,7 @@ fn run_side<K: FamilyKey>(
         side.rule = snapshot.failsafe_rule;
         return;
     }
-    let Some(program) = snapshot.programs.get(address.programs[direction] as usize) else {
+    let Some((program, class_delta)) = side_program(snapshot, address, direction, flow) else {
         return;
     };
     let logged = &mut side.logged;
@@ -277,6 +277,7 @@ fn run_side<K: FamilyKey>(
         address,
         direction,
         flow,
+        class_delta,
     };
     // No hit is unreachable (every program ends in an entry that always matches): the
     // side stays a denial, fail-closed.
@@ -319,6 +320,25 @@ fn run_side<K: FamilyKey>(
     }
 }
 
+/// The program a side walks: its slot's variant for the flow's service region (see
+/// [`region`](super::region)), with what to add to the service class to index that
+/// program's class array.
+#[inline]
+pub(super) fn side_program<'a>(
+    snapshot: &'a Snapshot,
+    address: &AddressEntry,
+    direction: usize,
+    flow: &FlowFields<'_>,
+) -> Option<(&'a Program, u32)> {
+    let slot = address.programs[direction];
+    let variant = snapshot
+        .service_classes
+        .regions
+        .pick(slot, || flow.service_class(snapshot));
+    let program = snapshot.programs.get(variant.program as usize)?;
+    Some((program, variant.delta))
+}
+
 /// One side's program with what its probes are made of.
 pub(super) struct Walk<'a, 'f> {
     pub snapshot: &'a Snapshot,
@@ -326,6 +346,8 @@ pub(super) struct Walk<'a, 'f> {
     pub address: &'a AddressEntry,
     pub direction: usize,
     pub flow: &'f FlowFields<'f>,
+    /// Added to the flow's service class to index the program's class array.
+    pub class_delta: u32,
 }
 
 impl<'a> Walk<'a, '_> {
@@ -357,7 +379,10 @@ impl<'a> Walk<'a, '_> {
                     ),
                 ),
                 ProbeField::Service => program.service.probe_with(
-                    || flow.service_class(self.snapshot),
+                    || {
+                        flow.service_class(self.snapshot)
+                            .wrapping_add(self.class_delta)
+                    },
                     || {
                         let k = flow.key;
                         let classes = &self.snapshot.service_classes;
