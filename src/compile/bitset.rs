@@ -92,7 +92,7 @@ impl FieldBits {
     }
 
     /// The words of bitset `id` into `out` (`words` long); zeros past the stored ones.
-    pub(crate) fn read_row(&self, id: usize, out: &mut [u64]) {
+    fn read_row(&self, id: usize, out: &mut [u64]) {
         let start = id * self.words;
         for (w, slot) in out.iter_mut().enumerate() {
             *slot = if self.dense {
@@ -116,60 +116,6 @@ impl FieldBits {
         word >> (e & 63) & 1 == 1
     }
 
-    /// 64-entry words per bitset.
-    pub fn words(&self) -> usize {
-        self.words
-    }
-
-    /// The field over only the entries `keep` keeps (see [`Keep`]), in the layout `dense`
-    /// says: the bitsets `ids` (an old id may repeat) projected and deduplicated, with the
-    /// new id of each old one (`u32::MAX` for those not asked). Active if the parent is and
-    /// some projected bitset leaves out a kept entry: a field that rules out nothing in the
-    /// variant is not probed there.
-    pub fn project(
-        &self,
-        keep: &Keep,
-        ids: impl IntoIterator<Item = u32>,
-        dense: bool,
-    ) -> (FieldBits, Vec<u32>) {
-        let words = keep.words_out();
-        let mut store = Store::new(words, dense);
-        let mut remap = vec![u32::MAX; self.distinct()];
-        let (mut row, mut out) = (vec![0; self.words], vec![0; words]);
-        let all = keep.all_kept();
-        let mut active = false;
-        for id in ids {
-            let Some(slot) = remap.get_mut(id as usize) else {
-                continue;
-            };
-            if *slot != u32::MAX {
-                continue;
-            }
-            self.read_row(id as usize, &mut row);
-            keep.project_row(&row, &mut out);
-            active |= out != all;
-            *slot = store.intern(&out);
-        }
-        (store.finish(self.active && active, keep.kept), remap)
-    }
-
-    /// The field over only the entries `keep` keeps, every bitset projected and kept under
-    /// its id (none merged): for the own-address field, whose ids the endpoint index holds.
-    pub fn project_keeping_ids(&self, keep: &Keep, dense: bool) -> FieldBits {
-        let words = keep.words_out();
-        let mut store = Store::new(words, dense);
-        let (mut row, mut out) = (vec![0; self.words], vec![0; words]);
-        let all = keep.all_kept();
-        let mut active = false;
-        for id in 0..self.distinct() {
-            self.read_row(id, &mut row);
-            keep.project_row(&row, &mut out);
-            active |= out != all;
-            store.push(&out);
-        }
-        store.finish(self.active && active, keep.kept)
-    }
-
     /// Mean share of entries a bitset holds, in 1/1024ths.
     pub fn density(&self) -> u32 {
         self.density
@@ -178,117 +124,6 @@ impl FieldBits {
     pub fn heap_bytes(&self) -> usize {
         (self.pool.len() + self.summaries.len()) * 8 + self.rows.len() * 4
     }
-}
-
-/// Which entries of a program a variant keeps, and how a bitset over all of them becomes
-/// one over the kept ones (order kept): per word, its kept bits packed down and placed
-/// after those of the words before. The packing is Hacker's Delight's `compress` (7-4),
-/// its six masks made once per word: a few thousand rows per program are projected per
-/// variant, and bit-by-bit gathering cost about ten times as much.
-#[derive(Debug, Clone)]
-pub(crate) struct Keep {
-    words: Vec<KeptWord>,
-    /// Entries kept.
-    pub kept: usize,
-}
-
-#[derive(Debug, Clone, Copy)]
-struct KeptWord {
-    mask: u64,
-    moves: [u64; 6],
-    /// Bit offset of this word's kept entries in the projected bitset.
-    at: usize,
-}
-
-impl Keep {
-    /// Keep the entries whose bits are set in `mask` (one bit per entry, 64 to a word).
-    pub fn new(mask: &[u64]) -> Keep {
-        let mut at = 0;
-        let words = mask
-            .iter()
-            .map(|&m| {
-                let word = KeptWord {
-                    mask: m,
-                    moves: compress_moves(m),
-                    at,
-                };
-                at += m.count_ones() as usize;
-                word
-            })
-            .collect();
-        Keep { words, kept: at }
-    }
-
-    /// Words of a projected bitset.
-    pub fn words_out(&self) -> usize {
-        self.kept.div_ceil(64).max(1)
-    }
-
-    /// Whether entry `e` is kept.
-    pub fn keeps(&self, e: usize) -> bool {
-        self.words
-            .get(e >> 6)
-            .is_some_and(|w| w.mask >> (e & 63) & 1 == 1)
-    }
-
-    /// The projected bitset that holds every kept entry.
-    fn all_kept(&self) -> Vec<u64> {
-        let mut all = vec![0; self.words_out()];
-        for e in 0..self.kept {
-            all[e >> 6] |= 1 << (e & 63);
-        }
-        all
-    }
-
-    /// Project `row` (a bitset over all entries) into `out` (`words_out` long).
-    pub fn project_row(&self, row: &[u64], out: &mut [u64]) {
-        out.fill(0);
-        for (w, &x) in self.words.iter().zip(row) {
-            if w.mask == 0 {
-                continue;
-            }
-            let packed = compress(x, w.mask, &w.moves);
-            let (i, shift) = (w.at >> 6, w.at & 63);
-            if let Some(o) = out.get_mut(i) {
-                *o |= packed << shift;
-            }
-            if shift != 0
-                && let Some(o) = out.get_mut(i + 1)
-            {
-                *o |= packed >> (64 - shift);
-            }
-        }
-    }
-}
-
-/// The six move masks of Hacker's Delight's `compress` for `mask`.
-fn compress_moves(mut mask: u64) -> [u64; 6] {
-    let mut moves = [0; 6];
-    let mut mk = !mask << 1;
-    for (i, slot) in moves.iter_mut().enumerate() {
-        let mut mp = mk ^ (mk << 1);
-        mp ^= mp << 2;
-        mp ^= mp << 4;
-        mp ^= mp << 8;
-        mp ^= mp << 16;
-        mp ^= mp << 32;
-        let mv = mp & mask;
-        *slot = mv;
-        mask = (mask ^ mv) | (mv >> (1 << i));
-        mk &= !mp;
-    }
-    moves
-}
-
-/// The bits of `x` under `mask`, packed into the low bits in order.
-#[inline]
-fn compress(x: u64, mask: u64, moves: &[u64; 6]) -> u64 {
-    let mut x = x & mask;
-    for (i, &mv) in moves.iter().enumerate() {
-        let t = x & mv;
-        x = (x ^ t) | (t >> (1 << i));
-    }
-    x
 }
 
 /// A field's bitset as the walk reads it: built from the field and the bitset id its table
@@ -728,8 +563,6 @@ struct Store {
     word_ids: HashMap<u64, u32>,
     rows: Vec<u32>,
     summaries: Vec<u64>,
-    /// Bitsets stored (the next id).
-    stored: u32,
     /// Entries over all distinct bitsets.
     members: u64,
 }
@@ -744,7 +577,6 @@ impl Store {
             word_ids: HashMap::new(),
             rows: Vec::new(),
             summaries: Vec::new(),
-            stored: 0,
             members: 0,
         }
     }
@@ -754,15 +586,7 @@ impl Store {
         if let Some(&id) = self.ids.get(bits) {
             return id;
         }
-        let id = self.push(bits);
-        self.ids.insert(bits.to_vec(), id);
-        id
-    }
-
-    /// Store a bitset under the next id, whether or not an equal one is stored.
-    fn push(&mut self, bits: &[u64]) -> u32 {
-        let id = self.stored;
-        self.stored += 1;
+        let id = self.ids.len() as u32;
         self.members += bits.iter().map(|w| u64::from(w.count_ones())).sum::<u64>();
         if self.dense {
             self.pool.extend_from_slice(bits);
@@ -781,6 +605,7 @@ impl Store {
             }
             self.summaries.extend_from_slice(&summary);
         }
+        self.ids.insert(bits.to_vec(), id);
         id
     }
 
@@ -790,7 +615,7 @@ impl Store {
     }
 
     fn finish(self, active: bool, entries: usize) -> FieldBits {
-        let possible = (self.stored as usize * entries).max(1) as u64;
+        let possible = (self.ids.len() * entries).max(1) as u64;
         FieldBits {
             density: if active {
                 (self.members * 1024 / possible) as u32

@@ -23,7 +23,6 @@ use super::program::{
     L4Field, NO_CHECK, NamedCheck, NamedPorts, NetRange, PortList, ProbeField, ProbeOrder, Program,
     RemoteField, ServiceField, SideCheck,
 };
-use super::region::{SPLIT_BUDGET, SplitBudget, narrow_starts, split_programs};
 use super::table::{AddressIndex, ClassTable, IntervalTable, RemoteClasses, ServiceClasses};
 use crate::model::resources::Labels;
 use crate::model::settings::UnmatchedTrafficAction;
@@ -71,23 +70,6 @@ pub(crate) fn build_with_joint(
     class_budget: fn(usize) -> usize,
     joint_budget: JointBudget,
 ) -> Snapshot {
-    build_with_split(
-        resolved,
-        generation,
-        class_budget,
-        joint_budget,
-        SPLIT_BUDGET,
-    )
-}
-
-/// [`build_with_joint`], with `split` for the service regions (tests split small programs).
-pub(crate) fn build_with_split(
-    resolved: &Resolved,
-    generation: u64,
-    class_budget: fn(usize) -> usize,
-    joint_budget: JointBudget,
-    split: SplitBudget,
-) -> Snapshot {
     let mut b = Builder::new(resolved);
     b.icmp_in_service = b.icmp_foldable();
     let endpoint_programs = b.assign_programs();
@@ -101,7 +83,6 @@ pub(crate) fn build_with_split(
         .map(|e| e.display_name.clone())
         .collect();
     let compiled_entries = b.programs.iter().map(|p| p.program.entries.len()).sum();
-    let narrow = narrow_starts(b.service_ranges());
     let rules = b.ids.metas.into_boxed_slice();
     let has_untracked = b.programs.iter().any(|p| {
         p.program.entries.iter().any(|e| {
@@ -110,10 +91,7 @@ pub(crate) fn build_with_split(
                 .is_some_and(|m| m.stage == RuleStage::Untracked)
         })
     });
-    let mut programs: Vec<Program> = b.programs.into_iter().map(|p| p.program).collect();
-    let mut service_classes = service_classes;
-    split_programs(&mut programs, &mut service_classes, &narrow, split);
-    let programs = programs.into_boxed_slice();
+    let programs = b.programs.into_iter().map(|p| p.program).collect();
     Snapshot {
         generation,
         index_v4,
@@ -163,7 +141,7 @@ fn shared_classes_budget(own_table_bytes: usize) -> usize {
 /// The fields a family of `program` probes, the sparsest first: the walk stops AND-ing a
 /// word at its first zero. Only fields that constrain something; the joint address field
 /// in place of the own and other address where the family has it.
-pub(super) fn probe_order(program: &Program, family: usize) -> ProbeOrder {
+fn probe_order(program: &Program, family: usize) -> ProbeOrder {
     let (remote, joint) = if family == 0 {
         (&program.remote_v4.bits, &program.joint_v4)
     } else {
@@ -594,22 +572,6 @@ impl<'a> Builder<'a> {
     /// would compile anyway (memoized), but for rules no endpoint runs.
     fn icmp_foldable(&mut self) -> bool {
         (0..self.ids.rules.len() as u32).all(|i| !self.rule_fields(RuleId(i)).icmp_unfoldable)
-    }
-
-    /// The service-key ranges of every compiled rule, as the service field holds them.
-    fn service_ranges(&self) -> Vec<(u32, u32)> {
-        self.compiled
-            .iter()
-            .flatten()
-            .filter_map(|f| {
-                if self.icmp_in_service {
-                    f.folded_service.as_ref()
-                } else {
-                    f.service.as_ref()
-                }
-            })
-            .flat_map(|set| set.ranges().iter().copied())
-            .collect()
     }
 
     /// Each endpoint's program per direction, building programs as new keys appear.

@@ -18,6 +18,30 @@
 //! and 1,091 (the probe lists copied, the walk out of line). Neither was faster: criterion
 //! medians at 10,000 rules 197-243 ns against 166-197 ns without, first variant; 265 ns
 //! against 224 ns, second (alternating runs on the shared machine, load 2-3.5).
+//!
+//! Service regions (a first cut of each large program on the service key) were tried and
+//! not kept (the commit before the one that took them out holds the code). The snapshot's
+//! service classes were split into regions (one per protocol the rules name and the gaps
+//! between them, plus K chunks of a protocol's keys cut at quantiles of the starts of the
+//! rules' narrow ranges); each program of 4 words or more got one variant per distinct set
+//! of entries a region keeps (entries whose service set meets it, order kept, Pass targets
+//! moved to the next kept entry, every field's bitsets projected onto the kept entries with
+//! a word-wise bit compress, class arrays cut to the region's classes); the flow's service
+//! class carried its region in its top bits and each side read its slot's (program, class
+//! offset) from a dispatch table. Exact (unit cases with a forced split, the 1,024 bench
+//! flows), and the walk read fewer words: the slowest bench flows at 10,000 rules 19+19
+//! words per side before, 12-14 with protocol regions only, 5-6 with K = 4. But per
+//! verdict at 10,000 bench rules (callgrind, D1 48 KiB): instructions 678 -> 654 (protocol
+//! regions, 106 programs instead of 28), 624 (K = 2, 184), 607 (K = 4, 340); L1 misses
+//! 9.87 -> 9.59, 11.0, 12.4: the word loop was only about 165 of the 678 instructions (most
+//! walks end within a few words), and each variant has its own rows and class arrays, so
+//! the flows reuse fewer lines and misses grow with the variants. Criterion estimates of
+//! `classify/compiled/10000`, old and protocol regions by turns: 174/146, 103/104,
+//! 126/155, 153/165, 149/175 ns (no gain above the noise; K = 4: 128, 93, 172 ns). The
+//! cost: `compile/10000` 59-88 ms -> 97-134 ms (protocol regions) and 134-191 ms (K = 4),
+//! over the 100 ms target; snapshot 10.7 MB -> 11.5 MB and 19.9 MB; and where nothing
+//! splits (10, 100 and 1,000 rules) about 40 instructions more per verdict for the dispatch
+//! (382 -> 421, 598 -> 639, 578 -> 618).
 
 use std::cell::Cell;
 use std::net::IpAddr;
@@ -263,7 +287,7 @@ fn run_side<K: FamilyKey>(
         side.rule = snapshot.failsafe_rule;
         return;
     }
-    let Some((program, class_delta)) = side_program(snapshot, address, direction, flow) else {
+    let Some(program) = snapshot.programs.get(address.programs[direction] as usize) else {
         return;
     };
     let logged = &mut side.logged;
@@ -277,7 +301,6 @@ fn run_side<K: FamilyKey>(
         address,
         direction,
         flow,
-        class_delta,
     };
     // No hit is unreachable (every program ends in an entry that always matches): the
     // side stays a denial, fail-closed.
@@ -320,25 +343,6 @@ fn run_side<K: FamilyKey>(
     }
 }
 
-/// The program a side walks: its slot's variant for the flow's service region (see
-/// [`region`](super::region)), with what to add to the service class to index that
-/// program's class array.
-#[inline]
-pub(super) fn side_program<'a>(
-    snapshot: &'a Snapshot,
-    address: &AddressEntry,
-    direction: usize,
-    flow: &FlowFields<'_>,
-) -> Option<(&'a Program, u32)> {
-    let slot = address.programs[direction];
-    let variant = snapshot
-        .service_classes
-        .regions
-        .pick(slot, || flow.service_class(snapshot));
-    let program = snapshot.programs.get(variant.program as usize)?;
-    Some((program, variant.delta))
-}
-
 /// One side's program with what its probes are made of.
 pub(super) struct Walk<'a, 'f> {
     pub snapshot: &'a Snapshot,
@@ -346,8 +350,6 @@ pub(super) struct Walk<'a, 'f> {
     pub address: &'a AddressEntry,
     pub direction: usize,
     pub flow: &'f FlowFields<'f>,
-    /// Added to the flow's service class to index the program's class array.
-    pub class_delta: u32,
 }
 
 impl<'a> Walk<'a, '_> {
@@ -379,10 +381,7 @@ impl<'a> Walk<'a, '_> {
                     ),
                 ),
                 ProbeField::Service => program.service.probe_with(
-                    || {
-                        flow.service_class(self.snapshot)
-                            .wrapping_add(self.class_delta)
-                    },
+                    || flow.service_class(self.snapshot),
                     || {
                         let k = flow.key;
                         let classes = &self.snapshot.service_classes;

@@ -44,7 +44,6 @@ pub(crate) mod keys;
 #[doc(hidden)]
 pub mod profile;
 pub(crate) mod program;
-pub(crate) mod region;
 pub(crate) mod table;
 
 use crate::policy::eval::MIXED_FAMILIES_NOTE;

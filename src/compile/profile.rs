@@ -7,7 +7,7 @@
 use std::net::IpAddr;
 
 use super::bitset::{PlainProbe, Probe, ProbeSet};
-use super::classify::{FamilyKey, FlowFields, Walk, failsafe_admits, side_program};
+use super::classify::{FamilyKey, FlowFields, Walk, failsafe_admits};
 use super::program::{Act, EGRESS, INGRESS, NO_CHECK, ProbeField, Program};
 use crate::snapshot::{AddressEntry, FlowKey, RuleId, Snapshot};
 
@@ -97,7 +97,7 @@ fn profile_side<K: FamilyKey>(
         side.rule = Some(snapshot.failsafe_rule);
         return side;
     }
-    let Some((program, class_delta)) = side_program(snapshot, address, direction, flow) else {
+    let Some(program) = snapshot.programs.get(address.programs[direction] as usize) else {
         return side;
     };
     side.entries = program.entries.len();
@@ -112,7 +112,6 @@ fn profile_side<K: FamilyKey>(
         address,
         direction,
         flow,
-        class_delta,
     };
     let entries = program.entries.len();
     // The probes are made once per side, as `run_side` does; each search counts its words.

@@ -20,7 +20,6 @@
 
 use super::addrset::Key;
 use super::keys;
-use super::region::{REGION_SHIFT, Regions};
 
 /// Largest radix index, in buckets.
 const MAX_BUCKETS: usize = 1 << 16;
@@ -98,12 +97,6 @@ impl<K: Key> IntervalTable<K> {
         }
     }
 
-    /// The same intervals with each value `v` replaced by `f(v)`.
-    pub fn map_values(&self, f: impl Fn(u32) -> u32) -> IntervalTable<K> {
-        let steps = self.steps.iter().map(|&(bound, v)| (bound, f(v)));
-        IntervalTable::from_breaks(steps, f(self.below))
-    }
-
     /// Number of intervals.
     pub fn intervals(&self) -> usize {
         self.steps.len() + 1
@@ -152,13 +145,9 @@ impl<K: Key> ClassTable<K> {
     }
 
     /// Number of classes.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.classes.intervals()
-    }
-
-    /// The first key of every class but class 0 (which starts at zero), ascending.
-    pub fn starts(&self) -> impl Iterator<Item = K> + '_ {
-        self.classes.bounds()
     }
 
     pub fn heap_bytes(&self) -> usize {
@@ -188,14 +177,10 @@ pub(crate) struct ServiceClasses {
     /// Whether the snapshot's service keys of ICMP flows carry their type and code (see
     /// [`keys::flow_service_key`]); the same for every program, as the classes are.
     pub icmp_in_service: bool,
-    /// Class by port key (see [`keys::port_key`]) of TCP, then of UDP, as the table gives
-    /// it (with its region: see [`ServiceClasses::set_regions`]); both empty when the table
-    /// is small (it stays in cache) or has more classes than a `u16` holds.
-    tcp: Box<[u32]>,
-    udp: Box<[u32]>,
-    /// The regions of the classes and the program each program slot walks in each (see
-    /// [`region`](super::region)); a single region when no program is split.
-    pub regions: Regions,
+    /// Class by port key (see [`keys::port_key`]) of TCP, then of UDP; both empty when the
+    /// table is small (it stays in cache) or has more classes than a `u16` holds.
+    tcp: Box<[u16]>,
+    udp: Box<[u16]>,
 }
 
 /// Service tables of fewer classes keep no direct arrays: they stay in cache as they are,
@@ -204,33 +189,23 @@ const DIRECT_SERVICE_MIN_CLASSES: usize = 1024;
 
 impl ServiceClasses {
     pub fn new(table: ClassTable<u32>, icmp_in_service: bool) -> ServiceClasses {
+        let classes = table.classes.intervals();
+        let direct = (DIRECT_SERVICE_MIN_CLASSES..=usize::from(u16::MAX)).contains(&classes);
+        let by_port = |protocol: u8| -> Box<[u16]> {
+            if !direct {
+                return Box::default();
+            }
+            let first = keys::service_key(protocol, None);
+            (0..=keys::PORT_MAX)
+                .map(|port| u16::try_from(table.lookup(first + port)).unwrap_or(u16::MAX))
+                .collect()
+        };
         ServiceClasses {
-            tcp: direct_classes(&table, keys::TCP),
-            udp: direct_classes(&table, keys::UDP),
+            tcp: by_port(keys::TCP),
+            udp: by_port(keys::UDP),
             table,
             icmp_in_service,
-            regions: Regions::single(),
         }
-    }
-
-    /// Split the classes into regions: class `c` of region `r` is looked up as
-    /// `c | r << REGION_SHIFT`, so that a flow's class names its region with no other read
-    /// (see [`region`](super::region)). `bounds[r]..bounds[r + 1]` are region `r`'s classes.
-    pub fn set_regions(&mut self, regions: Regions, bounds: &[u32]) {
-        let region_of = |c: u32| bounds.partition_point(|&b| b <= c).saturating_sub(1) as u32;
-        let tagged = self
-            .table
-            .classes
-            .map_values(|c| c | region_of(c) << REGION_SHIFT);
-        self.table = ClassTable { classes: tagged };
-        self.tcp = direct_classes(&self.table, keys::TCP);
-        self.udp = direct_classes(&self.table, keys::UDP);
-        self.regions = regions;
-    }
-
-    /// The snapshot-wide class table.
-    pub fn table(&self) -> &ClassTable<u32> {
-        &self.table
     }
 
     /// The service key of a flow's protocol, destination port and ICMP type and code.
@@ -267,7 +242,7 @@ impl ServiceClasses {
             _ => return self.table.lookup(key()),
         };
         match direct.get(keys::port_key(dst_port) as usize) {
-            Some(&class) => class,
+            Some(&class) => u32::from(class),
             None => self.table.lookup(key()),
         }
     }
@@ -279,20 +254,8 @@ impl ServiceClasses {
     }
 
     pub fn heap_bytes(&self) -> usize {
-        self.table.heap_bytes() + (self.tcp.len() + self.udp.len()) * 4 + self.regions.heap_bytes()
+        self.table.heap_bytes() + (self.tcp.len() + self.udp.len()) * 2
     }
-}
-
-/// The classes of a port protocol's keys by port key, or none when the table is small.
-fn direct_classes(table: &ClassTable<u32>, protocol: u8) -> Box<[u32]> {
-    let direct = (DIRECT_SERVICE_MIN_CLASSES..=usize::from(u16::MAX)).contains(&table.len());
-    if !direct {
-        return Box::default();
-    }
-    let first = keys::service_key(protocol, None);
-    (0..=keys::PORT_MAX)
-        .map(|port| table.lookup(first + port))
-        .collect()
 }
 
 /// Every bound of `tables`, ascending, once.

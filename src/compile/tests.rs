@@ -1544,30 +1544,3 @@ fn joint_address_fields_fall_back_to_separate_probes_over_budget() {
         assert!(compared > 1000, "{name}: only {compared} flows");
     }
 }
-
-#[test]
-fn split_programs_decide_as_the_reference() {
-    use super::build::{JOINT_BUDGET, build_with_split};
-    use super::region::SplitBudget;
-    let split = SplitBudget {
-        min_words: 0,
-        entry_factor: 64,
-        snapshot_bytes: usize::MAX,
-    };
-    let mut split_cases = 0;
-    for &(name, yaml, with_world) in CASES {
-        let text = if with_world {
-            format!("{WORLD}\n---\n{yaml}")
-        } else {
-            yaml.to_owned()
-        };
-        let r = resolve_yaml(&text);
-        let whole = compile(&r, 1);
-        let snapshot = build_with_split(&r, 1, |_| usize::MAX, JOINT_BUDGET, split);
-        if snapshot.programs.len() > whole.programs.len() {
-            split_cases += 1;
-        }
-        assert_same_decisions_of(name, &r, &snapshot);
-    }
-    assert!(split_cases > 5, "only {split_cases} cases split");
-}
