@@ -158,74 +158,72 @@ fn classify_in<K: FamilyKey>(
             ingress: None,
         };
     }
-    let flow = FlowFields {
-        key,
-        service_class: Cell::new(NOT_LOOKED_UP),
-        // Ingress sides see the source as the other address, egress sides the destination.
-        remote_class: {
-            let mut classes = [None; 2];
-            classes[INGRESS] = source.map(|a| a.remote_class);
-            classes[EGRESS] = destination.map(|a| a.remote_class);
-            classes
-        },
-        facts: PortFacts {
-            protocol: key.protocol,
-            src_port: key.src_port,
-            dst_port: key.dst_port,
-            src_endpoint: source.map(|a| a.endpoint),
-            dst_endpoint: destination.map(|a| a.endpoint),
-        },
-    };
-    // Each side is decided in its slot of the verdict, not built apart and copied in.
-    let mut verdict = FlowVerdict {
-        allowed: true,
-        outcome: FlowOutcome::Evaluated,
-        egress: None,
-        ingress: None,
-    };
+    let flow = FlowFields::new(key, source, destination);
+    // Each side's result comes back in registers and its Log record in a local; the verdict
+    // is one literal, built in the caller's slot (a verdict built first and decided in
+    // place was copied out whole).
+    let (mut allowed, mut egress, mut ingress) = (true, None, None);
     if let Some(a) = source {
-        let side = verdict.egress.insert(SideVerdict::denied(snapshot, a));
-        run_side(snapshot, a, EGRESS, dst, &flow, side, log);
-        verdict.allowed = side.allowed;
+        let mut logged = LoggedRules::default();
+        let side = run_side(snapshot, a, EGRESS, dst, &flow, &mut logged, log);
+        allowed = side.allowed;
+        egress = Some(side.verdict(a, logged));
     }
     if let Some(a) = destination {
-        let side = verdict.ingress.insert(SideVerdict::denied(snapshot, a));
-        run_side(snapshot, a, INGRESS, src, &flow, side, log);
-        verdict.allowed &= side.allowed;
+        let mut logged = LoggedRules::default();
+        let side = run_side(snapshot, a, INGRESS, src, &flow, &mut logged, log);
+        allowed &= side.allowed;
+        ingress = Some(side.verdict(a, logged));
     }
-    verdict
+    FlowVerdict {
+        allowed,
+        outcome: FlowOutcome::Evaluated,
+        egress,
+        ingress,
+    }
 }
 
 /// A service class not yet looked up (no snapshot has 2^32 classes).
 const NOT_LOOKED_UP: u32 = u32::MAX;
 
 impl<'a> FlowFields<'a> {
-    /// The keys of a flow between these index entries (`None`: not an endpoint), for the
-    /// diagnostic [`profile`](super::profile). `classify_in` builds the same fields in place:
-    /// through this function, even always inlined, a verdict took about 10 instructions more
-    /// (callgrind, bench at 10 and 10,000 rules).
+    /// The keys of a flow between these index entries (`None`: not an endpoint).
+    #[inline]
     pub(super) fn new(
         key: &'a FlowKey,
-        source: Option<&AddressEntry>,
-        destination: Option<&AddressEntry>,
+        source: Option<&'a AddressEntry>,
+        destination: Option<&'a AddressEntry>,
     ) -> FlowFields<'a> {
         FlowFields {
             key,
             service_class: Cell::new(NOT_LOOKED_UP),
-            // Ingress sides see the source as the other address, egress sides the destination.
-            remote_class: {
-                let mut classes = [None; 2];
-                classes[INGRESS] = source.map(|a| a.remote_class);
-                classes[EGRESS] = destination.map(|a| a.remote_class);
-                classes
-            },
-            facts: PortFacts {
-                protocol: key.protocol,
-                src_port: key.src_port,
-                dst_port: key.dst_port,
-                src_endpoint: source.map(|a| a.endpoint),
-                dst_endpoint: destination.map(|a| a.endpoint),
-            },
+            source,
+            destination,
+        }
+    }
+
+    /// The remote-address class of the side's other address when it is an endpoint's (its
+    /// index entry holds it): ingress sides see the source as the other address, egress
+    /// sides the destination.
+    #[inline]
+    pub(super) fn remote_class(&self, direction: usize) -> Option<u32> {
+        let other = if direction == INGRESS {
+            self.source
+        } else {
+            self.destination
+        };
+        other.map(|a| a.remote_class)
+    }
+
+    /// What the exact named-port check needs: made only when an entry has one (rare).
+    pub(super) fn facts(&self) -> PortFacts {
+        let k = self.key;
+        PortFacts {
+            protocol: k.protocol,
+            src_port: k.src_port,
+            dst_port: k.dst_port,
+            src_endpoint: self.source.map(|a| a.endpoint),
+            dst_endpoint: self.destination.map(|a| a.endpoint),
         }
     }
 
@@ -244,34 +242,50 @@ impl<'a> FlowFields<'a> {
     }
 }
 
-/// The flow's keys, computed once for both sides.
+/// The flow's keys, computed once for both sides. Only references and one cell: written
+/// once per verdict, read by both sides (the ports and endpoints the named-port check needs
+/// are gathered by [`FlowFields::facts`] when an entry has one).
 pub(super) struct FlowFields<'a> {
     pub key: &'a FlowKey,
     /// The snapshot's service class of the protocol and destination port, looked up by the
     /// first side whose program has a service field using the shared classes (small
     /// policies often have none; a snapshot too large to share them has none either).
     service_class: Cell<u32>,
-    /// Per direction, the remote-address class of the side's other address when it is an
-    /// endpoint's (its index entry holds it).
-    pub remote_class: [Option<u32>; 2],
-    pub facts: PortFacts,
+    /// The index entries of the source and destination (`None`: not an endpoint).
+    source: Option<&'a AddressEntry>,
+    destination: Option<&'a AddressEntry>,
 }
 
-impl SideVerdict {
-    /// A side not decided yet: denied, fail-closed, if no path below decides it (only a
-    /// broken snapshot's would not).
+/// How one side went, returned in registers: its Log record is written apart.
+#[derive(Debug, Clone, Copy)]
+struct Decided {
+    allowed: bool,
+    rule: RuleId,
+}
+
+impl Decided {
+    /// A side not decided by its program: denied, fail-closed (only a broken snapshot's
+    /// would not be).
     #[inline]
-    fn denied(snapshot: &Snapshot, address: &AddressEntry) -> SideVerdict {
-        SideVerdict {
-            endpoint: EndpointId(address.endpoint),
+    fn denied(snapshot: &Snapshot) -> Decided {
+        Decided {
             allowed: false,
             rule: snapshot.unmatched_rule,
-            logged: LoggedRules::default(),
+        }
+    }
+
+    #[inline]
+    fn verdict(self, address: &AddressEntry, logged: LoggedRules) -> SideVerdict {
+        SideVerdict {
+            endpoint: EndpointId(address.endpoint),
+            allowed: self.allowed,
+            rule: self.rule,
+            logged,
         }
     }
 }
 
-/// Decide one side into `side` (see [`SideVerdict::denied`]).
+/// Decide one side; its Log hits go to `logged` (and `log`).
 #[inline]
 fn run_side<K: FamilyKey>(
     snapshot: &Snapshot,
@@ -279,18 +293,18 @@ fn run_side<K: FamilyKey>(
     direction: usize,
     remote: K,
     flow: &FlowFields<'_>,
-    side: &mut SideVerdict,
+    logged: &mut LoggedRules,
     log: &mut impl FnMut(usize, RuleId),
-) {
+) -> Decided {
     if address.host && failsafe_admits(snapshot, direction, flow) {
-        side.allowed = true;
-        side.rule = snapshot.failsafe_rule;
-        return;
+        return Decided {
+            allowed: true,
+            rule: snapshot.failsafe_rule,
+        };
     }
     let Some(program) = snapshot.programs.get(address.programs[direction] as usize) else {
-        return;
+        return Decided::denied(snapshot);
     };
-    let logged = &mut side.logged;
     let mut log_side = |rule| {
         logged.push(rule);
         log(direction, rule);
@@ -337,9 +351,12 @@ fn run_side<K: FamilyKey>(
         let probes = walk.probes::<K, Probe<'_>>(remote);
         walk.run(probes.as_slice(), &mut log_side)
     };
-    if let Some(entry) = hit {
-        side.allowed = entry.act == Act::Allow;
-        side.rule = entry.rule;
+    match hit {
+        Some(entry) => Decided {
+            allowed: entry.act == Act::Allow,
+            rule: entry.rule,
+        },
+        None => Decided::denied(snapshot),
     }
 }
 
@@ -370,13 +387,13 @@ impl<'a> Walk<'a, '_> {
                 }
                 ProbeField::Remote => K::remote(program).probe(
                     remote,
-                    flow.remote_class[self.direction],
+                    flow.remote_class(self.direction),
                     K::remote_classes(self.snapshot),
                 ),
                 ProbeField::Joint => Some(
                     K::joint(program).probe(
                         self.address.local[self.direction],
-                        flow.remote_class[self.direction]
+                        flow.remote_class(self.direction)
                             .unwrap_or_else(|| K::remote_classes(self.snapshot).lookup(remote)),
                     ),
                 ),
@@ -414,8 +431,12 @@ impl<'a> Walk<'a, '_> {
         probes: &S,
         log: &mut impl FnMut(RuleId),
     ) -> Option<&'a Entry> {
-        self.program
-            .run(probes, &self.snapshot.named_ports, &self.flow.facts, log)
+        self.program.run(
+            probes,
+            &self.snapshot.named_ports,
+            &|| self.flow.facts(),
+            log,
+        )
     }
 }
 

@@ -105,7 +105,7 @@ fn profile_side<K: FamilyKey>(
     let order = program.order[K::FAMILY].as_slice();
     side.remote_probed = order.contains(&ProbeField::Joint)
         || order.contains(&ProbeField::Remote) && K::remote(program).bits.is_active();
-    side.remote_class_from_index = side.remote_probed && flow.remote_class[direction].is_some();
+    side.remote_class_from_index = side.remote_probed && flow.remote_class(direction).is_some();
     let walk = Walk {
         snapshot,
         program,
@@ -152,7 +152,7 @@ fn follow(
         cursor = i + 1;
         if entry.check != NO_CHECK {
             side.named_checks += 1;
-            if !program.named_check_passes(entry.check, &snapshot.named_ports, &flow.facts) {
+            if !program.named_check_passes(entry.check, &snapshot.named_ports, &|| flow.facts()) {
                 side.named_failed += 1;
                 continue;
             }

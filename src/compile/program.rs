@@ -395,7 +395,7 @@ impl Program {
         &self,
         probes: &S,
         named: &NamedPorts,
-        facts: &PortFacts,
+        facts: &impl Fn() -> PortFacts,
         log: &mut impl FnMut(RuleId),
     ) -> Option<&Entry> {
         let mut cursor = 0;
@@ -414,18 +414,19 @@ impl Program {
         }
     }
 
-    /// The exact named-port check of an entry: rare, kept out of the walk's code.
+    /// The exact named-port check of an entry: rare, kept out of the walk's code, with the
+    /// flow's facts gathered only here.
     #[cold]
     #[inline(never)]
     pub(super) fn named_check_passes(
         &self,
         check: u32,
         named: &NamedPorts,
-        facts: &PortFacts,
+        facts: &impl Fn() -> PortFacts,
     ) -> bool {
         self.checks
             .get(check as usize)
-            .is_some_and(|c| named.check(c, facts))
+            .is_some_and(|c| named.check(c, &facts()))
     }
 
     pub fn heap_bytes(&self) -> usize {

@@ -14,7 +14,7 @@ use crate::model::validate::validate;
 use crate::model::{Limits, Settings, load_model};
 use crate::policy::resolve::{VerdictSettings, resolve_resources};
 use crate::policy::{Flow, Resolved, evaluate as reference};
-use crate::snapshot::{FlowOutcome, RuleAction, SnapshotHandle};
+use crate::snapshot::{FlowOutcome, RuleAction, RuleDirection, SnapshotHandle};
 
 /// Endpoints, sets and a profile most cases build on.
 const WORLD: &str = r#"
@@ -613,6 +613,93 @@ fn the_hot_path_verdict_names_the_deciding_and_logged_rules() {
     assert_eq!(ingress.logged.total() as usize, want_logged.len());
     assert!(want_logged.len() >= 3, "{want_logged:?}");
     assert_eq!(logged, want_logged);
+}
+
+/// Six Log rules on the ingress side (more than a side records) and two on the egress
+/// side, all hit by one flow between two endpoints: each side keeps its own hits, the
+/// first [`LOGGED_CAPACITY`] in order, and counts them all.
+const LOGS_ON_BOTH_SIDES: &str = r#"
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: { name: logs }
+spec:
+  selector: all()
+  types: [Ingress, Egress]
+  ingress:
+    - { action: Log }
+    - { action: Log, protocol: TCP }
+    - { action: Log }
+    - { action: Log, protocol: UDP }
+    - { action: Log, protocol: TCP, destination: { ports: [80] } }
+    - { action: Log }
+    - { action: Log, protocol: TCP }
+    - { action: Allow }
+  egress:
+    - { action: Log, protocol: TCP }
+    - { action: Log }
+    - { action: Deny, protocol: UDP }
+    - { action: Allow }
+"#;
+
+#[test]
+fn each_side_records_its_own_log_hits_up_to_capacity_and_counts_them_all() {
+    use crate::snapshot::LOGGED_CAPACITY;
+    let r = resolve_yaml(&format!("{WORLD}\n---\n{LOGS_ON_BOTH_SIDES}"));
+    let snapshot = compile(&r, 1);
+    let flow = Flow::tcp(
+        "192.0.2.30".parse().unwrap(),
+        1,
+        "192.0.2.20".parse().unwrap(),
+        80,
+    );
+    let v = snapshot.decide(&flow_key(&flow));
+    assert_eq!(evaluate(&snapshot, &flow), reference(&r, &flow));
+    assert!(v.allowed);
+    let indices = |logged: &crate::snapshot::LoggedRules, direction| -> Vec<u32> {
+        logged
+            .iter()
+            .map(|id| {
+                let info = snapshot.rule(id).unwrap();
+                assert_eq!(info.action, RuleAction::Log);
+                assert_eq!(info.direction, Some(direction));
+                info.index.unwrap()
+            })
+            .collect()
+    };
+    let egress = v.egress.unwrap();
+    assert_eq!(
+        snapshot.endpoint_name(egress.endpoint),
+        Some("WorkloadEndpoint/prod/pod-a")
+    );
+    assert_eq!(egress.logged.total(), 2);
+    assert_eq!(indices(&egress.logged, RuleDirection::Egress), [0, 1]);
+    let ingress = v.ingress.unwrap();
+    assert_eq!(
+        snapshot.endpoint_name(ingress.endpoint),
+        Some("HostEndpoint/db")
+    );
+    // Ingress Log rules 0, 1, 2, 4, 5, 6 match a TCP flow to port 80 (3 is UDP only).
+    assert_eq!(ingress.logged.total(), 6);
+    assert_eq!(
+        indices(&ingress.logged, RuleDirection::Ingress),
+        [0, 1, 2, 4][..LOGGED_CAPACITY]
+    );
+    // The same flow the other way: the sides swap, each with its own record.
+    let back = Flow::tcp(
+        "192.0.2.20".parse().unwrap(),
+        80,
+        "192.0.2.30".parse().unwrap(),
+        1,
+    );
+    let v = snapshot.decide(&flow_key(&back));
+    assert_eq!(evaluate(&snapshot, &back), reference(&r, &back));
+    assert_eq!(v.egress.unwrap().logged.total(), 2);
+    // Port 1: Log rule 4 (port 80) does not match.
+    assert_eq!(v.ingress.unwrap().logged.total(), 5);
+    assert_eq!(
+        indices(&v.ingress.unwrap().logged, RuleDirection::Ingress),
+        [0, 1, 2, 5]
+    );
 }
 
 #[test]
