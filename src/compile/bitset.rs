@@ -202,6 +202,22 @@ impl<'a> ProbeOf<'a> for PlainProbe<'a> {
     }
 }
 
+/// Every entry of a plain program, for a field that gives a flow no probe: the words of
+/// [`ALL_ENTRIES`] a bitset of `bits` has (none past [`DENSE_MAX_WORDS`], which allows
+/// nothing: fail-closed; no plain field has more).
+pub(crate) trait PlainProbes<'a> {
+    fn all_entries(bits: &FieldBits) -> Self;
+}
+
+static ALL_ENTRIES: [u64; DENSE_MAX_WORDS] = [!0; DENSE_MAX_WORDS];
+
+impl PlainProbes<'_> for PlainProbe<'_> {
+    #[inline]
+    fn all_entries(bits: &FieldBits) -> Self {
+        ALL_ENTRIES.get(..bits.words).unwrap_or_default()
+    }
+}
+
 /// A bitset of the indexed layout.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Probe<'a> {
@@ -782,6 +798,32 @@ mod tests {
             assert!(build_joint(&x, &y, &of_class, entries, size).is_some());
             assert!(build_joint(&x, &y, &of_class, entries, size - 1).is_none());
         }
+    }
+
+    #[test]
+    fn every_entry_stands_in_for_a_skipped_plain_probe() {
+        let sets: Vec<Option<RangeSet<u32>>> = vec![None; 130];
+        let refs: Vec<Option<&RangeSet<u32>>> = sets.iter().map(Option::as_ref).collect();
+        let (bits, _) = build_field(&refs, 63);
+        let all = PlainProbe::all_entries(&bits);
+        assert_eq!(all, [!0u64; 3]);
+        // With a real probe, exactly that probe's entries (none past the last entry).
+        let one = set(&[(5, 5)]);
+        let mut sets: Vec<Option<&RangeSet<u32>>> = vec![Some(&one); 130];
+        sets[129] = None;
+        let (bits, table) = build_field(&sets, 63);
+        let only_wild = PlainProbe::of(&bits, table.lookup(6));
+        let scan = PlainSet {
+            first: all,
+            rest: [only_wild],
+        };
+        assert_eq!(scan.first_match(0, 130), Some(129));
+        assert_eq!(scan.first_match(130, 130), None);
+        let scan = PlainSet {
+            first: only_wild,
+            rest: [all],
+        };
+        assert_eq!(scan.first_match(0, 130), Some(129));
     }
 
     #[test]

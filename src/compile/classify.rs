@@ -59,7 +59,9 @@ use std::cell::Cell;
 use std::net::IpAddr;
 
 use super::addrset::Key;
-use super::bitset::{AllEntries, PlainProbe, PlainSet, Probe, ProbeList, ProbeOf, ProbeSet};
+use super::bitset::{
+    AllEntries, FieldBits, PlainProbe, PlainProbes, PlainSet, Probe, ProbeList, ProbeOf, ProbeSet,
+};
 use super::keys;
 use super::program::{
     Act, EGRESS, Entry, INGRESS, JointField, PortFacts, ProbeField, Program, RemoteField,
@@ -331,33 +333,51 @@ fn run_side<K: FamilyKey>(
     // No hit is unreachable (every program ends in an entry that always matches): the
     // side stays a denial, fail-closed.
     let hit = if program.dense {
-        let probes = walk.probes::<K, PlainProbe<'_>>(remote);
-        // The other probes in a fixed array, matched once per side (see `PlainSet`).
-        match *probes.as_slice() {
+        // The probes made straight into the set the walk reads, by the order's length: no
+        // list of slots written first and read back (see `PlainSet`). A field that gives no
+        // probe (the ICMP field of a flow of another protocol) allows every entry.
+        let all = PlainProbe::all_entries(&program.service.bits);
+        let plain = |field| walk.plain_probe::<K>(field, remote, all);
+        match *program.order[K::FAMILY].as_slice() {
             [] => walk.run(&AllEntries, &mut log_side),
-            [first] => walk.run(
-                &PlainSet {
-                    first,
-                    rest: [] as [PlainProbe<'_>; 0],
-                },
-                &mut log_side,
-            ),
-            [first, a] => walk.run(&PlainSet { first, rest: [a] }, &mut log_side),
-            [first, a, b] => walk.run(
-                &PlainSet {
-                    first,
-                    rest: [a, b],
-                },
-                &mut log_side,
-            ),
-            [first, a, b, c] => walk.run(
-                &PlainSet {
-                    first,
-                    rest: [a, b, c],
-                },
-                &mut log_side,
-            ),
-            [first, ref rest @ ..] => walk.run(&PlainSet { first, rest }, &mut log_side),
+            // Alone, a field that gives no probe leaves every entry (the words of `all` past
+            // the entries are set: they must meet another probe's).
+            [f] => match walk.probe::<K>(f, remote) {
+                Some((bits, id)) => walk.run(
+                    &PlainSet {
+                        first: PlainProbe::of(bits, id),
+                        rest: [] as [PlainProbe<'_>; 0],
+                    },
+                    &mut log_side,
+                ),
+                None => walk.run(&AllEntries, &mut log_side),
+            },
+            [f, a] => {
+                let first = plain(f);
+                walk.run(
+                    &PlainSet {
+                        first,
+                        rest: [plain(a)],
+                    },
+                    &mut log_side,
+                )
+            }
+            [f, a, b] => {
+                let first = plain(f);
+                let rest = [plain(a), plain(b)];
+                walk.run(&PlainSet { first, rest }, &mut log_side)
+            }
+            [f, a, b, c] => {
+                let first = plain(f);
+                let rest = [plain(a), plain(b), plain(c)];
+                walk.run(&PlainSet { first, rest }, &mut log_side)
+            }
+            // An order holds five fields at most.
+            [f, a, b, c, d, ..] => {
+                let first = plain(f);
+                let rest = [plain(a), plain(b), plain(c), plain(d)];
+                walk.run(&PlainSet { first, rest }, &mut log_side)
+            }
         }
     } else {
         let probes = walk.probes::<K, Probe<'_>>(remote);
@@ -387,53 +407,76 @@ impl<'a> Walk<'a, '_> {
     /// kept it out of line (about 100 more instructions a verdict at 10,000 rules).
     #[inline(always)]
     pub fn probes<K: FamilyKey, P: ProbeOf<'a>>(&self, remote: K) -> ProbeList<P> {
-        let (program, flow) = (self.program, self.flow);
-        let mut probes = ProbeList::new(P::filler(&program.service.bits));
-        for &field in program.order[K::FAMILY].as_slice() {
-            let probe = match field {
-                ProbeField::Local => {
-                    let local = &program.local[K::FAMILY];
-                    local
-                        .is_active()
-                        .then(|| (local, self.address.local[self.direction]))
-                }
-                ProbeField::Remote => K::remote(program).probe(
-                    remote,
-                    flow.remote_class(self.direction),
-                    K::remote_classes(self.snapshot),
-                ),
-                ProbeField::Joint => Some(
-                    K::joint(program).probe(
-                        self.address.local[self.direction],
-                        flow.remote_class(self.direction)
-                            .unwrap_or_else(|| K::remote_classes(self.snapshot).lookup(remote)),
-                    ),
-                ),
-                ProbeField::Service => program.service.probe_with(
-                    || flow.service_class(self.snapshot),
-                    || {
-                        let k = flow.key;
-                        let classes = &self.snapshot.service_classes;
-                        classes.key(k.protocol, k.dst_port, k.icmp_type, k.icmp_code)
-                    },
-                ),
-                ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
-                ProbeField::Icmp
-                    if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) =>
-                {
-                    None
-                }
-                ProbeField::Icmp => program.icmp.probe(keys::l4_key(
-                    flow.key.protocol,
-                    flow.key.icmp_type,
-                    flow.key.icmp_code,
-                )),
-            };
-            if let Some((bits, id)) = probe {
+        let mut probes = ProbeList::new(P::filler(&self.program.service.bits));
+        for &field in self.program.order[K::FAMILY].as_slice() {
+            if let Some((bits, id)) = self.probe::<K>(field, remote) {
                 probes.push(bits, id);
             }
         }
         probes
+    }
+
+    /// One field's plain probe for the flow; `all` (every entry) if the field gives none.
+    /// Always inlined: as a closure, LLVM kept it out of line (a call a probe).
+    #[inline(always)]
+    fn plain_probe<K: FamilyKey>(
+        &self,
+        field: ProbeField,
+        remote: K,
+        all: PlainProbe<'a>,
+    ) -> PlainProbe<'a> {
+        match self.probe::<K>(field, remote) {
+            Some((bits, id)) => PlainProbe::of(bits, id),
+            None => all,
+        }
+    }
+
+    /// The bitset of one field for the flow (the field and the bitset's id), if the field
+    /// constrains the flow at all.
+    #[inline(always)]
+    pub fn probe<K: FamilyKey>(
+        &self,
+        field: ProbeField,
+        remote: K,
+    ) -> Option<(&'a FieldBits, u32)> {
+        let (program, flow) = (self.program, self.flow);
+        match field {
+            ProbeField::Local => {
+                let local = &program.local[K::FAMILY];
+                local
+                    .is_active()
+                    .then(|| (local, self.address.local[self.direction]))
+            }
+            ProbeField::Remote => K::remote(program).probe(
+                remote,
+                flow.remote_class(self.direction),
+                K::remote_classes(self.snapshot),
+            ),
+            ProbeField::Joint => Some(
+                K::joint(program).probe(
+                    self.address.local[self.direction],
+                    flow.remote_class(self.direction)
+                        .unwrap_or_else(|| K::remote_classes(self.snapshot).lookup(remote)),
+                ),
+            ),
+            ProbeField::Service => program.service.probe_with(
+                || flow.service_class(self.snapshot),
+                || {
+                    let k = flow.key;
+                    let classes = &self.snapshot.service_classes;
+                    classes.key(k.protocol, k.dst_port, k.icmp_type, k.icmp_code)
+                },
+            ),
+            ProbeField::SrcPort => program.src_port.probe(keys::port_key(flow.key.src_port)),
+            ProbeField::Icmp if program.icmp_only_for_icmp && !keys::is_icmp(flow.key.protocol) => {
+                None
+            }
+            ProbeField::Icmp => program.icmp.probe(keys::l4_key(
+                flow.key.protocol,
+                flow.key.icmp_type,
+                flow.key.icmp_code,
+            )),
+        }
     }
 
     /// The walk over the program with these probes.

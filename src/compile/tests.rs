@@ -1031,6 +1031,15 @@ fn a_port_criterion_on_icmp_keeps_the_icmp_field() {
             .iter()
             .any(|p| p.icmp.field.bits.is_active() && p.icmp_only_for_icmp)
     );
+    // The plain walk of such a program stands every entry in for the ICMP field on flows
+    // of other protocols (their probe is skipped), beside at least one real probe.
+    assert!(snapshot.programs.iter().any(|p| {
+        p.dense
+            && p.icmp_only_for_icmp
+            && p.order.iter().any(|o| {
+                o.as_slice().len() >= 2 && o.as_slice().contains(&super::program::ProbeField::Icmp)
+            })
+    }));
     assert!(assert_same_decisions("port on ICMP", &r) > 1000);
 }
 
