@@ -273,7 +273,8 @@ impl<'a> Probe<'a> {
 /// destination port.
 const MAX_PROBES: usize = 5;
 
-/// The probes of one flow, one per active field, in a fixed array.
+/// The probes of one side, one per active field, in a fixed array: the indexed layout's
+/// (a dense side makes its probes straight into a [`PlainSet`]) and the diagnostic profile's.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ProbeList<P> {
     probes: [P; MAX_PROBES],

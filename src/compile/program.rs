@@ -204,11 +204,17 @@ impl<K: super::addrset::Key> ClassedField<K> {
         if !self.bits.is_active() {
             return None;
         }
-        let id = match self.by_class.get(class() as usize) {
+        Some((&self.bits, self.id_of_class(class(), key)))
+    }
+
+    /// The bitset id of a key of shared class `class`, else of the key itself in the
+    /// program's own table (`key`, asked only then); see [`ClassedField::probe_with`].
+    #[inline(always)]
+    pub fn id_of_class(&self, class: u32, key: impl FnOnce() -> K) -> u32 {
+        match self.by_class.get(class as usize) {
             Some(&id) => id,
             None => self.table.lookup(key()),
-        };
-        Some((&self.bits, id))
+        }
     }
 
     /// The bitset of `key`, if the field constrains anything. If the program uses the
