@@ -1043,6 +1043,39 @@ fn a_port_criterion_on_icmp_keeps_the_icmp_field() {
     assert!(assert_same_decisions("port on ICMP", &r) > 1000);
 }
 
+#[test]
+fn the_every_entry_stand_in_spans_each_dense_program() {
+    use super::bitset::{PlainProbe, PlainProbes};
+    // The plain walk takes the stand-in's length from the program's service field, so that
+    // field must span the program's entries even where no rule constrains the service.
+    // 70 address-only rules: two words, and a service field that constrains nothing.
+    let rules: String = (0..70)
+        .map(|i| format!("    - action: Deny\n      source: {{ nets: [198.51.100.{i}/32] }}\n"))
+        .collect();
+    let wide = format!(
+        "apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata: {{ name: wide }}\n\
+         spec:\n  selector: role == 'web'\n  types: [Ingress]\n  ingress:\n{rules}"
+    );
+    let mut texts: Vec<String> = CASES
+        .iter()
+        .map(|(_, case, _)| (*case).to_owned())
+        .collect();
+    texts.push(wide);
+    let mut checked_wide = false;
+    for text in &texts {
+        let snapshot = compile(&resolve_yaml(&format!("{WORLD}\n---\n{text}")), 1);
+        for p in snapshot.programs.iter().filter(|p| p.dense) {
+            let words = p.entries.len().div_ceil(64).max(1);
+            assert_eq!(PlainProbe::all_entries(&p.service.bits).len(), words);
+            checked_wide |= words > 1 && !p.service.bits.is_active();
+        }
+    }
+    assert!(
+        checked_wide,
+        "no multi-word program without service criteria was built"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // Shared remote-address classes
 
