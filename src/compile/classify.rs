@@ -67,6 +67,15 @@
 //! rounds together, old and new by turns (shared machine, noisy: earlier turns of the
 //! same binaries gave 88-172 ns at 10,000 rules either way): `classify/compiled/10000`
 //! 164.5/130.4, 153.0/120.8, 156.2/128.7 ns; `/10` 65.5/53.0, 68.6/59.1, 68.4/54.6 ns.
+//!
+//! Not kept either (callgrind per verdict, 10 / 10,000 bench rules; as built here 326 / 590
+//! instructions, 5.54 mispredicted branches at 10,000): looking the flow's service class up
+//! before its sides wherever every program reads the shared classes (so that neither side
+//! tests whether it is already known): 336 / 583 instructions, 5.15 mispredicts; criterion
+//! medians alternating with this build by turns, four each, no better (`/10000` 83 against
+//! 77 ns, single-verdict p50 119 against 107 ns). Class arrays of `u16` instead of `u32`:
+//! L1 misses at 10,000 rules 9.92 -> 9.88, as the misses there are first touches of a
+//! (program, class) pair, not lines crowded out.
 
 use std::cell::Cell;
 use std::net::IpAddr;
