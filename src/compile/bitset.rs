@@ -47,9 +47,10 @@
 //!   10,000 rules 590 -> 575 instructions, 5.54 -> 4.81 mispredicts, but L1 misses 12.16 ->
 //!   12.55 and 53 -> 58 stores a verdict; at 1,000 rules 490 -> 509 instructions. Six runs
 //!   by turns with this build (the variant first): `classify/compiled/10000` medians 82
-//!   against 80 ns, p99 of single verdicts 300 against 350 ns (lower in 5 of 6 pairs); per-flow timings
-//!   (`CLASSIFY_FLOWS`) of either build swung more between two runs (p99 190-261 ns) than
-//!   between the builds. One position a step instead: 589 instructions, 63 stores.
+//!   against 80 ns, p99 of single verdicts 300 against 350 ns (lower in 5 of 6 pairs);
+//!   per-flow timings (`CLASSIFY_FLOWS`) of either build swung more between two runs (p99
+//!   190-261 ns) than between the builds. One position a step instead: 589 instructions,
+//!   63 stores.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher, RandomState};
